@@ -1,0 +1,313 @@
+//! Error types, one per concern. Each says whether trying again can help, so the
+//! worker and the Lambdas decide between "retry" and "park in the failed queue" in one
+//! place.
+
+use std::fmt;
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+use crate::config::Problem;
+
+/// Loading or validating the configuration document.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the configuration has {} problem(s):\n{}", problems.len(), render(problems))]
+    Invalid { problems: Vec<Problem> },
+    #[error("cannot load the configuration from {location}: {reason}")]
+    Load { location: String, reason: String },
+    #[error("environment variable {name}: {reason}")]
+    Environment { name: &'static str, reason: String },
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An incoming notification that cannot be understood. Never retryable: the same bytes
+/// will not parse any better next time.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed event at {path}: {reason}")]
+pub struct EventError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl EventError {
+    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        EventError {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a replication failed, in the vocabulary of S3's own replication failure
+/// reasons where one exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FailureReason {
+    SrcGetObjectNotPermitted,
+    SrcHeadObjectNotPermitted,
+    SrcGetObjectTaggingNotPermitted,
+    SrcGetAclNotPermitted,
+    SrcBucketNotFound,
+    SrcObjectInArchive,
+    DstBucketNotFound,
+    DstPutObjectNotPermitted,
+    DstDeleteObjectNotPermitted,
+    DstPutTaggingNotPermitted,
+    DstPutAclNotPermitted,
+    InvalidStorageClass,
+    InvalidRequest,
+    PreconditionFailed,
+    Throttled,
+    ServiceUnavailable,
+    Timeout,
+    NetworkError,
+    MalformedMessage,
+    RuleNotConfigured,
+    QueueSendFailed,
+    Unknown,
+}
+
+impl FailureReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailureReason::SrcGetObjectNotPermitted => "SrcGetObjectNotPermitted",
+            FailureReason::SrcHeadObjectNotPermitted => "SrcHeadObjectNotPermitted",
+            FailureReason::SrcGetObjectTaggingNotPermitted => "SrcGetObjectTaggingNotPermitted",
+            FailureReason::SrcGetAclNotPermitted => "SrcGetAclNotPermitted",
+            FailureReason::SrcBucketNotFound => "SrcBucketNotFound",
+            FailureReason::SrcObjectInArchive => "SrcObjectInArchive",
+            FailureReason::DstBucketNotFound => "DstBucketNotFound",
+            FailureReason::DstPutObjectNotPermitted => "DstPutObjectNotPermitted",
+            FailureReason::DstDeleteObjectNotPermitted => "DstDeleteObjectNotPermitted",
+            FailureReason::DstPutTaggingNotPermitted => "DstPutTaggingNotPermitted",
+            FailureReason::DstPutAclNotPermitted => "DstPutAclNotPermitted",
+            FailureReason::InvalidStorageClass => "InvalidStorageClass",
+            FailureReason::InvalidRequest => "InvalidRequest",
+            FailureReason::PreconditionFailed => "PreconditionFailed",
+            FailureReason::Throttled => "Throttled",
+            FailureReason::ServiceUnavailable => "ServiceUnavailable",
+            FailureReason::Timeout => "Timeout",
+            FailureReason::NetworkError => "NetworkError",
+            FailureReason::MalformedMessage => "MalformedMessage",
+            FailureReason::RuleNotConfigured => "RuleNotConfigured",
+            FailureReason::QueueSendFailed => "QueueSendFailed",
+            FailureReason::Unknown => "Unknown",
+        }
+    }
+
+    /// Transient reasons can succeed on a later attempt without anyone changing
+    /// anything; the rest need an operator.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            FailureReason::Throttled
+                | FailureReason::ServiceUnavailable
+                | FailureReason::Timeout
+                | FailureReason::NetworkError
+                | FailureReason::PreconditionFailed
+                | FailureReason::QueueSendFailed
+                | FailureReason::Unknown
+        )
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which request failed, so an error code can be turned into the right reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Step {
+    SourceHead,
+    SourceGet,
+    SourceTagging,
+    SourceAcl,
+    DestinationWrite,
+    DestinationDelete,
+    DestinationTagging,
+    DestinationAcl,
+}
+
+impl S3Step {
+    fn not_permitted(self) -> FailureReason {
+        match self {
+            S3Step::SourceHead => FailureReason::SrcHeadObjectNotPermitted,
+            S3Step::SourceGet => FailureReason::SrcGetObjectNotPermitted,
+            S3Step::SourceTagging => FailureReason::SrcGetObjectTaggingNotPermitted,
+            S3Step::SourceAcl => FailureReason::SrcGetAclNotPermitted,
+            S3Step::DestinationWrite => FailureReason::DstPutObjectNotPermitted,
+            S3Step::DestinationDelete => FailureReason::DstDeleteObjectNotPermitted,
+            S3Step::DestinationTagging => FailureReason::DstPutTaggingNotPermitted,
+            S3Step::DestinationAcl => FailureReason::DstPutAclNotPermitted,
+        }
+    }
+
+    fn is_source(self) -> bool {
+        matches!(
+            self,
+            S3Step::SourceHead | S3Step::SourceGet | S3Step::SourceTagging | S3Step::SourceAcl
+        )
+    }
+}
+
+/// A replication that did not complete.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct ReplicationError {
+    pub reason: FailureReason,
+    pub detail: String,
+}
+
+impl ReplicationError {
+    pub fn new(reason: FailureReason, detail: impl Into<String>) -> Self {
+        ReplicationError {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.reason.is_retryable()
+    }
+
+    /// Turns an SDK error into a reason. `step` says which request it was, since S3
+    /// answers "AccessDenied" alike for a source read and a destination write.
+    pub fn from_sdk<E>(step: S3Step, err: &SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let detail = format!("{step:?}: {}", describe(err));
+        let reason = match err {
+            SdkError::TimeoutError(_) => FailureReason::Timeout,
+            SdkError::DispatchFailure(_) => FailureReason::NetworkError,
+            SdkError::ResponseError(_) => FailureReason::ServiceUnavailable,
+            SdkError::ConstructionFailure(_) => FailureReason::InvalidRequest,
+            SdkError::ServiceError(service) => {
+                classify_code(
+                step,
+                service.err().code(),
+                Some(service.raw().status().as_u16()),
+            )
+            }
+            _ => FailureReason::Unknown,
+        };
+        ReplicationError::new(reason, detail)
+    }
+}
+
+/// The reason for an S3 error code (or, for HEAD, which has no body, the status).
+pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> FailureReason {
+    match code {
+        Some("AccessDenied" | "AllAccessDisabled" | "AccountProblem" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
+            step.not_permitted()
+        }
+        Some("NoSuchBucket") if step.is_source() => FailureReason::SrcBucketNotFound,
+        Some("NoSuchBucket") => FailureReason::DstBucketNotFound,
+        Some("InvalidStorageClass") => FailureReason::InvalidStorageClass,
+        Some("InvalidObjectState") => FailureReason::SrcObjectInArchive,
+        Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequests") => {
+            FailureReason::Throttled
+        }
+        Some("RequestTimeout" | "RequestTimeTooSkewed") => FailureReason::Timeout,
+        Some("InternalError" | "ServiceUnavailable" | "OperationAborted") => FailureReason::ServiceUnavailable,
+        Some("PreconditionFailed") => FailureReason::PreconditionFailed,
+        Some("InvalidArgument" | "InvalidRequest" | "KeyTooLongError" | "MetadataTooLarge" | "InvalidTag" | "EntityTooLarge") => {
+            FailureReason::InvalidRequest
+        }
+        _ => match status {
+            Some(403) => step.not_permitted(),
+            Some(412) => FailureReason::PreconditionFailed,
+            Some(429 | 503) => FailureReason::Throttled,
+            Some(408) => FailureReason::Timeout,
+            Some(s) if s >= 500 => FailureReason::ServiceUnavailable,
+            Some(s) if (400..500).contains(&s) => FailureReason::InvalidRequest,
+            _ => FailureReason::Unknown,
+        },
+    }
+}
+
+/// One line for an SDK error: its code and message when the service sent them, else the
+/// whole chain of sources (the SDK's Display alone says only "service error").
+pub fn describe<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    if let SdkError::ServiceError(service) = err {
+        let e = service.err();
+        return format!(
+            "{} ({})",
+            e.code().unwrap_or("no error code"),
+            e.message().unwrap_or("no message")
+        );
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Reading or writing a queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("SQS {operation} on {queue}: {detail}")]
+    Request {
+        operation: &'static str,
+        queue: String,
+        detail: String,
+    },
+    #[error("SQS rejected {count} of the entries sent to {queue}: {detail}")]
+    EntriesRejected {
+        queue: String,
+        count: usize,
+        detail: String,
+    },
+}
+
+impl QueueError {
+    /// Queue errors are retried by redelivery; a missing queue shows up in the logs.
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_reasons() {
+        use FailureReason::*;
+        let cases = [
+            (S3Step::SourceGet, Some("AccessDenied"), Some(403), SrcGetObjectNotPermitted, false),
+            (S3Step::DestinationWrite, Some("AccessDenied"), Some(403), DstPutObjectNotPermitted, false),
+            (S3Step::DestinationWrite, Some("NoSuchBucket"), Some(404), DstBucketNotFound, false),
+            (S3Step::DestinationWrite, Some("InvalidStorageClass"), Some(400), InvalidStorageClass, false),
+            (S3Step::DestinationWrite, Some("SlowDown"), Some(503), Throttled, true),
+            (S3Step::DestinationWrite, Some("InternalError"), Some(500), ServiceUnavailable, true),
+            (S3Step::SourceHead, None, Some(403), SrcHeadObjectNotPermitted, false),
+            (S3Step::SourceHead, None, Some(503), Throttled, true),
+            (S3Step::DestinationAcl, None, Some(502), ServiceUnavailable, true),
+            (S3Step::DestinationTagging, Some("AccessDenied"), None, DstPutTaggingNotPermitted, false),
+            (S3Step::DestinationWrite, Some("PreconditionFailed"), Some(412), PreconditionFailed, true),
+        ];
+        for (step, code, status, reason, retryable) in cases {
+            let got = classify_code(step, code, status);
+            assert_eq!(got, reason, "{step:?} {code:?} {status:?}");
+            assert_eq!(got.is_retryable(), retryable, "{reason}");
+        }
+    }
+}

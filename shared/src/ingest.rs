@@ -1,0 +1,274 @@
+//! The ingest handler: notification in, one job per (object, destination) out on the
+//! work queue. It never reads object bytes; it reads tags only when a rule filters on
+//! them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::errors::{describe, EventError, FailureReason, QueueError, ReplicationError, S3Step};
+use crate::events::{self, Change, Decoded, ObjectEvent};
+use crate::job::{Job, JobDestination, Operation};
+use crate::rules;
+
+/// What ingest needs, built once per process.
+#[derive(Clone, Debug)]
+pub struct Ingest {
+    pub config: Arc<Config>,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub work_queue_url: String,
+    /// Malformed notifications are parked here with their reason, when set.
+    pub failed_queue_url: Option<String>,
+}
+
+/// Why one notification could not be ingested.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Malformed(#[from] EventError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("reading tags of s3://{bucket}/{key}: {source}")]
+    Tags {
+        bucket: String,
+        key: String,
+        source: ReplicationError,
+    },
+}
+
+impl IngestError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IngestError::Malformed(_) => false,
+            IngestError::Queue(e) => e.is_retryable(),
+            IngestError::Tags { source, .. } => source.is_retryable(),
+        }
+    }
+}
+
+/// What came of one notification.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct IngestSummary {
+    pub events: usize,
+    pub jobs: usize,
+    pub ignored: usize,
+}
+
+impl Ingest {
+    /// The Lambda entry point: an SQS batch (from the events queue) gets partial batch
+    /// failures; anything else (S3 invoking directly, SNS, EventBridge) is one
+    /// notification and fails as a whole so Lambda's retry applies.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
+        let payload = event.payload;
+        let is_sqs = payload
+            .pointer("/Records/0/eventSource")
+            .and_then(Value::as_str)
+            == Some("aws:sqs");
+        if is_sqs {
+            let batch: SqsEvent = serde_json::from_value(payload)
+                .map_err(|e| EventError::new("$", format!("SQS event: {e}")))?;
+            let response = self.handle_sqs(batch).await;
+            return Ok(serde_json::to_value(response)?);
+        }
+        let summary = self.ingest(&payload).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
+
+    /// Ingests each message of a batch on its own; returns the ids to redeliver.
+    pub async fn handle_sqs(&self, batch: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in batch.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let result = match message.body.as_deref() {
+                Some(body) => match events::decode_text(body) {
+                    Ok(decoded) => self.ingest_decoded(decoded).await,
+                    Err(e) => Err(e.into()),
+                },
+                None => Err(EventError::new("$", "message has no body").into()),
+            };
+            let Err(err) = result else { continue };
+            if !err.is_retryable() && self.park(message.body.as_deref().unwrap_or(""), &err).await {
+                continue;
+            }
+            tracing::error!(message_id = %id, error = %err, retryable = err.is_retryable(), "notification not ingested");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+        response
+    }
+
+    /// Ingests one notification in any envelope.
+    pub async fn ingest(&self, payload: &Value) -> Result<IngestSummary, IngestError> {
+        let decoded = events::decode(payload)?;
+        self.ingest_decoded(decoded).await
+    }
+
+    async fn ingest_decoded(&self, decoded: Decoded) -> Result<IngestSummary, IngestError> {
+        for ignored in &decoded.ignored {
+            tracing::info!(event = %ignored.event_name, outcome = "ignored", reason = ignored.reason, "notification ignored");
+        }
+        let mut jobs = Vec::new();
+        for event in &decoded.events {
+            jobs.extend(self.jobs_for(event).await?);
+        }
+        let summary = IngestSummary {
+            events: decoded.events.len(),
+            jobs: jobs.len(),
+            ignored: decoded.ignored.len(),
+        };
+        self.send(&jobs).await?;
+        Ok(summary)
+    }
+
+    /// The jobs one event makes, one per destination whose winning rule applies.
+    pub async fn jobs_for(&self, event: &ObjectEvent) -> Result<Vec<Job>, IngestError> {
+        let Some(source) = self.config.source(&event.bucket) else {
+            tracing::warn!(bucket = %event.bucket, key = %event.key, outcome = "skipped", reason = "BucketNotConfigured",
+                "event for a bucket the configuration does not list");
+            return Ok(Vec::new());
+        };
+        let candidates = rules::candidates(source, &event.key, event.change);
+        let tags = if rules::needs_tags(&candidates) {
+            self.tags(event).await?
+        } else {
+            Vec::new()
+        };
+        let winners = rules::select(&candidates, &tags, event.change);
+        if winners.is_empty() {
+            tracing::info!(bucket = %event.bucket, key = %event.key, event = %event.event_name, outcome = "skipped",
+                reason = "NoRuleMatches", "no enabled rule replicates this event");
+        }
+        let op = match event.change {
+            Change::Created => Operation::Put,
+            Change::DeleteMarker | Change::VersionDeleted => Operation::Delete,
+            Change::TagsChanged => Operation::Tags,
+            Change::AclChanged => Operation::Acl,
+        };
+        Ok(winners
+            .into_iter()
+            .map(|rule| {
+                let destination = JobDestination {
+                    bucket: rule.destination.bucket.clone(),
+                    endpoint_url: rule.destination.endpoint.endpoint_url.clone(),
+                };
+                Job::from_event(event, op, &rule.id, destination)
+            })
+            .collect())
+    }
+
+    /// The object's tags, for tag filters. A vanished object has none: its jobs will
+    /// find it gone and say so.
+    async fn tags(&self, event: &ObjectEvent) -> Result<Vec<(String, String)>, IngestError> {
+        let result = self
+            .s3
+            .get_object_tagging()
+            .bucket(&event.bucket)
+            .key(&event.key)
+            .set_version_id(event.version_id.clone())
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()),
+            Err(err) => {
+                let failure = ReplicationError::from_sdk(S3Step::SourceTagging, &err);
+                let status = err.raw_response().map(|r| r.status().as_u16());
+                if status == Some(404) {
+                    return Ok(Vec::new());
+                }
+                Err(IngestError::Tags {
+                    bucket: event.bucket.clone(),
+                    key: event.key.clone(),
+                    source: failure,
+                })
+            }
+        }
+    }
+
+    /// SendMessageBatch, ten at a time, resending only the entries SQS refused.
+    pub async fn send(&self, jobs: &[Job]) -> Result<(), QueueError> {
+        for chunk in jobs.chunks(10) {
+            let mut pending: Vec<(String, String)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, job)| (i.to_string(), job.to_body()))
+                .collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                let entries = pending
+                    .iter()
+                    .map(|(id, body)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(id)
+                            .message_body(body)
+                            .build()
+                            .expect("id and body are set")
+                    })
+                    .collect();
+                let out = self
+                    .sqs
+                    .send_message_batch()
+                    .queue_url(&self.work_queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| QueueError::Request {
+                        operation: "SendMessageBatch",
+                        queue: self.work_queue_url.clone(),
+                        detail: describe(&e),
+                    })?;
+                let failed: Vec<_> = out.failed().to_vec();
+                if failed.is_empty() {
+                    break;
+                }
+                // Entries SQS blames on us will fail the same way again.
+                let sender_fault = failed.iter().find(|f| f.sender_fault());
+                if attempt >= 4 || sender_fault.is_some() {
+                    let f = sender_fault.unwrap_or(&failed[0]);
+                    return Err(QueueError::EntriesRejected {
+                        queue: self.work_queue_url.clone(),
+                        count: failed.len(),
+                        detail: format!("{}: {}", f.code(), f.message().unwrap_or("")),
+                    });
+                }
+                pending.retain(|(id, _)| failed.iter().any(|f| f.id() == id));
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Parks an unusable notification in the failed queue with its reason. Returns
+    /// whether it was parked (else it is left for the queue's own redrive).
+    async fn park(&self, body: &str, err: &IngestError) -> bool {
+        let Some(url) = &self.failed_queue_url else { return false };
+        let parked = serde_json::json!({
+            "v": 1,
+            "kind": "notification",
+            "reason": FailureReason::MalformedMessage,
+            "detail": err.to_string(),
+            "body": body,
+        });
+        match self.sqs.send_message().queue_url(url).message_body(parked.to_string()).send().await {
+            Ok(_) => {
+                tracing::error!(outcome = "failed", reason = "MalformedMessage", error = %err, "notification parked in the failed queue");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %describe(&e), "could not park a malformed notification");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The job message: one object, one destination, one operation. Versioned JSON so a
+//! queue full of old jobs survives an upgrade, and self-describing so an operator
+//! reading the failed queue needs nothing else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{FailureReason, ReplicationError};
+use crate::events::{Change, ObjectEvent};
+
+pub const JOB_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Put,
+    Delete,
+    Tags,
+    Acl,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceObject {
+    pub bucket: String,
+    /// Decoded: exactly the key S3 stores.
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequencer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// For deletes: a delete marker (or plain delete) rather than a version removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDestination {
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub v: u32,
+    pub op: Operation,
+    pub source: SourceObject,
+    pub rule_id: String,
+    pub destination: JobDestination,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastError {
+    pub reason: FailureReason,
+    pub detail: String,
+}
+
+impl Job {
+    pub fn from_event(event: &ObjectEvent, op: Operation, rule_id: &str, destination: JobDestination) -> Job {
+        Job {
+            v: JOB_VERSION,
+            op,
+            source: SourceObject {
+                bucket: event.bucket.clone(),
+                key: event.key.clone(),
+                version_id: event.version_id.clone(),
+                etag: event.etag.clone(),
+                size: event.size,
+                sequencer: event.sequencer.clone(),
+                event_time: event.event_time.clone(),
+                delete_marker: event.change == Change::DeleteMarker,
+            },
+            rule_id: rule_id.to_string(),
+            destination,
+            attempts: 0,
+            first_failure: None,
+            last_error: None,
+        }
+    }
+
+    /// Parses a queue message body. Anything else than a v1 job is a permanent
+    /// `MalformedMessage` failure with the reason spelled out.
+    pub fn parse(body: &str) -> Result<Job, ReplicationError> {
+        let value: serde_json::Value = serde_json::from_str(body)
+            .map_err(|e| ReplicationError::new(FailureReason::MalformedMessage, format!("job body is not JSON: {e}")))?;
+        match value.get("v").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(JOB_VERSION) => {}
+            Some(v) => {
+                return Err(ReplicationError::new(
+                    FailureReason::MalformedMessage,
+                    format!("job version {v} is not understood by this release (it reads version {JOB_VERSION})"),
+                ))
+            }
+            None => {
+                return Err(ReplicationError::new(
+                    FailureReason::MalformedMessage,
+                    "job has no version field \"v\"; is this queue fed by s3-replicator's ingest?",
+                ))
+            }
+        }
+        let job: Job = serde_json::from_value(value)
+            .map_err(|e| ReplicationError::new(FailureReason::MalformedMessage, format!("job does not parse: {e}")))?;
+        if job.source.key.is_empty() || job.source.bucket.is_empty() || job.destination.bucket.is_empty() {
+            return Err(ReplicationError::new(
+                FailureReason::MalformedMessage,
+                "job names an empty bucket or key",
+            ));
+        }
+        Ok(job)
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a Job always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_what_is_not_a_job() {
+        let text = include_str!("../../tests/fixtures/jobs/put.json");
+        let job = Job::parse(text).unwrap();
+        assert_eq!(job.op, Operation::Put);
+        assert_eq!(job.source.key, "photos/2024/beach day+1.jpg");
+        assert_eq!(Job::parse(&job.to_body()).unwrap(), job);
+
+        for (body, needle) in [
+            ("", "not JSON"),
+            ("{}", "no version"),
+            ("{\"v\": 2}", "version 2"),
+            ("{\"v\": 1, \"op\": \"put\"}", "does not parse"),
+            ("{\"v\": 1, \"op\": \"move\", \"source\": {\"bucket\": \"a\", \"key\": \"k\"}, \"rule_id\": \"r\", \"destination\": {\"bucket\": \"b\"}}", "does not parse"),
+            ("{\"v\": 1, \"op\": \"put\", \"source\": {\"bucket\": \"a\", \"key\": \"\"}, \"rule_id\": \"r\", \"destination\": {\"bucket\": \"b\"}}", "empty"),
+        ] {
+            let err = Job::parse(body).unwrap_err();
+            assert_eq!(err.reason, FailureReason::MalformedMessage);
+            assert!(!err.is_retryable());
+            assert!(err.detail.contains(needle), "{body}: {err}");
+        }
+    }
+}

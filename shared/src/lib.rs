@@ -1,0 +1,23 @@
+//! s3-replicator's library: everything the Lambdas and the CLI share.
+//!
+//! - [`config`]: the configuration document and its checks
+//! - [`events`]: S3 notifications in any envelope, decoded
+//! - [`rules`]: which rules apply to an event
+//! - [`job`]: the job message on the work queue
+//! - [`ingest`], [`replicate`]: the handlers
+//! - [`copy`]: the copy engine
+//! - [`worker`]: the long-lived poller behind `s3-replicator run`
+
+pub mod clients;
+pub mod config;
+pub mod copy;
+pub mod errors;
+pub mod events;
+pub mod ingest;
+pub mod job;
+pub mod replicate;
+pub mod rules;
+pub mod settings;
+pub mod storage_class;
+pub mod telemetry;
+pub mod worker;

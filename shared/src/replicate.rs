@@ -1,0 +1,300 @@
+//! The replicate handler: a batch of jobs in, partial batch failures out, so one bad
+//! job never makes its neighbours run again. Permanent failures go to the failed queue
+//! at once (when one is configured) instead of burning receives.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_s3::types::{ObjectCannedAcl, Tagging};
+use futures::stream::{self, StreamExt};
+use lambda_runtime::LambdaEvent;
+
+use crate::clients::S3Clients;
+use crate::config::{AclMode, Config, Destination};
+use crate::copy::{self, AclSupport, Outcome};
+use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
+use crate::job::{Job, LastError, Operation};
+
+/// Jobs of one batch run at once, at most this many.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// What replicate needs, built once per process.
+#[derive(Debug)]
+pub struct Replicator {
+    pub config: Arc<Config>,
+    pub s3: S3Clients,
+    pub sqs: aws_sdk_sqs::Client,
+    pub failed_queue_url: Option<String>,
+    pub concurrency: usize,
+    acls: AclSupport,
+}
+
+impl Replicator {
+    pub fn new(config: Arc<Config>, s3: S3Clients, sqs: aws_sdk_sqs::Client, failed_queue_url: Option<String>) -> Self {
+        Replicator {
+            config,
+            s3,
+            sqs,
+            failed_queue_url,
+            concurrency: DEFAULT_CONCURRENCY,
+            acls: AclSupport::default(),
+        }
+    }
+
+    /// The Lambda entry point.
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        Ok(self.handle_batch(event.payload).await)
+    }
+
+    pub async fn handle_batch(&self, batch: SqsEvent) -> SqsBatchResponse {
+        let failures: Vec<Option<String>> = stream::iter(batch.records)
+            .map(|message| self.handle_message(message))
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        for id in failures.into_iter().flatten() {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+        response
+    }
+
+    /// Runs one message; returns its id when it must be delivered again.
+    async fn handle_message(&self, message: SqsMessage) -> Option<String> {
+        let id = message.message_id.clone().unwrap_or_default();
+        let body = message.body.as_deref().unwrap_or("");
+        let receives: u32 = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let job = match Job::parse(body) {
+            Ok(job) => job,
+            Err(err) => {
+                log_malformed(&id, &err);
+                return if self.park_raw(body, &err).await { None } else { Some(id) };
+            }
+        };
+        let started = Instant::now();
+        let result = self.run(&job).await;
+        log_outcome(&job, &result, started, receives);
+        match result {
+            Ok(_) => None,
+            Err(err) if err.is_retryable() => Some(id),
+            Err(err) => {
+                if self.park_job(&job, &err).await {
+                    None
+                } else {
+                    Some(id)
+                }
+            }
+        }
+    }
+
+    /// Runs one job to its outcome.
+    pub async fn run(&self, job: &Job) -> Result<Outcome, ReplicationError> {
+        let Some(rule) = self.config.rule(&job.source.bucket, &job.rule_id) else {
+            // The configuration changed since ingest: nothing says where this goes now.
+            return Err(ReplicationError::new(
+                FailureReason::RuleNotConfigured,
+                format!("no rule \"{}\" for bucket {} in the configuration", job.rule_id, job.source.bucket),
+            ));
+        };
+        if !rule.enabled {
+            return Ok(Outcome::Skipped { reason: "RuleDisabled" });
+        }
+        let destination = &rule.destination;
+        let Some(dst) = self.s3.for_destination(&destination.endpoint) else {
+            return Err(ReplicationError::new(
+                FailureReason::RuleNotConfigured,
+                "no client for the destination endpoint (configuration changed without a restart?)",
+            ));
+        };
+        match job.op {
+            Operation::Put => self.put(job, destination, dst).await,
+            Operation::Delete => self.delete(job, destination, dst).await,
+            Operation::Tags => self.sync_tags(job, destination, dst).await,
+            Operation::Acl => self.sync_acl(job, destination, dst).await,
+        }
+    }
+
+    async fn put(&self, job: &Job, destination: &Destination, dst: &aws_sdk_s3::Client) -> Result<Outcome, ReplicationError> {
+        let src = &self.s3.source;
+        let Some(state) = copy::head_source(src, job).await? else {
+            return Ok(Outcome::Skipped { reason: "SourceDeleted" });
+        };
+        let version = state.head.version_id().map(str::to_string);
+        let grants = self.grants_to_copy(job, destination, dst, version.as_deref()).await?;
+        if destination.is_same_endpoint() {
+            copy::copy_same_endpoint(src, job, destination, &state, grants).await
+        } else {
+            copy::copy_streamed(src, dst, job, destination, &state, grants).await
+        }
+    }
+
+    /// The source's grants, when the mode copies them and both buckets use ACLs.
+    async fn grants_to_copy(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+        version: Option<&str>,
+    ) -> Result<Option<copy::GrantHeaders>, ReplicationError> {
+        if destination.acl_mode != AclMode::Copy
+            || !self.acls.uses_acls(&self.s3.source, &job.source.bucket).await
+            || !self.acls.uses_acls(dst, &destination.bucket).await
+        {
+            return Ok(None);
+        }
+        copy::source_grants(&self.s3.source, job, version).await
+    }
+
+    /// A delete reaches the replica only while the source has no object under the key:
+    /// if it holds one again, the delete is stale and the put's job wins.
+    async fn delete(&self, job: &Job, destination: &Destination, dst: &aws_sdk_s3::Client) -> Result<Outcome, ReplicationError> {
+        let mut current = job.clone();
+        current.source.version_id = None;
+        if copy::head_source(&self.s3.source, &current).await?.is_some() {
+            return Ok(Outcome::Skipped { reason: "SupersededBySourceObject" });
+        }
+        dst.delete_object()
+            .bucket(&destination.bucket)
+            .key(&job.source.key)
+            .send()
+            .await
+            .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationDelete, &e))?;
+        Ok(Outcome::Deleted)
+    }
+
+    /// Tag changes: the replica's tags become the source's, no bytes copied.
+    async fn sync_tags(&self, job: &Job, destination: &Destination, dst: &aws_sdk_s3::Client) -> Result<Outcome, ReplicationError> {
+        let result = self
+            .s3
+            .source
+            .get_object_tagging()
+            .bucket(&job.source.bucket)
+            .key(&job.source.key)
+            .send()
+            .await;
+        let tags = match result {
+            Ok(out) => out.tag_set().to_vec(),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
+                return Ok(Outcome::Skipped { reason: "SourceDeleted" })
+            }
+            Err(e) => return Err(ReplicationError::from_sdk(S3Step::SourceTagging, &e)),
+        };
+        let step = S3Step::DestinationTagging;
+        if tags.is_empty() {
+            dst.delete_object_tagging()
+                .bucket(&destination.bucket)
+                .key(&job.source.key)
+                .send()
+                .await
+                .map_err(|e| ReplicationError::from_sdk(step, &e))?;
+        } else {
+            let tagging = Tagging::builder()
+                .set_tag_set(Some(tags))
+                .build()
+                .map_err(|e| ReplicationError::new(FailureReason::InvalidRequest, e.to_string()))?;
+            dst.put_object_tagging()
+                .bucket(&destination.bucket)
+                .key(&job.source.key)
+                .tagging(tagging)
+                .send()
+                .await
+                .map_err(|e| ReplicationError::from_sdk(step, &e))?;
+        }
+        Ok(Outcome::Replicated { bytes: 0 })
+    }
+
+    /// ACL changes: the replica's ACL becomes what the mode says, no bytes copied.
+    async fn sync_acl(&self, job: &Job, destination: &Destination, dst: &aws_sdk_s3::Client) -> Result<Outcome, ReplicationError> {
+        let step = S3Step::DestinationAcl;
+        let request = dst.put_object_acl().bucket(&destination.bucket).key(&job.source.key);
+        let request = match destination.acl_mode {
+            AclMode::None => return Ok(Outcome::Skipped { reason: "AclModeNone" }),
+            AclMode::OwnerOverride => request.acl(ObjectCannedAcl::BucketOwnerFullControl),
+            AclMode::Copy => match self.grants_to_copy(job, destination, dst, None).await {
+                Ok(Some(g)) => request
+                    .set_grant_full_control(g.full_control)
+                    .set_grant_read(g.read)
+                    .set_grant_read_acp(g.read_acp)
+                    .set_grant_write_acp(g.write_acp),
+                Ok(None) => request.acl(ObjectCannedAcl::Private),
+                Err(e) => return Err(e),
+            },
+        };
+        request.send().await.map_err(|e| ReplicationError::from_sdk(step, &e))?;
+        Ok(Outcome::Replicated { bytes: 0 })
+    }
+
+    /// Sends a job that cannot succeed to the failed queue. Returns whether it did.
+    async fn park_job(&self, job: &Job, err: &ReplicationError) -> bool {
+        let mut parked = job.clone();
+        parked.attempts += 1;
+        if parked.first_failure.is_none() {
+            parked.first_failure = Some(now_rfc3339());
+        }
+        parked.last_error = Some(LastError {
+            reason: err.reason,
+            detail: err.detail.clone(),
+        });
+        self.send_failed(parked.to_body()).await
+    }
+
+    async fn park_raw(&self, body: &str, err: &ReplicationError) -> bool {
+        let parked = serde_json::json!({
+            "v": 1,
+            "kind": "unparsed-job",
+            "last_error": {"reason": err.reason, "detail": err.detail},
+            "body": body,
+        });
+        self.send_failed(parked.to_string()).await
+    }
+
+    async fn send_failed(&self, body: String) -> bool {
+        let Some(url) = &self.failed_queue_url else { return false };
+        match self.sqs.send_message().queue_url(url).message_body(body).send().await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %describe(&e), "could not send to the failed queue; leaving the job for redelivery");
+                false
+            }
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}
+
+fn log_malformed(id: &str, err: &ReplicationError) {
+    tracing::error!(message_id = %id, outcome = "failed", reason = %err.reason, error = %err.detail, "job message does not parse");
+}
+
+/// One line per job outcome.
+fn log_outcome(job: &Job, result: &Result<Outcome, ReplicationError>, started: Instant, receives: u32) {
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let op = format!("{:?}", job.op).to_lowercase();
+    let (bucket, key, dest) = (&job.source.bucket, &job.source.key, &job.destination.bucket);
+    match result {
+        Ok(Outcome::Replicated { bytes }) => tracing::info!(
+            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
+            bytes, latency_ms, outcome = "replicated", "job done"),
+        Ok(Outcome::Deleted) => tracing::info!(
+            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
+            bytes = 0u64, latency_ms, outcome = "deleted", "job done"),
+        Ok(Outcome::Skipped { reason }) => tracing::info!(
+            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
+            bytes = 0u64, latency_ms, outcome = "skipped", reason = %reason, "job done"),
+        Err(err) => tracing::warn!(
+            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
+            bytes = 0u64, latency_ms, outcome = "failed", reason = %err.reason, retryable = err.is_retryable(),
+            receives, error = %err.detail, "job failed"),
+    }
+}
