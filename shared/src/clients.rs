@@ -64,7 +64,8 @@ pub async fn load_sdk_config() -> SdkConfig {
 /// The S3 client for the source side. A custom endpoint (MinIO, moto, Ceph...) gets
 /// path-style addressing: such stores rarely have wildcard DNS for bucket names.
 pub fn source_s3(sdk: &SdkConfig, log: Option<&RequestLog>) -> aws_sdk_s3::Client {
-    let custom = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    let custom = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL").is_some();
     let mut builder = aws_sdk_s3::config::Builder::from(sdk).force_path_style(custom);
     if let Some(log) = log {
         builder = builder.interceptor(log.clone());
@@ -85,7 +86,12 @@ pub struct S3Clients {
 }
 
 impl S3Clients {
-    pub async fn build(sdk: &SdkConfig, source: aws_sdk_s3::Client, config: &Config, log: Option<&RequestLog>) -> Self {
+    pub async fn build(
+        sdk: &SdkConfig,
+        source: aws_sdk_s3::Client,
+        config: &Config,
+        log: Option<&RequestLog>,
+    ) -> Self {
         let mut others = HashMap::new();
         for endpoint in config.endpoints() {
             if endpoint == EndpointSettings::default() {
@@ -114,14 +120,22 @@ impl S3Clients {
     }
 }
 
-async fn destination_client(sdk: &SdkConfig, endpoint: &EndpointSettings, log: Option<&RequestLog>) -> aws_sdk_s3::Client {
+async fn destination_client(
+    sdk: &SdkConfig,
+    endpoint: &EndpointSettings,
+    log: Option<&RequestLog>,
+) -> aws_sdk_s3::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(profile) = &endpoint.profile {
         loader = loader.profile_name(profile);
     }
     let own = loader.load().await;
-    let mut builder = aws_sdk_s3::config::Builder::from(if endpoint.profile.is_some() { &own } else { sdk })
-        .force_path_style(endpoint.force_path_style);
+    let mut builder = aws_sdk_s3::config::Builder::from(if endpoint.profile.is_some() {
+        &own
+    } else {
+        sdk
+    })
+    .force_path_style(endpoint.force_path_style);
     if let Some(url) = &endpoint.endpoint_url {
         builder = builder.endpoint_url(url);
     }

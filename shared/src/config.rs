@@ -280,7 +280,10 @@ impl Walker {
         match self.field(obj, name) {
             Some(Value::Bool(b)) => Some(*b),
             Some(other) => {
-                self.problem(&path, format!("expected true or false, found {}", kind(other)));
+                self.problem(
+                    &path,
+                    format!("expected true or false, found {}", kind(other)),
+                );
                 None
             }
             None => None,
@@ -358,7 +361,9 @@ impl Walker {
             self.bucket_name(b, &format!("{path}.Bucket"));
         }
         let rules = match self.field(&mut obj, "ReplicationConfiguration") {
-            Some(rc) => self.replication_configuration(rc, &format!("{path}.ReplicationConfiguration")),
+            Some(rc) => {
+                self.replication_configuration(rc, &format!("{path}.ReplicationConfiguration"))
+            }
             None => {
                 self.problem(&format!("{path}.ReplicationConfiguration"), "is required");
                 Vec::new()
@@ -438,7 +443,9 @@ impl Walker {
             let mut prefixes: Vec<(&str, usize)> = Vec::new();
             for (i, rule) in rules.iter().map(|(i, r)| (*i, r)) {
                 for (other, j) in &prefixes {
-                    if rule.filter.prefix.starts_with(other) || other.starts_with(&rule.filter.prefix) {
+                    if rule.filter.prefix.starts_with(other)
+                        || other.starts_with(&rule.filter.prefix)
+                    {
                         self.problem(
                             &format!("{path}.Rules[{i}].Prefix"),
                             format!("overlaps the prefix of Rules[{j}]; without Filter and Priority S3 rejects overlapping rules"),
@@ -663,7 +670,11 @@ impl Walker {
         self.finish(obj);
         let ext = ext?;
 
-        let default_delete = if dmr == Some(true) { DeleteMode::Markers } else { DeleteMode::None };
+        let default_delete = if dmr == Some(true) {
+            DeleteMode::Markers
+        } else {
+            DeleteMode::None
+        };
         let delete_mode = match ext.delete_mode {
             Some(mode) => {
                 let consistent = match dmr {
@@ -741,7 +752,12 @@ impl Walker {
                 for (from, to) in map {
                     let entry = format!("{path}.StorageClassMap.{from}");
                     if !is_aws_storage_class(from) {
-                        self.problem(&entry, format!("\"{from}\" is not an S3 storage class a source object can have"));
+                        self.problem(
+                            &entry,
+                            format!(
+                                "\"{from}\" is not an S3 storage class a source object can have"
+                            ),
+                        );
                     }
                     match to {
                         Value::String(to) if is_storage_class_token(to) => {
@@ -751,10 +767,8 @@ impl Walker {
                             &entry,
                             format!("\"{to}\" is not a storage class name (letters, digits and _)"),
                         ),
-                        other => self.problem(
-                            &entry,
-                            format!("expected a string, found {}", kind(other)),
-                        ),
+                        other => self
+                            .problem(&entry, format!("expected a string, found {}", kind(other))),
                     }
                 }
             }
@@ -808,7 +822,9 @@ impl Walker {
         if !(3..=63).contains(&name.len()) || !ok_chars {
             self.problem(
                 path,
-                format!("\"{name}\" is not a valid bucket name (3-63 characters: a-z, 0-9, '-', '.')"),
+                format!(
+                    "\"{name}\" is not a valid bucket name (3-63 characters: a-z, 0-9, '-', '.')"
+                ),
             );
         }
     }
@@ -865,11 +881,27 @@ mod tests {
         assert_eq!(r.destination.delete_mode, DeleteMode::None);
         assert!(r.replica_modifications);
         let offsite = &photos.rules[2];
-        assert_eq!(offsite.destination.endpoint.endpoint_url.as_deref(), Some("https://s3.gra.io.cloud.ovh.net"));
+        assert_eq!(
+            offsite.destination.endpoint.endpoint_url.as_deref(),
+            Some("https://s3.gra.io.cloud.ovh.net")
+        );
         assert_eq!(offsite.destination.delete_mode, DeleteMode::All);
-        assert_eq!(offsite.destination.storage_class_map.get("GLACIER").map(String::as_str), Some("STANDARD"));
-        assert_eq!(offsite.destination.replica_storage_class("GLACIER"), "STANDARD");
-        assert_eq!(offsite.destination.replica_storage_class("STANDARD_IA"), "STANDARD_IA");
+        assert_eq!(
+            offsite
+                .destination
+                .storage_class_map
+                .get("GLACIER")
+                .map(String::as_str),
+            Some("STANDARD")
+        );
+        assert_eq!(
+            offsite.destination.replica_storage_class("GLACIER"),
+            "STANDARD"
+        );
+        assert_eq!(
+            offsite.destination.replica_storage_class("STANDARD_IA"),
+            "STANDARD_IA"
+        );
         assert!(!photos.rules[1].enabled);
         assert_eq!(photos.rules[1].destination.delete_mode, DeleteMode::Markers);
         assert_eq!(config.endpoints().len(), 2);
@@ -900,7 +932,14 @@ mod tests {
 
     #[test]
     fn malformed_documents_are_errors_not_panics() {
-        for text in ["", "[]", "{\"Sources\": 3}", "{\"Sources\": [{}]}", "{\"Sources\": [null]}", "not json"] {
+        for text in [
+            "",
+            "[]",
+            "{\"Sources\": 3}",
+            "{\"Sources\": [{}]}",
+            "{\"Sources\": [null]}",
+            "not json",
+        ] {
             assert!(!problems(text).is_empty(), "{text:?} should be rejected");
         }
     }

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, Grant, MetadataDirective, ObjectCannedAcl, ObjectOwnership, Permission,
-    ServerSideEncryption, StorageClass, TaggingDirective, Type,
+    ChecksumAlgorithm, ChecksumMode, Grant, MetadataDirective, ObjectCannedAcl, ObjectOwnership,
+    Permission, ServerSideEncryption, StorageClass, TaggingDirective, Type,
 };
 use aws_sdk_s3::Client;
 
@@ -74,23 +74,38 @@ impl AclSupport {
         if let Some(known) = self.known.lock().expect("acl cache").get(bucket) {
             return *known;
         }
-        let uses = match client.get_bucket_ownership_controls().bucket(bucket).send().await {
+        let uses = match client
+            .get_bucket_ownership_controls()
+            .bucket(bucket)
+            .send()
+            .await
+        {
             Ok(out) => !out
                 .ownership_controls()
-                .map(|c| c.rules().iter().any(|r| r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced))
+                .map(|c| {
+                    c.rules()
+                        .iter()
+                        .any(|r| r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced)
+                })
                 .unwrap_or(false),
             // No ownership controls (buckets from before 2023): ACLs are in force. On
             // any other answer assume they are, and let the ACL request speak.
             Err(_) => true,
         };
-        self.known.lock().expect("acl cache").insert(bucket.to_string(), uses);
+        self.known
+            .lock()
+            .expect("acl cache")
+            .insert(bucket.to_string(), uses);
         uses
     }
 }
 
 /// HEADs the source object (the job's version if it names one). `None` when the
 /// object, or that version, no longer exists.
-pub async fn head_source(client: &Client, job: &Job) -> Result<Option<SourceState>, ReplicationError> {
+pub async fn head_source(
+    client: &Client,
+    job: &Job,
+) -> Result<Option<SourceState>, ReplicationError> {
     let result = client
         .head_object()
         .bucket(&job.source.bucket)
@@ -103,12 +118,16 @@ pub async fn head_source(client: &Client, job: &Job) -> Result<Option<SourceStat
         Ok(head) => Ok(Some(SourceState { head })),
         Err(err) if status(&err) == Some(404) => Ok(None),
         // A version that was deleted is answered 400/405 by some stores.
-        Err(err) if job.source.version_id.is_some() && matches!(status(&err), Some(400 | 405)) => Ok(None),
+        Err(err) if job.source.version_id.is_some() && matches!(status(&err), Some(400 | 405)) => {
+            Ok(None)
+        }
         Err(err) => Err(ReplicationError::from_sdk(S3Step::SourceHead, &err)),
     }
 }
 
-fn status<E>(err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
+fn status<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }
 
@@ -146,7 +165,11 @@ pub struct GrantHeaders {
     pub write_acp: Option<String>,
 }
 
-pub async fn source_grants(client: &Client, job: &Job, version_id: Option<&str>) -> Result<Option<GrantHeaders>, ReplicationError> {
+pub async fn source_grants(
+    client: &Client,
+    job: &Job,
+    version_id: Option<&str>,
+) -> Result<Option<GrantHeaders>, ReplicationError> {
     let acl = client
         .get_object_acl()
         .bucket(&job.source.bucket)
@@ -157,7 +180,8 @@ pub async fn source_grants(client: &Client, job: &Job, version_id: Option<&str>)
         .map_err(|e| ReplicationError::from_sdk(S3Step::SourceAcl, &e))?;
     let owner = acl.owner().and_then(|o| o.id()).unwrap_or("");
     let only_owner = acl.grants().iter().all(|g| {
-        g.permission() == Some(&Permission::FullControl) && g.grantee().and_then(|e| e.id()) == Some(owner)
+        g.permission() == Some(&Permission::FullControl)
+            && g.grantee().and_then(|e| e.id()) == Some(owner)
     });
     if only_owner {
         return Ok(None);
@@ -168,15 +192,22 @@ pub async fn source_grants(client: &Client, job: &Job, version_id: Option<&str>)
 fn grant_headers(grants: &[Grant]) -> GrantHeaders {
     let mut by_permission: HashMap<&str, Vec<String>> = HashMap::new();
     for g in grants {
-        let (Some(permission), Some(grantee)) = (g.permission(), g.grantee()) else { continue };
+        let (Some(permission), Some(grantee)) = (g.permission(), g.grantee()) else {
+            continue;
+        };
         let who = match grantee.r#type() {
             Type::CanonicalUser => grantee.id().map(|id| format!("id=\"{id}\"")),
             Type::Group => grantee.uri().map(|uri| format!("uri=\"{uri}\"")),
-            Type::AmazonCustomerByEmail => grantee.email_address().map(|e| format!("emailAddress=\"{e}\"")),
+            Type::AmazonCustomerByEmail => grantee
+                .email_address()
+                .map(|e| format!("emailAddress=\"{e}\"")),
             _ => None,
         };
         if let Some(who) = who {
-            by_permission.entry(permission.as_str()).or_default().push(who);
+            by_permission
+                .entry(permission.as_str())
+                .or_default()
+                .push(who);
         }
     }
     let mut take = |p: &str| by_permission.remove(p).map(|v| v.join(", "));
@@ -246,7 +277,9 @@ pub async fn copy_same_endpoint(
         .send()
         .await
         .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
-    Ok(Outcome::Replicated { bytes: source.size() })
+    Ok(Outcome::Replicated {
+        bytes: source.size(),
+    })
 }
 
 fn encryption(
@@ -266,7 +299,11 @@ fn encryption(
 }
 
 /// The source's tags as a PutObject `x-amz-tagging` query string.
-pub async fn source_tagging(client: &Client, job: &Job, version_id: Option<&str>) -> Result<Option<String>, ReplicationError> {
+pub async fn source_tagging(
+    client: &Client,
+    job: &Job,
+    version_id: Option<&str>,
+) -> Result<Option<String>, ReplicationError> {
     let out = client
         .get_object_tagging()
         .bucket(&job.source.bucket)
@@ -302,7 +339,10 @@ pub async fn copy_streamed(
         ));
     }
     let head = &source.head;
-    let version = head.version_id().map(str::to_string).or(job.source.version_id.clone());
+    let version = head
+        .version_id()
+        .map(str::to_string)
+        .or(job.source.version_id.clone());
     let tagging = source_tagging(source_client, job, version.as_deref()).await?;
     let get = source_client
         .get_object()
@@ -341,13 +381,17 @@ pub async fn copy_streamed(
         },
     };
     if let Some(key) = &destination.replica_kms_key_id {
-        request = request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(key);
+        request = request
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(key);
     }
     request
         .send()
         .await
         .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
-    Ok(Outcome::Replicated { bytes: source.size() })
+    Ok(Outcome::Replicated {
+        bytes: source.size(),
+    })
 }
 
 #[cfg(test)]
@@ -357,6 +401,9 @@ mod tests {
     #[test]
     fn copy_source_is_percent_encoded() {
         assert_eq!(copy_source("b", "a b+c/d%e", None), "b/a%20b%2Bc/d%25e");
-        assert_eq!(copy_source("b", "日", Some("v+1")), "b/%E6%97%A5?versionId=v%2B1");
+        assert_eq!(
+            copy_source("b", "日", Some("v+1")),
+            "b/%E6%97%A5?versionId=v%2B1"
+        );
     }
 }

@@ -191,13 +191,11 @@ impl ReplicationError {
             SdkError::DispatchFailure(_) => FailureReason::NetworkError,
             SdkError::ResponseError(_) => FailureReason::ServiceUnavailable,
             SdkError::ConstructionFailure(_) => FailureReason::InvalidRequest,
-            SdkError::ServiceError(service) => {
-                classify_code(
+            SdkError::ServiceError(service) => classify_code(
                 step,
                 service.err().code(),
                 Some(service.raw().status().as_u16()),
-            )
-            }
+            ),
             _ => FailureReason::Unknown,
         };
         ReplicationError::new(reason, detail)
@@ -207,22 +205,33 @@ impl ReplicationError {
 /// The reason for an S3 error code (or, for HEAD, which has no body, the status).
 pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> FailureReason {
     match code {
-        Some("AccessDenied" | "AllAccessDisabled" | "AccountProblem" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
-            step.not_permitted()
-        }
+        Some(
+            "AccessDenied"
+            | "AllAccessDisabled"
+            | "AccountProblem"
+            | "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch",
+        ) => step.not_permitted(),
         Some("NoSuchBucket") if step.is_source() => FailureReason::SrcBucketNotFound,
         Some("NoSuchBucket") => FailureReason::DstBucketNotFound,
         Some("InvalidStorageClass") => FailureReason::InvalidStorageClass,
         Some("InvalidObjectState") => FailureReason::SrcObjectInArchive,
-        Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequests") => {
-            FailureReason::Throttled
-        }
+        Some(
+            "SlowDown"
+            | "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TooManyRequests",
+        ) => FailureReason::Throttled,
         Some("RequestTimeout" | "RequestTimeTooSkewed") => FailureReason::Timeout,
-        Some("InternalError" | "ServiceUnavailable" | "OperationAborted") => FailureReason::ServiceUnavailable,
-        Some("PreconditionFailed") => FailureReason::PreconditionFailed,
-        Some("InvalidArgument" | "InvalidRequest" | "KeyTooLongError" | "MetadataTooLarge" | "InvalidTag" | "EntityTooLarge") => {
-            FailureReason::InvalidRequest
+        Some("InternalError" | "ServiceUnavailable" | "OperationAborted") => {
+            FailureReason::ServiceUnavailable
         }
+        Some("PreconditionFailed") => FailureReason::PreconditionFailed,
+        Some(
+            "InvalidArgument" | "InvalidRequest" | "KeyTooLongError" | "MetadataTooLarge"
+            | "InvalidTag" | "EntityTooLarge",
+        ) => FailureReason::InvalidRequest,
         _ => match status {
             Some(403) => step.not_permitted(),
             Some(412) => FailureReason::PreconditionFailed,
@@ -292,17 +301,77 @@ mod tests {
     fn codes_map_to_reasons() {
         use FailureReason::*;
         let cases = [
-            (S3Step::SourceGet, Some("AccessDenied"), Some(403), SrcGetObjectNotPermitted, false),
-            (S3Step::DestinationWrite, Some("AccessDenied"), Some(403), DstPutObjectNotPermitted, false),
-            (S3Step::DestinationWrite, Some("NoSuchBucket"), Some(404), DstBucketNotFound, false),
-            (S3Step::DestinationWrite, Some("InvalidStorageClass"), Some(400), InvalidStorageClass, false),
-            (S3Step::DestinationWrite, Some("SlowDown"), Some(503), Throttled, true),
-            (S3Step::DestinationWrite, Some("InternalError"), Some(500), ServiceUnavailable, true),
-            (S3Step::SourceHead, None, Some(403), SrcHeadObjectNotPermitted, false),
+            (
+                S3Step::SourceGet,
+                Some("AccessDenied"),
+                Some(403),
+                SrcGetObjectNotPermitted,
+                false,
+            ),
+            (
+                S3Step::DestinationWrite,
+                Some("AccessDenied"),
+                Some(403),
+                DstPutObjectNotPermitted,
+                false,
+            ),
+            (
+                S3Step::DestinationWrite,
+                Some("NoSuchBucket"),
+                Some(404),
+                DstBucketNotFound,
+                false,
+            ),
+            (
+                S3Step::DestinationWrite,
+                Some("InvalidStorageClass"),
+                Some(400),
+                InvalidStorageClass,
+                false,
+            ),
+            (
+                S3Step::DestinationWrite,
+                Some("SlowDown"),
+                Some(503),
+                Throttled,
+                true,
+            ),
+            (
+                S3Step::DestinationWrite,
+                Some("InternalError"),
+                Some(500),
+                ServiceUnavailable,
+                true,
+            ),
+            (
+                S3Step::SourceHead,
+                None,
+                Some(403),
+                SrcHeadObjectNotPermitted,
+                false,
+            ),
             (S3Step::SourceHead, None, Some(503), Throttled, true),
-            (S3Step::DestinationAcl, None, Some(502), ServiceUnavailable, true),
-            (S3Step::DestinationTagging, Some("AccessDenied"), None, DstPutTaggingNotPermitted, false),
-            (S3Step::DestinationWrite, Some("PreconditionFailed"), Some(412), PreconditionFailed, true),
+            (
+                S3Step::DestinationAcl,
+                None,
+                Some(502),
+                ServiceUnavailable,
+                true,
+            ),
+            (
+                S3Step::DestinationTagging,
+                Some("AccessDenied"),
+                None,
+                DstPutTaggingNotPermitted,
+                false,
+            ),
+            (
+                S3Step::DestinationWrite,
+                Some("PreconditionFailed"),
+                Some(412),
+                PreconditionFailed,
+                true,
+            ),
         ];
         for (step, code, status, reason, retryable) in cases {
             let got = classify_code(step, code, status);

@@ -106,19 +106,26 @@ fn decode_at(value: &Value, path: &str, depth: usize) -> Result<Decoded, EventEr
                     }],
                 });
             }
-            let msg = map
-                .get("Message")
-                .and_then(Value::as_str)
-                .ok_or_else(|| EventError::new(format!("{path}.Message"), "SNS notification without a Message string"))?;
+            let msg = map.get("Message").and_then(Value::as_str).ok_or_else(|| {
+                EventError::new(
+                    format!("{path}.Message"),
+                    "SNS notification without a Message string",
+                )
+            })?;
             return decode_embedded(msg, &format!("{path}.Message"), depth);
         }
     }
-    if map.get("source").and_then(Value::as_str) == Some("aws.s3") && map.contains_key("detail-type") {
+    if map.get("source").and_then(Value::as_str) == Some("aws.s3")
+        && map.contains_key("detail-type")
+    {
         return eventbridge(map, path);
     }
     if let Some(records) = map.get("Records") {
         let Value::Array(records) = records else {
-            return Err(EventError::new(format!("{path}.Records"), "expected an array"));
+            return Err(EventError::new(
+                format!("{path}.Records"),
+                "expected an array",
+            ));
         };
         let mut out = Decoded::default();
         for (i, record) in records.iter().enumerate() {
@@ -147,17 +154,21 @@ fn record_at(record: &Value, path: &str, depth: usize) -> Result<Decoded, EventE
         .unwrap_or("");
     match source {
         "aws:sqs" => {
-            let body = record
-                .get("body")
-                .and_then(Value::as_str)
-                .ok_or_else(|| EventError::new(format!("{path}.body"), "SQS record without a body string"))?;
+            let body = record.get("body").and_then(Value::as_str).ok_or_else(|| {
+                EventError::new(format!("{path}.body"), "SQS record without a body string")
+            })?;
             decode_embedded(body, &format!("{path}.body"), depth)
         }
         "aws:sns" => {
             let msg = record
                 .pointer("/Sns/Message")
                 .and_then(Value::as_str)
-                .ok_or_else(|| EventError::new(format!("{path}.Sns.Message"), "SNS record without a Message string"))?;
+                .ok_or_else(|| {
+                    EventError::new(
+                        format!("{path}.Sns.Message"),
+                        "SNS record without a Message string",
+                    )
+                })?;
             decode_embedded(msg, &format!("{path}.Sns.Message"), depth)
         }
         // "aws:s3" from AWS; S3-compatible stores write their own ("minio:s3", "ceph:s3").
@@ -225,9 +236,13 @@ fn s3_record(record: &Value, path: &str) -> Result<Decoded, EventError> {
         _ => None,
     };
     let Some(change) = change else {
-        return Ok(ignored(name, "event type does not change what a replica holds"));
+        return Ok(ignored(
+            name,
+            "event type does not change what a replica holds",
+        ));
     };
-    let key = decode_key(&r.s3.object.key).map_err(|reason| EventError::new(format!("{path}.s3.object.key"), reason))?;
+    let key = decode_key(&r.s3.object.key)
+        .map_err(|reason| EventError::new(format!("{path}.s3.object.key"), reason))?;
     Ok(Decoded {
         events: vec![ObjectEvent {
             change,
@@ -263,7 +278,11 @@ fn ignored(event_name: String, reason: &'static str) -> Decoded {
 }
 
 fn eventbridge(map: &serde_json::Map<String, Value>, path: &str) -> Result<Decoded, EventError> {
-    let detail_type = map.get("detail-type").and_then(Value::as_str).unwrap_or("").to_string();
+    let detail_type = map
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let detail = map
         .get("detail")
         .ok_or_else(|| EventError::new(format!("{path}.detail"), "is missing"))?;
@@ -276,15 +295,26 @@ fn eventbridge(map: &serde_json::Map<String, Value>, path: &str) -> Result<Decod
         },
         "Object Tags Added" | "Object Tags Deleted" => Change::TagsChanged,
         "Object ACL Updated" => Change::AclChanged,
-        _ => return Ok(ignored(detail_type, "event type does not change what a replica holds")),
+        _ => {
+            return Ok(ignored(
+                detail_type,
+                "event type does not change what a replica holds",
+            ))
+        }
     };
-    let field = |p: &str| detail.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let field = |p: &str| {
+        detail
+            .pointer(p)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let bucket = field("/bucket/name")
         .ok_or_else(|| EventError::new(format!("{path}.detail.bucket.name"), "is missing"))?;
     let raw_key = field("/object/key")
         .ok_or_else(|| EventError::new(format!("{path}.detail.object.key"), "is missing"))?;
     // EventBridge keys are URL-encoded as in S3 notifications.
-    let key = decode_key(&raw_key).map_err(|r| EventError::new(format!("{path}.detail.object.key"), r))?;
+    let key = decode_key(&raw_key)
+        .map_err(|r| EventError::new(format!("{path}.detail.object.key"), r))?;
     let version_id = field("/object/version-id").filter(|v| !v.is_empty());
     // On an unversioned bucket "Permanently Deleted" is the only kind there is, and it
     // is the plain delete that DeleteMarkerReplication governs.
@@ -321,11 +351,17 @@ pub fn decode_key(raw: &str) -> Result<String, String> {
     // form_urlencoded replaces invalid UTF-8 with U+FFFD; catch that instead of writing
     // a replica under a different key.
     let decoded = String::from_utf8(bytes).map_err(|_| "key is not UTF-8".to_string())?;
-    if decoded.contains('\u{FFFD}') && !raw.contains('\u{FFFD}') && !raw.to_ascii_uppercase().contains("%EF%BF%BD") {
+    if decoded.contains('\u{FFFD}')
+        && !raw.contains('\u{FFFD}')
+        && !raw.to_ascii_uppercase().contains("%EF%BF%BD")
+    {
         return Err(format!("key {raw:?} does not decode to UTF-8"));
     }
     if decoded.len() > 1024 {
-        return Err(format!("key is {} bytes; S3 keys are at most 1,024", decoded.len()));
+        return Err(format!(
+            "key is {} bytes; S3 keys are at most 1,024",
+            decoded.len()
+        ));
     }
     Ok(decoded)
 }
@@ -333,6 +369,157 @@ pub fn decode_key(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            serde_json::from_str::<Value>(include_str!(concat!(
+                "../../tests/fixtures/events/",
+                $name
+            )))
+            .unwrap()
+        };
+    }
+
+    const KEY: &str = "photos/2024/beach day+1.jpg";
+
+    fn only_event(decoded: &Decoded) -> &ObjectEvent {
+        assert_eq!(decoded.events.len(), 1, "{decoded:?}");
+        &decoded.events[0]
+    }
+
+    #[test]
+    fn direct_s3_event() {
+        let d = decode(&fixture!("s3-put.json")).unwrap();
+        let e = only_event(&d);
+        assert_eq!(e.change, Change::Created);
+        assert_eq!(e.bucket, "amzn-s3-demo-bucket");
+        assert_eq!(e.key, KEY);
+        assert_eq!(e.size, Some(1305107));
+        assert_eq!(e.sequencer.as_deref(), Some("0C0F6F405D6ED209E1"));
+        assert_eq!(
+            e.version_id.as_deref(),
+            Some("096fKKXTRTtl3on89fVO.nfljtsv6qko")
+        );
+        assert_eq!(e.event_name, "ObjectCreated:Put");
+    }
+
+    #[test]
+    fn delete_marker_and_version_delete() {
+        let d = decode(&fixture!("s3-delete-marker.json")).unwrap();
+        assert_eq!(d.events.len(), 2);
+        assert_eq!(d.events[0].change, Change::DeleteMarker);
+        assert_eq!(d.events[1].change, Change::VersionDeleted);
+        // Unversioned buckets send ObjectRemoved:Delete without a version.
+        let mut v = fixture!("s3-delete-marker.json");
+        v["Records"][1]["s3"]["object"]
+            .as_object_mut()
+            .unwrap()
+            .remove("versionId");
+        assert_eq!(decode(&v).unwrap().events[1].change, Change::DeleteMarker);
+    }
+
+    #[test]
+    fn test_event_is_ignored_with_a_reason() {
+        let d = decode(&fixture!("s3-test-event.json")).unwrap();
+        assert!(d.events.is_empty());
+        assert_eq!(d.ignored[0].event_name, "s3:TestEvent");
+    }
+
+    #[test]
+    fn sqs_and_sns_envelopes() {
+        let d = decode(&fixture!("sqs-s3.json")).unwrap();
+        assert_eq!(only_event(&d).key, KEY);
+        assert_eq!(d.ignored.len(), 1, "the test event in the second message");
+        for d in [
+            decode(&fixture!("sns-s3.json")).unwrap(),
+            decode(&fixture!("sqs-sns-s3.json")).unwrap(),
+        ] {
+            let e = only_event(&d);
+            assert_eq!(
+                (e.bucket.as_str(), e.key.as_str(), e.change),
+                ("amzn-s3-demo-bucket", KEY, Change::Created)
+            );
+        }
+    }
+
+    #[test]
+    fn eventbridge_events() {
+        let e = decode(&fixture!("eventbridge-created.json")).unwrap();
+        let e = only_event(&e);
+        assert_eq!(
+            (e.change, e.key.as_str(), e.size),
+            (Change::Created, KEY, Some(1305107))
+        );
+        assert_eq!(e.sequencer.as_deref(), Some("617f08299329d189"));
+        let d = decode(&fixture!("eventbridge-deleted.json")).unwrap();
+        assert_eq!(only_event(&d).change, Change::DeleteMarker);
+        let mut permanent = fixture!("eventbridge-deleted.json");
+        permanent["detail"]["deletion-type"] = "Permanently Deleted".into();
+        assert_eq!(
+            only_event(&decode(&permanent).unwrap()).change,
+            Change::VersionDeleted
+        );
+        let t = decode(&fixture!("eventbridge-tags.json")).unwrap();
+        assert_eq!(only_event(&t).change, Change::TagsChanged);
+        let other = decode(&fixture!("eventbridge-other.json")).unwrap();
+        assert!(other.events.is_empty());
+        assert_eq!(other.ignored[0].event_name, "Object Restore Completed");
+    }
+
+    #[test]
+    fn malformed_input_is_a_clear_error() {
+        let batch = fixture!("sqs-malformed.json");
+        let records = batch["Records"].as_array().unwrap();
+        let first = decode(&serde_json::json!({"Records": [records[0].clone()]})).unwrap_err();
+        assert!(
+            first.to_string().contains("Records[0].body") && first.reason.contains("not JSON"),
+            "{first}"
+        );
+        let second = decode(&serde_json::json!({"Records": [records[1].clone()]})).unwrap_err();
+        assert!(
+            second.to_string().contains("missing field `key`"),
+            "{second}"
+        );
+        for (value, needle) in [
+            (serde_json::json!([]), "expected a JSON object"),
+            (serde_json::json!({"hello": 1}), "not an S3 event"),
+            (serde_json::json!({"Records": 5}), "expected an array"),
+            (
+                serde_json::json!({"Records": [{"eventSource": "aws:kinesis"}]}),
+                "unknown source",
+            ),
+            (
+                serde_json::json!({"Records": [{"eventSource": "aws:sqs", "body": 3}]}),
+                "without a body",
+            ),
+            (
+                serde_json::json!({"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]}),
+                "eventName",
+            ),
+            (
+                serde_json::json!({"Type": "Notification", "TopicArn": "arn", "Message": "nope"}),
+                "not JSON",
+            ),
+            (
+                serde_json::json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "b"}}}),
+                "detail.object.key",
+            ),
+        ] {
+            let err = decode(&value).unwrap_err();
+            assert!(err.to_string().contains(needle), "{value}: {err}");
+        }
+        assert!(decode_text("{\"Records\": [").is_err());
+        // Deep nesting is refused, not recursed without end.
+        let mut body = fixture!("s3-put.json").to_string();
+        for _ in 0..8 {
+            body = serde_json::json!({"Records": [{"eventSource": "aws:sqs", "body": body}]})
+                .to_string();
+        }
+        assert!(decode_text(&body)
+            .unwrap_err()
+            .reason
+            .contains("nested too deep"));
+    }
 
     #[test]
     fn keys_decode_as_forms() {

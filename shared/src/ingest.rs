@@ -252,7 +252,9 @@ impl Ingest {
     /// Parks an unusable notification in the failed queue with its reason. Returns
     /// whether it was parked (else it is left for the queue's own redrive).
     async fn park(&self, body: &str, err: &IngestError) -> bool {
-        let Some(url) = &self.failed_queue_url else { return false };
+        let Some(url) = &self.failed_queue_url else {
+            return false;
+        };
         let parked = serde_json::json!({
             "v": 1,
             "kind": "notification",
@@ -260,7 +262,14 @@ impl Ingest {
             "detail": err.to_string(),
             "body": body,
         });
-        match self.sqs.send_message().queue_url(url).message_body(parked.to_string()).send().await {
+        match self
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(parked.to_string())
+            .send()
+            .await
+        {
             Ok(_) => {
                 tracing::error!(outcome = "failed", reason = "MalformedMessage", error = %err, "notification parked in the failed queue");
                 true

@@ -67,7 +67,12 @@ pub struct LastError {
 }
 
 impl Job {
-    pub fn from_event(event: &ObjectEvent, op: Operation, rule_id: &str, destination: JobDestination) -> Job {
+    pub fn from_event(
+        event: &ObjectEvent,
+        op: Operation,
+        rule_id: &str,
+        destination: JobDestination,
+    ) -> Job {
         Job {
             v: JOB_VERSION,
             op,
@@ -92,8 +97,12 @@ impl Job {
     /// Parses a queue message body. Anything else than a v1 job is a permanent
     /// `MalformedMessage` failure with the reason spelled out.
     pub fn parse(body: &str) -> Result<Job, ReplicationError> {
-        let value: serde_json::Value = serde_json::from_str(body)
-            .map_err(|e| ReplicationError::new(FailureReason::MalformedMessage, format!("job body is not JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+            ReplicationError::new(
+                FailureReason::MalformedMessage,
+                format!("job body is not JSON: {e}"),
+            )
+        })?;
         match value.get("v").and_then(serde_json::Value::as_u64) {
             Some(v) if v == u64::from(JOB_VERSION) => {}
             Some(v) => {
@@ -109,9 +118,16 @@ impl Job {
                 ))
             }
         }
-        let job: Job = serde_json::from_value(value)
-            .map_err(|e| ReplicationError::new(FailureReason::MalformedMessage, format!("job does not parse: {e}")))?;
-        if job.source.key.is_empty() || job.source.bucket.is_empty() || job.destination.bucket.is_empty() {
+        let job: Job = serde_json::from_value(value).map_err(|e| {
+            ReplicationError::new(
+                FailureReason::MalformedMessage,
+                format!("job does not parse: {e}"),
+            )
+        })?;
+        if job.source.key.is_empty()
+            || job.source.bucket.is_empty()
+            || job.destination.bucket.is_empty()
+        {
             return Err(ReplicationError::new(
                 FailureReason::MalformedMessage,
                 "job names an empty bucket or key",

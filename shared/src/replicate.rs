@@ -31,7 +31,12 @@ pub struct Replicator {
 }
 
 impl Replicator {
-    pub fn new(config: Arc<Config>, s3: S3Clients, sqs: aws_sdk_sqs::Client, failed_queue_url: Option<String>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        s3: S3Clients,
+        sqs: aws_sdk_sqs::Client,
+        failed_queue_url: Option<String>,
+    ) -> Self {
         Replicator {
             config,
             s3,
@@ -43,7 +48,10 @@ impl Replicator {
     }
 
     /// The Lambda entry point.
-    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         Ok(self.handle_batch(event.payload).await)
     }
 
@@ -75,7 +83,11 @@ impl Replicator {
             Ok(job) => job,
             Err(err) => {
                 log_malformed(&id, &err);
-                return if self.park_raw(body, &err).await { None } else { Some(id) };
+                return if self.park_raw(body, &err).await {
+                    None
+                } else {
+                    Some(id)
+                };
             }
         };
         let started = Instant::now();
@@ -100,11 +112,16 @@ impl Replicator {
             // The configuration changed since ingest: nothing says where this goes now.
             return Err(ReplicationError::new(
                 FailureReason::RuleNotConfigured,
-                format!("no rule \"{}\" for bucket {} in the configuration", job.rule_id, job.source.bucket),
+                format!(
+                    "no rule \"{}\" for bucket {} in the configuration",
+                    job.rule_id, job.source.bucket
+                ),
             ));
         };
         if !rule.enabled {
-            return Ok(Outcome::Skipped { reason: "RuleDisabled" });
+            return Ok(Outcome::Skipped {
+                reason: "RuleDisabled",
+            });
         }
         let destination = &rule.destination;
         let Some(dst) = self.s3.for_destination(&destination.endpoint) else {
@@ -121,13 +138,22 @@ impl Replicator {
         }
     }
 
-    async fn put(&self, job: &Job, destination: &Destination, dst: &aws_sdk_s3::Client) -> Result<Outcome, ReplicationError> {
+    async fn put(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+    ) -> Result<Outcome, ReplicationError> {
         let src = &self.s3.source;
         let Some(state) = copy::head_source(src, job).await? else {
-            return Ok(Outcome::Skipped { reason: "SourceDeleted" });
+            return Ok(Outcome::Skipped {
+                reason: "SourceDeleted",
+            });
         };
         let version = state.head.version_id().map(str::to_string);
-        let grants = self.grants_to_copy(job, destination, dst, version.as_deref()).await?;
+        let grants = self
+            .grants_to_copy(job, destination, dst, version.as_deref())
+            .await?;
         if destination.is_same_endpoint() {
             copy::copy_same_endpoint(src, job, destination, &state, grants).await
         } else {
@@ -144,7 +170,10 @@ impl Replicator {
         version: Option<&str>,
     ) -> Result<Option<copy::GrantHeaders>, ReplicationError> {
         if destination.acl_mode != AclMode::Copy
-            || !self.acls.uses_acls(&self.s3.source, &job.source.bucket).await
+            || !self
+                .acls
+                .uses_acls(&self.s3.source, &job.source.bucket)
+                .await
             || !self.acls.uses_acls(dst, &destination.bucket).await
         {
             return Ok(None);
@@ -154,11 +183,21 @@ impl Replicator {
 
     /// A delete reaches the replica only while the source has no object under the key:
     /// if it holds one again, the delete is stale and the put's job wins.
-    async fn delete(&self, job: &Job, destination: &Destination, dst: &aws_sdk_s3::Client) -> Result<Outcome, ReplicationError> {
+    async fn delete(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+    ) -> Result<Outcome, ReplicationError> {
         let mut current = job.clone();
         current.source.version_id = None;
-        if copy::head_source(&self.s3.source, &current).await?.is_some() {
-            return Ok(Outcome::Skipped { reason: "SupersededBySourceObject" });
+        if copy::head_source(&self.s3.source, &current)
+            .await?
+            .is_some()
+        {
+            return Ok(Outcome::Skipped {
+                reason: "SupersededBySourceObject",
+            });
         }
         dst.delete_object()
             .bucket(&destination.bucket)
@@ -170,7 +209,12 @@ impl Replicator {
     }
 
     /// Tag changes: the replica's tags become the source's, no bytes copied.
-    async fn sync_tags(&self, job: &Job, destination: &Destination, dst: &aws_sdk_s3::Client) -> Result<Outcome, ReplicationError> {
+    async fn sync_tags(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+    ) -> Result<Outcome, ReplicationError> {
         let result = self
             .s3
             .source
@@ -182,7 +226,9 @@ impl Replicator {
         let tags = match result {
             Ok(out) => out.tag_set().to_vec(),
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                return Ok(Outcome::Skipped { reason: "SourceDeleted" })
+                return Ok(Outcome::Skipped {
+                    reason: "SourceDeleted",
+                })
             }
             Err(e) => return Err(ReplicationError::from_sdk(S3Step::SourceTagging, &e)),
         };
@@ -211,11 +257,23 @@ impl Replicator {
     }
 
     /// ACL changes: the replica's ACL becomes what the mode says, no bytes copied.
-    async fn sync_acl(&self, job: &Job, destination: &Destination, dst: &aws_sdk_s3::Client) -> Result<Outcome, ReplicationError> {
+    async fn sync_acl(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+    ) -> Result<Outcome, ReplicationError> {
         let step = S3Step::DestinationAcl;
-        let request = dst.put_object_acl().bucket(&destination.bucket).key(&job.source.key);
+        let request = dst
+            .put_object_acl()
+            .bucket(&destination.bucket)
+            .key(&job.source.key);
         let request = match destination.acl_mode {
-            AclMode::None => return Ok(Outcome::Skipped { reason: "AclModeNone" }),
+            AclMode::None => {
+                return Ok(Outcome::Skipped {
+                    reason: "AclModeNone",
+                })
+            }
             AclMode::OwnerOverride => request.acl(ObjectCannedAcl::BucketOwnerFullControl),
             AclMode::Copy => match self.grants_to_copy(job, destination, dst, None).await {
                 Ok(Some(g)) => request
@@ -227,7 +285,10 @@ impl Replicator {
                 Err(e) => return Err(e),
             },
         };
-        request.send().await.map_err(|e| ReplicationError::from_sdk(step, &e))?;
+        request
+            .send()
+            .await
+            .map_err(|e| ReplicationError::from_sdk(step, &e))?;
         Ok(Outcome::Replicated { bytes: 0 })
     }
 
@@ -256,8 +317,17 @@ impl Replicator {
     }
 
     async fn send_failed(&self, body: String) -> bool {
-        let Some(url) = &self.failed_queue_url else { return false };
-        match self.sqs.send_message().queue_url(url).message_body(body).send().await {
+        let Some(url) = &self.failed_queue_url else {
+            return false;
+        };
+        match self
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+        {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(error = %describe(&e), "could not send to the failed queue; leaving the job for redelivery");
@@ -278,7 +348,12 @@ fn log_malformed(id: &str, err: &ReplicationError) {
 }
 
 /// One line per job outcome.
-fn log_outcome(job: &Job, result: &Result<Outcome, ReplicationError>, started: Instant, receives: u32) {
+fn log_outcome(
+    job: &Job,
+    result: &Result<Outcome, ReplicationError>,
+    started: Instant,
+    receives: u32,
+) {
     let latency_ms = started.elapsed().as_millis() as u64;
     let op = format!("{:?}", job.op).to_lowercase();
     let (bucket, key, dest) = (&job.source.bucket, &job.source.key, &job.destination.bucket);

@@ -38,16 +38,27 @@ pub fn needs_tags(candidates: &[&Rule]) -> bool {
 /// settled first, as in S3: a higher-priority rule that does not replicate deletes
 /// keeps a lower one from replicating them to the same destination. `tags` is the
 /// object's tags when some candidate needs them (else ignored).
-pub fn select<'a>(candidates: &[&'a Rule], tags: &[(String, String)], change: Change) -> Vec<&'a Rule> {
+pub fn select<'a>(
+    candidates: &[&'a Rule],
+    tags: &[(String, String)],
+    change: Change,
+) -> Vec<&'a Rule> {
     let mut winners: Vec<&'a Rule> = Vec::new();
-    for rule in candidates.iter().copied().filter(|r| r.filter.matches_tags(tags)) {
-        let same_destination = winners
-            .iter()
-            .position(|w| w.destination.bucket == rule.destination.bucket && w.destination.endpoint == rule.destination.endpoint);
+    for rule in candidates
+        .iter()
+        .copied()
+        .filter(|r| r.filter.matches_tags(tags))
+    {
+        let same_destination = winners.iter().position(|w| {
+            w.destination.bucket == rule.destination.bucket
+                && w.destination.endpoint == rule.destination.endpoint
+        });
         match same_destination {
             None => winners.push(rule),
             // Highest priority wins; on a tie (V1 rules have none) the first rule does.
-            Some(i) if rule.priority.unwrap_or(0) > winners[i].priority.unwrap_or(0) => winners[i] = rule,
+            Some(i) if rule.priority.unwrap_or(0) > winners[i].priority.unwrap_or(0) => {
+                winners[i] = rule
+            }
             Some(_) => {}
         }
     }
@@ -71,7 +82,10 @@ mod tests {
     }
 
     fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -80,17 +94,30 @@ mod tests {
         let src = c.source("src").unwrap();
         // docs/ matches "all" (priority 1) and "docs" (priority 5), both to dst-a.
         let cands = candidates(src, "docs/readme.txt", Change::Created);
-        assert!(!needs_tags(&candidates(src, "docs/readme.txt", Change::DeleteMarker)));
-        assert_eq!(ids(&select(&cands, &[], Change::Created)), vec!["docs", "to-b"]);
+        assert!(!needs_tags(&candidates(
+            src,
+            "docs/readme.txt",
+            Change::DeleteMarker
+        )));
+        assert_eq!(
+            ids(&select(&cands, &[], Change::Created)),
+            vec!["docs", "to-b"]
+        );
         // The tag rule (priority 9) only wins with the tag.
         assert!(needs_tags(&cands));
         let secret = tags(&[("class", "secret")]);
-        assert_eq!(ids(&select(&cands, &secret, Change::Created)), vec!["secret", "to-b"]);
+        assert_eq!(
+            ids(&select(&cands, &secret, Change::Created)),
+            vec!["secret", "to-b"]
+        );
         // Disabled rules never apply.
         assert!(!ids(&cands).contains(&"disabled".to_string()));
         // Other keys only get the catch-all rules.
         let img = candidates(src, "img/a.png", Change::Created);
-        assert_eq!(ids(&select(&img, &[], Change::Created)), vec!["all", "to-b"]);
+        assert_eq!(
+            ids(&select(&img, &[], Change::Created)),
+            vec!["all", "to-b"]
+        );
     }
 
     #[test]
@@ -100,12 +127,24 @@ mod tests {
         // Under docs/ the "docs" rule outranks "all" for dst-a and replicates no
         // deletes, so only "to-b" (every delete) acts; elsewhere "all" does markers.
         let markers = candidates(src, "docs/x", Change::DeleteMarker);
-        assert_eq!(ids(&select(&markers, &[], Change::DeleteMarker)), vec!["to-b"]);
+        assert_eq!(
+            ids(&select(&markers, &[], Change::DeleteMarker)),
+            vec!["to-b"]
+        );
         let versions = candidates(src, "docs/x", Change::VersionDeleted);
-        assert_eq!(ids(&select(&versions, &[], Change::VersionDeleted)), vec!["to-b"]);
+        assert_eq!(
+            ids(&select(&versions, &[], Change::VersionDeleted)),
+            vec!["to-b"]
+        );
         let img = candidates(src, "img/x", Change::DeleteMarker);
-        assert_eq!(ids(&select(&img, &[], Change::DeleteMarker)), vec!["all", "to-b"]);
+        assert_eq!(
+            ids(&select(&img, &[], Change::DeleteMarker)),
+            vec!["all", "to-b"]
+        );
         let img = candidates(src, "img/x", Change::VersionDeleted);
-        assert_eq!(ids(&select(&img, &[], Change::VersionDeleted)), vec!["to-b"]);
+        assert_eq!(
+            ids(&select(&img, &[], Change::VersionDeleted)),
+            vec!["to-b"]
+        );
     }
 }

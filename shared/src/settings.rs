@@ -55,10 +55,12 @@ impl ConfigSource {
         }
         if let Some(rest) = value.strip_prefix("s3://") {
             return match rest.split_once('/') {
-                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(ConfigSource::S3 {
-                    bucket: bucket.to_string(),
-                    key: key.to_string(),
-                }),
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+                    Ok(ConfigSource::S3 {
+                        bucket: bucket.to_string(),
+                        key: key.to_string(),
+                    })
+                }
                 _ => Err(ConfigError::Environment {
                     name: CONFIG_VAR,
                     reason: format!("\"{value}\" is not s3://BUCKET/KEY"),
@@ -98,7 +100,9 @@ impl ConfigSource {
         };
         let text = match self {
             ConfigSource::Inline(text) => text.clone(),
-            ConfigSource::File(path) => std::fs::read_to_string(path).map_err(|e| load_error(e.to_string()))?,
+            ConfigSource::File(path) => {
+                std::fs::read_to_string(path).map_err(|e| load_error(e.to_string()))?
+            }
             ConfigSource::S3 { bucket, key } => {
                 let out = s3
                     .get_object()
@@ -107,8 +111,13 @@ impl ConfigSource {
                     .send()
                     .await
                     .map_err(|e| load_error(crate::errors::describe(&e)))?;
-                let bytes = out.body.collect().await.map_err(|e| load_error(e.to_string()))?;
-                String::from_utf8(bytes.to_vec()).map_err(|_| load_error("the document is not UTF-8".into()))?
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| load_error(e.to_string()))?;
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| load_error("the document is not UTF-8".into()))?
             }
         };
         Config::parse(&text)
@@ -121,12 +130,21 @@ mod tests {
 
     #[test]
     fn config_locations() {
-        assert_eq!(ConfigSource::parse("file:///etc/r.json").unwrap(), ConfigSource::File("/etc/r.json".into()));
+        assert_eq!(
+            ConfigSource::parse("file:///etc/r.json").unwrap(),
+            ConfigSource::File("/etc/r.json".into())
+        );
         assert_eq!(
             ConfigSource::parse("s3://cfg/replicator/config.json").unwrap(),
-            ConfigSource::S3 { bucket: "cfg".into(), key: "replicator/config.json".into() }
+            ConfigSource::S3 {
+                bucket: "cfg".into(),
+                key: "replicator/config.json".into()
+            }
         );
-        assert!(matches!(ConfigSource::parse(" {\"Sources\": []}").unwrap(), ConfigSource::Inline(_)));
+        assert!(matches!(
+            ConfigSource::parse(" {\"Sources\": []}").unwrap(),
+            ConfigSource::Inline(_)
+        ));
         for bad in ["s3://bucket-only", "s3:///key", "/etc/r.json", ""] {
             assert!(ConfigSource::parse(bad).is_err(), "{bad}");
         }

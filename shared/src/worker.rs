@@ -36,13 +36,23 @@ struct Activity {
 impl Worker {
     /// Polls until `stop` turns true, or until every queue has been empty for
     /// `exit_when_idle`.
-    pub async fn run(self: Arc<Self>, exit_when_idle: Option<Duration>, stop: watch::Receiver<bool>) -> Result<(), QueueError> {
+    pub async fn run(
+        self: Arc<Self>,
+        exit_when_idle: Option<Duration>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), QueueError> {
         let activity = Arc::new(Activity {
             last: Mutex::new(Instant::now()),
         });
         let mut tasks = Vec::new();
         if let Some((_, url)) = &self.ingest {
-            tasks.push(tokio::spawn(self.clone().poll(Role::Ingest, url.clone(), activity.clone(), exit_when_idle, stop.clone())));
+            tasks.push(tokio::spawn(self.clone().poll(
+                Role::Ingest,
+                url.clone(),
+                activity.clone(),
+                exit_when_idle,
+                stop.clone(),
+            )));
         }
         tasks.push(tokio::spawn(self.clone().poll(
             Role::Replicate,
@@ -105,11 +115,16 @@ impl Worker {
                             detail: describe(&e),
                         });
                     }
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(consecutive_errors))).await;
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(consecutive_errors)))
+                        .await;
                     continue;
                 }
             };
             if messages.is_empty() {
+                if self.wait.is_zero() {
+                    // No long poll to pace us: don't spin on an empty queue.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 let idle_for = activity.last.lock().expect("activity lock").elapsed();
                 if exit_when_idle.is_some_and(|limit| idle_for >= limit) {
                     return Ok(());
@@ -133,10 +148,16 @@ impl Worker {
     /// Deletes what succeeded; what failed becomes visible again after a backoff that
     /// grows with its receive count, as the redrive policy's count grows.
     async fn settle(&self, url: &str, messages: &[Message], response: &SqsBatchResponse) {
-        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
         let mut done = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            let (Some(id), Some(handle)) = (m.message_id(), m.receipt_handle()) else { continue };
+            let (Some(id), Some(handle)) = (m.message_id(), m.receipt_handle()) else {
+                continue;
+            };
             if failed.contains(&id) {
                 let receives: u32 = m
                     .attributes()
@@ -168,10 +189,22 @@ impl Worker {
         if done.is_empty() {
             return;
         }
-        match self.sqs.delete_message_batch().queue_url(url).set_entries(Some(done)).send().await {
+        match self
+            .sqs
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(done))
+            .send()
+            .await
+        {
             Ok(out) if out.failed().is_empty() => {}
-            Ok(out) => tracing::warn!(count = out.failed().len(), "some finished messages were not deleted and will run again"),
-            Err(e) => tracing::warn!(error = %describe(&e), "finished messages were not deleted and will run again"),
+            Ok(out) => tracing::warn!(
+                count = out.failed().len(),
+                "some finished messages were not deleted and will run again"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "finished messages were not deleted and will run again")
+            }
         }
     }
 }

@@ -1,1 +1,363 @@
+//! Helpers for integration tests against the local stack: moto's server on loopback
+//! (`make integration` starts it and sets `S3R_TEST_ENDPOINT`).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::QueueAttributeName;
+use rand::Rng;
+use replicator::clients::{RequestLog, S3Clients};
+use replicator::config::Config;
+use replicator::ingest::Ingest;
+use replicator::replicate::Replicator;
+use replicator::worker::Worker;
+use sha2::{Digest, Sha256};
+
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+/// One S3+SQS endpoint of the local stack.
+#[derive(Clone)]
+pub struct Stack {
+    pub endpoint: String,
+    pub sdk: SdkConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+fn endpoint_from(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: integration tests need the local stack; run them with `make integration` (or `make test`)")
+    })
+}
+
+impl Stack {
+    /// The main endpoint ("AWS").
+    pub async fn main() -> Stack {
+        Stack::at(&endpoint_from("S3R_TEST_ENDPOINT"), "test").await
+    }
+
+    /// The second server, standing in for another provider with its own credentials.
+    pub async fn other_provider() -> Stack {
+        Stack::at(&endpoint_from("S3R_TEST_ENDPOINT_2"), "other").await
+    }
+
+    async fn at(endpoint: &str, key: &str) -> Stack {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(key, key, None, None, "tests"))
+            .load()
+            .await;
+        Stack {
+            endpoint: endpoint.to_string(),
+            s3: s3_client(&sdk, None),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sdk,
+        }
+    }
+
+    /// An S3 client that records every request it sends.
+    pub fn counted_s3(&self) -> (aws_sdk_s3::Client, RequestLog) {
+        let log = RequestLog::default();
+        (s3_client(&self.sdk, Some(&log)), log)
+    }
+
+    pub async fn bucket(&self, prefix: &str) -> String {
+        let name = unique(prefix);
+        self.s3
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("create bucket");
+        name
+    }
+
+    pub async fn queue(&self, prefix: &str) -> Queue {
+        let name = unique(prefix);
+        let url = self
+            .sqs
+            .create_queue()
+            .queue_name(&name)
+            .attributes(QueueAttributeName::VisibilityTimeout, "30")
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        Queue {
+            arn: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"),
+            url,
+        }
+    }
+
+    /// S3 notifications for every created, removed, tagging and ACL event of `bucket`
+    /// go to `queue`, as `aws s3api put-bucket-notification-configuration` would set.
+    pub async fn notify(&self, bucket: &str, queue: &Queue) {
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        let config = QueueConfiguration::builder()
+            .queue_arn(&queue.arn)
+            .events(Event::from("s3:ObjectCreated:*"))
+            .events(Event::from("s3:ObjectRemoved:*"))
+            .events(Event::from("s3:ObjectTagging:*"))
+            .events(Event::from("s3:ObjectAcl:Put"))
+            .build()
+            .expect("queue configuration");
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(config)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("put notification configuration");
+    }
+
+    /// Everything waiting in a queue, removed from it.
+    pub async fn drain(&self, queue: &Queue) -> Vec<String> {
+        let mut bodies = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&queue.url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return bodies;
+            }
+            for m in messages {
+                bodies.push(m.body.clone().unwrap_or_default());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&queue.url)
+                    .receipt_handle(m.receipt_handle.unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body.to_vec()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {}", replicator::errors::describe(&e)));
+    }
+}
+
+fn s3_client(sdk: &SdkConfig, log: Option<&RequestLog>) -> aws_sdk_s3::Client {
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true);
+    if let Some(log) = log {
+        builder = builder.interceptor(log.clone());
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+#[derive(Clone, Debug)]
+pub struct Queue {
+    pub url: String,
+    pub arn: String,
+}
+
+/// A name no other test uses (tests share one server and run in parallel).
+pub fn unique(prefix: &str) -> String {
+    let n: u32 = rand::rng().random();
+    format!("{prefix}-{n:08x}")
+}
+
+pub fn config(json: &str) -> Arc<Config> {
+    Arc::new(Config::parse(json).unwrap_or_else(|e| panic!("test configuration: {e}")))
+}
+
+/// A source bucket, a work queue and an events queue wired with notifications.
+pub struct Pipeline {
+    pub stack: Stack,
+    pub source: String,
+    pub events: Queue,
+    pub work: Queue,
+    pub failed: Queue,
+}
+
+impl Pipeline {
+    pub async fn new(stack: &Stack) -> Pipeline {
+        let source = stack.bucket("src").await;
+        let events = stack.queue("events").await;
+        let work = stack.queue("work").await;
+        let failed = stack.queue("failed").await;
+        stack.notify(&source, &events).await;
+        // The s3:TestEvent that saving the configuration sends.
+        let test_events = stack.drain(&events).await;
+        assert!(
+            test_events.iter().all(|b| b.contains("s3:TestEvent")),
+            "{test_events:?}"
+        );
+        Pipeline {
+            stack: stack.clone(),
+            source,
+            events,
+            work,
+            failed,
+        }
+    }
+
+    pub fn ingest(&self, config: &Arc<Config>) -> Ingest {
+        Ingest {
+            config: config.clone(),
+            s3: self.stack.s3.clone(),
+            sqs: self.stack.sqs.clone(),
+            work_queue_url: self.work.url.clone(),
+            failed_queue_url: Some(self.failed.url.clone()),
+        }
+    }
+
+    pub async fn replicator(&self, config: &Arc<Config>) -> Replicator {
+        let clients = S3Clients::build(&self.stack.sdk, self.stack.s3.clone(), config, None).await;
+        Replicator::new(
+            config.clone(),
+            clients,
+            self.stack.sqs.clone(),
+            Some(self.failed.url.clone()),
+        )
+    }
+
+    /// Runs the worker (ingest and replicate, as `s3-replicator run` does) until both
+    /// queues have been empty for a second.
+    pub async fn run_worker(&self, config: &Arc<Config>) {
+        let worker = Arc::new(Worker {
+            sqs: self.stack.sqs.clone(),
+            ingest: Some((Arc::new(self.ingest(config)), self.events.url.clone())),
+            replicator: Arc::new(self.replicator(config).await),
+            work_queue_url: self.work.url.clone(),
+            wait: Duration::from_secs(0),
+        });
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            worker.run(Some(Duration::from_millis(1500)), stop),
+        )
+        .await
+        .expect("worker did not go idle within 120 s")
+        .expect("worker failed");
+    }
+}
+
+/// Every property of an object that replication must carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectState {
+    pub size: usize,
+    pub sha256: String,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    pub content_disposition: Option<String>,
+    pub cache_control: Option<String>,
+    pub expires: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub storage_class: String,
+}
+
+/// Reads an object's bytes, headers, metadata, tags and class; None if absent.
+pub async fn object_state(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<ObjectState> {
+    let got = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(got) => got,
+        Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => return None,
+        Err(e) => panic!("get {bucket}/{key}: {}", replicator::errors::describe(&e)),
+    };
+    let content_type = got.content_type().map(str::to_string);
+    let content_encoding = got.content_encoding().map(str::to_string);
+    let content_language = got.content_language().map(str::to_string);
+    let content_disposition = got.content_disposition().map(str::to_string);
+    let cache_control = got.cache_control().map(str::to_string);
+    let expires = got.expires_string().map(str::to_string);
+    let metadata = got
+        .metadata()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let storage_class = got
+        .storage_class()
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_else(|| "STANDARD".into());
+    let bytes = got.body.collect().await.expect("body").into_bytes();
+    let tags = s3
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("tags")
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    Some(ObjectState {
+        size: bytes.len(),
+        sha256: hex(&Sha256::digest(&bytes)),
+        content_type,
+        content_encoding,
+        content_language,
+        content_disposition,
+        cache_control,
+        expires,
+        metadata,
+        tags,
+        storage_class,
+    })
+}
+
+/// The object's grants as sorted "grantee permission" lines.
+pub async fn grants(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<String> {
+    let acl = s3
+        .get_object_acl()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("get acl");
+    let mut lines: Vec<String> = acl
+        .grants()
+        .iter()
+        .map(|g| {
+            let who = g
+                .grantee()
+                .map(|e| {
+                    e.uri()
+                        .or(e.id())
+                        .or(e.email_address())
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            format!(
+                "{who} {}",
+                g.permission().map(|p| p.as_str()).unwrap_or("?")
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,1 +1,18 @@
-fn main() {}
+//! Lambda: batches of jobs from the work queue in, partial batch failures out.
+
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use replicator::bootstrap::Process;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    replicator::telemetry::init();
+    let replicator = Arc::new(Process::from_env(None).await?.replicator());
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let replicator = replicator.clone();
+        async move { replicator.handle(event).await }
+    }))
+    .await
+}

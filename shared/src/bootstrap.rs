@@ -1,0 +1,54 @@
+//! What every process builds once at cold start, from the environment: the SDK
+//! configuration, the clients, the configuration document, the queue URLs. The Lambdas
+//! and `s3-replicator run` share it so they read the same variables.
+
+use std::sync::Arc;
+
+use crate::clients::{self, RequestLog, S3Clients};
+use crate::config::Config;
+use crate::errors::ConfigError;
+use crate::ingest::Ingest;
+use crate::replicate::Replicator;
+use crate::settings::{ConfigSource, Queues};
+
+pub struct Process {
+    pub config: Arc<Config>,
+    pub s3: S3Clients,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queues: Queues,
+}
+
+impl Process {
+    /// Reads the environment and loads the configuration (REPLICATOR_CONFIG).
+    pub async fn from_env(log: Option<&RequestLog>) -> Result<Process, ConfigError> {
+        let sdk = clients::load_sdk_config().await;
+        let source = clients::source_s3(&sdk, log);
+        let config = ConfigSource::from_env()?.load(&source).await?;
+        let s3 = S3Clients::build(&sdk, source, &config, log).await;
+        Ok(Process {
+            config: Arc::new(config),
+            s3,
+            sqs: clients::sqs(&sdk),
+            queues: Queues::from_env(),
+        })
+    }
+
+    pub fn ingest(&self) -> Result<Ingest, ConfigError> {
+        Ok(Ingest {
+            config: self.config.clone(),
+            s3: self.s3.source.clone(),
+            sqs: self.sqs.clone(),
+            work_queue_url: self.queues.require_work()?.to_string(),
+            failed_queue_url: self.queues.failed.clone(),
+        })
+    }
+
+    pub fn replicator(&self) -> Replicator {
+        Replicator::new(
+            self.config.clone(),
+            self.s3.clone(),
+            self.sqs.clone(),
+            self.queues.failed.clone(),
+        )
+    }
+}

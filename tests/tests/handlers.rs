@@ -1,0 +1,442 @@
+//! The handlers called as Lambda calls them (`LambdaEvent::new(payload,
+//! Context::default())`), against real buckets and queues on the local stack.
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_s3::primitives::ByteStream;
+use integration_tests::{config, object_state, Pipeline, Stack};
+use lambda_runtime::{Context, LambdaEvent};
+use replicator::clients::S3Clients;
+use replicator::copy::Outcome;
+use replicator::job::{Job, JobDestination, Operation, SourceObject};
+use replicator::replicate::Replicator;
+use replicator::settings::ConfigSource;
+use serde_json::Value;
+
+fn one_rule(source: &str, destination: &str) -> String {
+    format!(
+        r#"{{"Sources": [{{"Bucket": "{source}", "ReplicationConfiguration": {{"Rules": [
+            {{"ID": "r", "Priority": 1, "Status": "Enabled", "Filter": {{}},
+              "Destination": {destination}, "DeleteMarkerReplication": {{"Status": "Enabled"}}}}]}}}}]}}"#
+    )
+}
+
+fn put_job(source: &str, key: &str, destination: &str) -> Job {
+    Job {
+        v: 1,
+        op: Operation::Put,
+        source: SourceObject {
+            bucket: source.into(),
+            key: key.into(),
+            version_id: None,
+            etag: None,
+            size: None,
+            sequencer: None,
+            event_time: None,
+            delete_marker: false,
+        },
+        rule_id: "r".into(),
+        destination: JobDestination {
+            bucket: destination.into(),
+            endpoint_url: None,
+        },
+        attempts: 0,
+        first_failure: None,
+        last_error: None,
+    }
+}
+
+fn sqs_batch(bodies: &[String]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for (i, body) in bodies.iter().enumerate() {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(format!("m{i}"));
+        m.body = Some(body.clone());
+        m.event_source = Some("aws:sqs".into());
+        event.records.push(m);
+    }
+    event
+}
+
+/// Requests a replication costs, by ACL mode, on the same endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_endpoint_replication_costs_a_head_and_a_copy() {
+    let stack = Stack::main().await;
+    let source = stack.bucket("src").await;
+    let dst = stack.bucket("dst").await;
+    stack
+        .s3
+        .put_object()
+        .bucket(&source)
+        .key("a/b c.txt")
+        .body(ByteStream::from_static(b"payload"))
+        .tagging("k=v&x=y")
+        .metadata("m", "1")
+        .send()
+        .await
+        .unwrap();
+
+    for (mode, expected) in [
+        (r#""Replicator": {"AclMode": "none"}"#, vec!["HEAD", "PUT"]),
+        (
+            r#""Account": "123456789012", "AccessControlTranslation": {"Owner": "Destination"}"#,
+            vec!["HEAD", "PUT"],
+        ),
+        // ACL copy: ownership controls of both buckets once per process, then the ACL.
+        (
+            r#""Replicator": {"AclMode": "copy"}"#,
+            vec!["HEAD", "GET", "GET", "GET", "PUT"],
+        ),
+    ] {
+        let cfg = config(&one_rule(
+            &source,
+            &format!(r#"{{"Bucket": "{dst}", {mode}}}"#),
+        ));
+        let (s3, log) = stack.counted_s3();
+        let replicator =
+            Replicator::new(cfg, S3Clients::same_endpoint(s3), stack.sqs.clone(), None);
+        let job = put_job(&source, "a/b c.txt", &dst);
+        let outcome = replicator.run(&job).await.unwrap();
+        assert_eq!(outcome, Outcome::Replicated { bytes: 7 });
+        let methods: Vec<String> = log
+            .take()
+            .iter()
+            .map(|r| r.split(' ').next().unwrap().to_string())
+            .collect();
+        assert_eq!(methods, expected, "{mode}");
+        // The copy alone carried everything (no tagging event was processed here).
+        let replica = object_state(&stack.s3, &dst, "a/b c.txt").await.unwrap();
+        assert_eq!(
+            replica,
+            object_state(&stack.s3, &source, "a/b c.txt").await.unwrap(),
+            "{mode}"
+        );
+        assert_eq!(replica.tags.len(), 2);
+
+        // Ownership is remembered: the next object costs one ACL read, not three.
+        if mode.contains("copy") {
+            replicator.run(&job).await.unwrap();
+            let methods: Vec<String> = log
+                .take()
+                .iter()
+                .map(|r| r.split(' ').next().unwrap().to_string())
+                .collect();
+            assert_eq!(methods, vec!["HEAD", "GET", "PUT"]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_deleted_before_its_job_is_a_stated_skip() {
+    let stack = Stack::main().await;
+    let p = Pipeline::new(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let cfg = config(&one_rule(&p.source, &format!(r#"{{"Bucket": "{dst}"}}"#)));
+    let replicator = p.replicator(&cfg).await;
+    let outcome = replicator
+        .run(&put_job(&p.source, "never-existed", &dst))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Skipped {
+            reason: "SourceDeleted"
+        }
+    );
+    // Through the batch handler the message is done (not retried) and nothing is written.
+    let response = replicator
+        .handle_batch(sqs_batch(&[put_job(&p.source, "gone", &dst).to_body()]))
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(object_state(&stack.s3, &dst, "gone").await.is_none());
+    assert!(stack.drain(&p.failed).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_job_is_parked_and_its_batch_still_succeeds() {
+    let stack = Stack::main().await;
+    let p = Pipeline::new(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let cfg = config(&one_rule(&p.source, &format!(r#"{{"Bucket": "{dst}"}}"#)));
+    stack.put(&p.source, "good-1", b"1").await;
+    stack.put(&p.source, "good-2", b"2").await;
+    let replicator = p.replicator(&cfg).await;
+    let batch = sqs_batch(&[
+        put_job(&p.source, "good-1", &dst).to_body(),
+        "{\"this is\": \"not a job\"}".to_string(),
+        "not even json".to_string(),
+        put_job(&p.source, "good-2", &dst).to_body(),
+    ]);
+    let response = replicator
+        .handle(LambdaEvent::new(batch, Context::default()))
+        .await
+        .unwrap();
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "parked, not retried: {:?}",
+        response.batch_item_failures
+    );
+    for key in ["good-1", "good-2"] {
+        assert!(object_state(&stack.s3, &dst, key).await.is_some(), "{key}");
+    }
+    let parked = stack.drain(&p.failed).await;
+    assert_eq!(parked.len(), 2);
+    for body in &parked {
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["last_error"]["reason"], "MalformedMessage", "{body}");
+        assert!(
+            v["body"].is_string(),
+            "the original body is kept for the operator: {body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_goes_to_the_failed_queue_with_its_reason() {
+    let stack = Stack::main().await;
+    let p = Pipeline::new(&stack).await;
+    let cfg = config(&one_rule(
+        &p.source,
+        r#"{"Bucket": "no-such-destination-bucket", "Replicator": {"AclMode": "none"}}"#,
+    ));
+    stack.put(&p.source, "k", b"v").await;
+    let replicator = p.replicator(&cfg).await;
+    let response = replicator
+        .handle_batch(sqs_batch(&[put_job(
+            &p.source,
+            "k",
+            "no-such-destination-bucket",
+        )
+        .to_body()]))
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    let parked = stack.drain(&p.failed).await;
+    assert_eq!(parked.len(), 1);
+    let job = Job::parse(&parked[0]).unwrap();
+    let last = job.last_error.unwrap();
+    assert_eq!(last.reason.as_str(), "DstBucketNotFound", "{}", last.detail);
+    assert_eq!(job.attempts, 1);
+    assert!(job.first_failure.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_left_for_redelivery() {
+    let stack = Stack::main().await;
+    let p = Pipeline::new(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let cfg = config(&one_rule(
+        &p.source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
+    ));
+    // Nothing listens here: a connection refused is a network error, worth a retry.
+    let dead = integration_tests::Stack::main().await;
+    let dead_sdk = dead
+        .sdk
+        .to_builder()
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    let dead_s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&dead_sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let replicator = Replicator::new(
+        cfg,
+        S3Clients::same_endpoint(dead_s3),
+        stack.sqs.clone(),
+        Some(p.failed.url.clone()),
+    );
+    let response = replicator
+        .handle_batch(sqs_batch(&[put_job(&p.source, "k", &dst).to_body()]))
+        .await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(response.batch_item_failures[0].item_identifier, "m0");
+    assert!(
+        stack.drain(&p.failed).await.is_empty(),
+        "a transient failure is not parked"
+    );
+}
+
+const FIXTURE_BUCKET: &str = "amzn-s3-demo-bucket";
+const FIXTURE_KEY: &str = "photos/2024/beach day+1.jpg";
+
+/// Ingest fed each envelope, as Lambda would deliver it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_accepts_every_envelope_and_sends_one_job_per_destination() {
+    let stack = Stack::main().await;
+    let p = Pipeline::new(&stack).await;
+    let cfg = config(&format!(
+        r#"{{"Sources": [{{"Bucket": "{FIXTURE_BUCKET}", "ReplicationConfiguration": {{"Rules": [
+            {{"ID": "photos", "Priority": 1, "Status": "Enabled", "Filter": {{"Prefix": "photos/"}},
+              "Destination": {{"Bucket": "replica-one"}}, "DeleteMarkerReplication": {{"Status": "Enabled"}}}},
+            {{"ID": "all", "Priority": 2, "Status": "Enabled", "Filter": {{}},
+              "Destination": {{"Bucket": "replica-two"}}, "DeleteMarkerReplication": {{"Status": "Disabled"}}}}]}}}}]}}"#
+    ));
+    let ingest = p.ingest(&cfg);
+    let fixtures: [(&str, &str, usize); 7] = [
+        (
+            "s3-put.json",
+            include_str!("../fixtures/events/s3-put.json"),
+            2,
+        ),
+        (
+            "sns-s3.json",
+            include_str!("../fixtures/events/sns-s3.json"),
+            2,
+        ),
+        (
+            "sqs-s3.json",
+            include_str!("../fixtures/events/sqs-s3.json"),
+            2,
+        ),
+        (
+            "sqs-sns-s3.json",
+            include_str!("../fixtures/events/sqs-sns-s3.json"),
+            2,
+        ),
+        (
+            "eventbridge-created.json",
+            include_str!("../fixtures/events/eventbridge-created.json"),
+            2,
+        ),
+        // A delete marker: only the rule that replicates deletes.
+        (
+            "eventbridge-deleted.json",
+            include_str!("../fixtures/events/eventbridge-deleted.json"),
+            1,
+        ),
+        (
+            "s3-test-event.json",
+            include_str!("../fixtures/events/s3-test-event.json"),
+            0,
+        ),
+    ];
+    for (name, text, jobs) in fixtures {
+        let payload: Value = serde_json::from_str(text).unwrap();
+        let out = ingest
+            .handle(LambdaEvent::new(payload, Context::default()))
+            .await
+            .unwrap();
+        if name.starts_with("sqs") {
+            assert_eq!(out["batchItemFailures"], serde_json::json!([]), "{name}");
+        }
+        let sent = stack.drain(&p.work).await;
+        assert_eq!(sent.len(), jobs, "{name}: {sent:?}");
+        let mut destinations: Vec<String> = sent
+            .iter()
+            .map(|body| {
+                let job = Job::parse(body).unwrap();
+                assert_eq!(
+                    (job.source.bucket.as_str(), job.source.key.as_str()),
+                    (FIXTURE_BUCKET, FIXTURE_KEY),
+                    "{name}"
+                );
+                job.destination.bucket
+            })
+            .collect();
+        destinations.sort();
+        if jobs == 2 {
+            assert_eq!(destinations, vec!["replica-one", "replica-two"], "{name}");
+        }
+    }
+
+    // A batch with two unusable messages among good ones: those are parked with their
+    // reason, the good one is ingested, and nothing is retried.
+    let payload: Value =
+        serde_json::from_str(include_str!("../fixtures/events/sqs-malformed.json")).unwrap();
+    let out = ingest
+        .handle(LambdaEvent::new(payload, Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(out["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(stack.drain(&p.work).await.len(), 2);
+    let parked = stack.drain(&p.failed).await;
+    assert_eq!(parked.len(), 2);
+    assert!(parked.iter().all(|b| b.contains("MalformedMessage")));
+
+    // A payload that is no notification at all is an error, not a panic.
+    let err = ingest
+        .handle(LambdaEvent::new(
+            serde_json::json!({"hello": "world"}),
+            Context::default(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not an S3 event"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configuration_loads_from_s3_and_files() {
+    let stack = Stack::main().await;
+    let bucket = stack.bucket("config").await;
+    let text = include_str!("../fixtures/config/full.json");
+    stack
+        .put(&bucket, "replicator/config.json", text.as_bytes())
+        .await;
+    let from_s3 = ConfigSource::parse(&format!("s3://{bucket}/replicator/config.json"))
+        .unwrap()
+        .load(&stack.s3)
+        .await
+        .unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/config/full.json");
+    let from_file = ConfigSource::parse(&format!("file://{path}"))
+        .unwrap()
+        .load(&stack.s3)
+        .await
+        .unwrap();
+    assert_eq!(from_s3, from_file);
+    assert_eq!(from_s3.sources[0].bucket, "photos");
+    let missing = ConfigSource::parse(&format!("s3://{bucket}/nope.json"))
+        .unwrap()
+        .load(&stack.s3)
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("NoSuchKey"), "{missing}");
+}
+
+/// Another provider: a second server with its own credentials; the copy streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_provider_gets_a_streamed_copy() {
+    let stack = Stack::main().await;
+    let other = Stack::other_provider().await;
+    let p = Pipeline::new(&stack).await;
+    let dst = other.bucket("offsite").await;
+    let cfg = config(&one_rule(
+        &p.source,
+        &format!(
+            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "Region": "us-east-1", "ForcePathStyle": true,
+                "AclMode": "none", "StorageClassMap": {{"STANDARD": "STANDARD_IA"}}}}}}"#,
+            other.endpoint
+        ),
+    ));
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    stack
+        .s3
+        .put_object()
+        .bucket(&p.source)
+        .key("far away/ü.bin")
+        .body(ByteStream::from(body))
+        .content_type("application/octet-stream")
+        .cache_control("no-cache")
+        .metadata("origin", "main")
+        .tagging("site=a")
+        .send()
+        .await
+        .unwrap();
+    p.run_worker(&cfg).await;
+    let source = object_state(&stack.s3, &p.source, "far away/ü.bin")
+        .await
+        .unwrap();
+    let replica = object_state(&other.s3, &dst, "far away/ü.bin")
+        .await
+        .expect("arrived at the other provider");
+    assert_eq!(replica.storage_class, "STANDARD_IA");
+    assert_eq!(
+        replica,
+        integration_tests::ObjectState {
+            storage_class: "STANDARD_IA".into(),
+            ..source
+        }
+    );
+    // The main server holds no bucket of that name: the copy really went elsewhere.
+    assert!(stack.s3.head_bucket().bucket(&dst).send().await.is_err());
+}
