@@ -133,8 +133,20 @@ impl Replicator {
         match job.op {
             Operation::Put => self.put(job, destination, dst).await,
             Operation::Delete => self.delete(job, destination, dst).await,
-            Operation::Tags => self.sync_tags(job, destination, dst).await,
-            Operation::Acl => self.sync_acl(job, destination, dst).await,
+            Operation::Tags | Operation::Acl => {
+                let synced = if job.op == Operation::Tags {
+                    self.sync_tags(job, destination, dst).await
+                } else {
+                    self.sync_acl(job, destination, dst).await
+                };
+                match synced {
+                    // Events arrive in any order: a tag or ACL change can come before
+                    // the object's own replica exists. Copying it whole converges.
+                    Err(ReplicaMissing) => self.put(job, destination, dst).await,
+                    Ok(outcome) => Ok(outcome),
+                    Err(Failed(e)) => Err(e),
+                }
+            }
         }
     }
 
@@ -214,7 +226,7 @@ impl Replicator {
         job: &Job,
         destination: &Destination,
         dst: &aws_sdk_s3::Client,
-    ) -> Result<Outcome, ReplicationError> {
+    ) -> Result<Outcome, SyncError> {
         let result = self
             .s3
             .source
@@ -230,7 +242,12 @@ impl Replicator {
                     reason: "SourceDeleted",
                 })
             }
-            Err(e) => return Err(ReplicationError::from_sdk(S3Step::SourceTagging, &e)),
+            Err(e) => {
+                return Err(Failed(ReplicationError::from_sdk(
+                    S3Step::SourceTagging,
+                    &e,
+                )))
+            }
         };
         let step = S3Step::DestinationTagging;
         if tags.is_empty() {
@@ -239,19 +256,24 @@ impl Replicator {
                 .key(&job.source.key)
                 .send()
                 .await
-                .map_err(|e| ReplicationError::from_sdk(step, &e))?;
+                .map_err(|e| SyncError::from_destination(step, &e))?;
         } else {
             let tagging = Tagging::builder()
                 .set_tag_set(Some(tags))
                 .build()
-                .map_err(|e| ReplicationError::new(FailureReason::InvalidRequest, e.to_string()))?;
+                .map_err(|e| {
+                    Failed(ReplicationError::new(
+                        FailureReason::InvalidRequest,
+                        e.to_string(),
+                    ))
+                })?;
             dst.put_object_tagging()
                 .bucket(&destination.bucket)
                 .key(&job.source.key)
                 .tagging(tagging)
                 .send()
                 .await
-                .map_err(|e| ReplicationError::from_sdk(step, &e))?;
+                .map_err(|e| SyncError::from_destination(step, &e))?;
         }
         Ok(Outcome::Replicated { bytes: 0 })
     }
@@ -262,7 +284,7 @@ impl Replicator {
         job: &Job,
         destination: &Destination,
         dst: &aws_sdk_s3::Client,
-    ) -> Result<Outcome, ReplicationError> {
+    ) -> Result<Outcome, SyncError> {
         let step = S3Step::DestinationAcl;
         let request = dst
             .put_object_acl()
@@ -282,13 +304,13 @@ impl Replicator {
                     .set_grant_read_acp(g.read_acp)
                     .set_grant_write_acp(g.write_acp),
                 Ok(None) => request.acl(ObjectCannedAcl::Private),
-                Err(e) => return Err(e),
+                Err(e) => return Err(Failed(e)),
             },
         };
         request
             .send()
             .await
-            .map_err(|e| ReplicationError::from_sdk(step, &e))?;
+            .map_err(|e| SyncError::from_destination(step, &e))?;
         Ok(Outcome::Replicated { bytes: 0 })
     }
 
@@ -333,6 +355,33 @@ impl Replicator {
                 tracing::error!(error = %describe(&e), "could not send to the failed queue; leaving the job for redelivery");
                 false
             }
+        }
+    }
+}
+
+/// A tag or ACL sync either fails, or finds no replica to update yet.
+enum SyncError {
+    ReplicaMissing,
+    Failed(ReplicationError),
+}
+use SyncError::{Failed, ReplicaMissing};
+
+impl SyncError {
+    fn from_destination<E>(
+        step: S3Step,
+        err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Self
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let code = match err {
+            aws_sdk_s3::error::SdkError::ServiceError(s) => s.err().code(),
+            _ => None,
+        };
+        if code == Some("NoSuchKey") {
+            ReplicaMissing
+        } else {
+            Failed(ReplicationError::from_sdk(step, err))
         }
     }
 }

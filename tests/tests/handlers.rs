@@ -440,3 +440,93 @@ async fn another_provider_gets_a_streamed_copy() {
     // The main server holds no bucket of that name: the copy really went elsewhere.
     assert!(stack.s3.head_bucket().bucket(&dst).send().await.is_err());
 }
+
+/// A tag change updates the replica's tags without copying bytes; one that arrives
+/// before the replica exists copies the object whole, so the order of events does not
+/// matter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_changes_sync_tags_or_copy_whole_when_the_replica_is_missing() {
+    let stack = Stack::main().await;
+    let source = stack.bucket("src").await;
+    let dst = stack.bucket("dst").await;
+    stack.put(&source, "doc", b"contents").await;
+    stack
+        .s3
+        .put_object_tagging()
+        .bucket(&source)
+        .key("doc")
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .tag_set(tag("stage", "draft"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let cfg = config(&one_rule(
+        &source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
+    ));
+    let (s3, log) = stack.counted_s3();
+    let replicator = Replicator::new(cfg, S3Clients::same_endpoint(s3), stack.sqs.clone(), None);
+    let mut job = put_job(&source, "doc", &dst);
+    job.op = Operation::Tags;
+
+    // No replica yet: the tag job copies the whole object.
+    replicator.run(&job).await.unwrap();
+    assert_eq!(
+        object_state(&stack.s3, &dst, "doc").await.unwrap(),
+        object_state(&stack.s3, &source, "doc").await.unwrap()
+    );
+    log.take();
+
+    // With a replica: read the source's tags, write the replica's. No HEAD, no copy.
+    stack
+        .s3
+        .put_object_tagging()
+        .bucket(&source)
+        .key("doc")
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .tag_set(tag("stage", "final"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    replicator.run(&job).await.unwrap();
+    let requests = log.take();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests.iter().all(|r| r.ends_with("?tagging")),
+        "{requests:?}"
+    );
+    let replica = object_state(&stack.s3, &dst, "doc").await.unwrap();
+    assert_eq!(replica.tags.get("stage").map(String::as_str), Some("final"));
+
+    // Tags removed at the source are removed from the replica.
+    stack
+        .s3
+        .delete_object_tagging()
+        .bucket(&source)
+        .key("doc")
+        .send()
+        .await
+        .unwrap();
+    replicator.run(&job).await.unwrap();
+    assert!(object_state(&stack.s3, &dst, "doc")
+        .await
+        .unwrap()
+        .tags
+        .is_empty());
+}
+
+fn tag(key: &str, value: &str) -> aws_sdk_s3::types::Tag {
+    aws_sdk_s3::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
+        .unwrap()
+}
