@@ -6,7 +6,7 @@ PYTHON  ?= python3
 MOTO    := $(VENV)/bin/moto_server
 CARGO   ?= cargo
 
-.PHONY: all demo test unit integration lint fmt venv stack-up stack-down build clean
+.PHONY: all demo test unit integration lint lint-infra fmt venv stack-up stack-down build build-local clean
 
 all: build-local
 
@@ -25,18 +25,26 @@ stack-down:
 build-local:
 	$(CARGO) build --workspace
 
-## Everything: formatting, lints, unit tests, integration tests on the local stack.
-test: lint unit integration
+## Everything: formatting, lints, then every test (unit and integration) in one cargo
+## run with the local stack up.
+test: lint lint-infra venv
+	scripts/with-stack.sh $(CARGO) test --workspace
 
+## Unit tests only (no stack needed).
 unit:
 	$(CARGO) test --workspace --lib --bins
 
+## Integration tests only (starts and stops the stack).
 integration: venv
-	scripts/with-stack.sh $(CARGO) test -p integration-tests
+	scripts/with-stack.sh $(CARGO) test --workspace --tests
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Static checks of the deployment templates.
+lint-infra: venv
+	$(VENV)/bin/cfn-lint infra/sam/template.yaml
 
 fmt:
 	$(CARGO) fmt --all

@@ -9,8 +9,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use replicator::bootstrap::Process;
 use replicator::config::Config;
+use replicator::dlq::{FailedQueue, Parked};
 use replicator::errors::ConfigError;
-use replicator::settings::{ConfigSource, CONFIG_VAR};
+use replicator::settings::{ConfigSource, Queues, CONFIG_VAR};
 use replicator::worker::Worker;
 
 #[derive(Parser)]
@@ -40,6 +41,47 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Inspect and redrive the failed queue (FAILED_QUEUE_URL).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Every failed job: reason, key, destination, attempts, age. Consumes nothing.
+    List {
+        /// Only jobs that failed for this reason (e.g. DstBucketNotFound).
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// One failed message in full.
+    Show { id: String },
+    /// Send failed jobs back to the work queue (WORK_QUEUE_URL) with attempts reset.
+    Redrive {
+        #[arg(long, conflicts_with = "all")]
+        reason: Option<String>,
+        /// Every job, whatever its reason.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete failed messages for good.
+    Purge {
+        #[arg(long)]
+        reason: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +104,7 @@ async fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { path },
         } => return check(path).await,
+        Command::Dlq { command } => dlq(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,13 +123,18 @@ async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Re
         Some(url) => Some((Arc::new(process.ingest()?), url.clone())),
         None => None,
     };
-    let mut replicator = process.replicator();
+    let retry = match &process.queues.retry {
+        Some(url) => Some((Arc::new(process.retrier()?), url.clone())),
+        None => None,
+    };
+    let mut replicator = process.replicator().await?;
     replicator.concurrency = concurrency;
     let worker = Arc::new(Worker {
         sqs: process.sqs.clone(),
         ingest,
         replicator: Arc::new(replicator),
         work_queue_url,
+        retry,
         wait: Duration::from_secs(1),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -95,7 +143,8 @@ async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Re
         tracing::info!("stopping after the batches in hand");
         let _ = stop_tx.send(true);
     });
-    tracing::info!(events_queue = ?process.queues.events, work_queue = %worker.work_queue_url, "worker started");
+    tracing::info!(events_queue = ?process.queues.events, work_queue = %worker.work_queue_url,
+        retry_queue = ?process.queues.retry, "worker started");
     worker
         .run(exit_when_idle, stop_rx)
         .await
@@ -168,18 +217,158 @@ fn print_summary(config: &Config) {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             println!(
-                "    {:<24} {:<8} priority {:<4} prefix {:?}{} -> {}{} class {} deletes {} acl {:?}",
+                "    {:<24} {:<8} priority {:<4} prefix {:?}{} -> {}{} class {} deletes {} acl {}",
                 rule.id,
                 if rule.enabled { "enabled" } else { "DISABLED" },
-                rule.priority.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                rule.priority
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 rule.filter.prefix,
-                if tags.is_empty() { String::new() } else { format!(" tags {}", tags.join(",")) },
+                if tags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" tags {}", tags.join(","))
+                },
                 d.bucket,
-                d.endpoint.endpoint_url.as_deref().map(|u| format!(" at {u}")).unwrap_or_default(),
+                d.endpoint
+                    .endpoint_url
+                    .as_deref()
+                    .map(|u| format!(" at {u}"))
+                    .unwrap_or_default(),
                 d.storage_class.as_deref().unwrap_or("as source"),
                 d.delete_mode,
                 d.acl_mode,
             );
         }
+    }
+}
+
+async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
+    let queues = Queues::from_env();
+    let sdk = replicator::clients::load_sdk_config().await;
+    let failed = FailedQueue {
+        sqs: replicator::clients::sqs(&sdk),
+        url: queues.require_failed()?.to_string(),
+    };
+    let all = failed.scan().await?;
+    let matching = |reason: Option<&str>| -> Vec<Parked> {
+        all.iter()
+            .filter(|p| reason.is_none_or(|r| p.reason == r))
+            .cloned()
+            .collect()
+    };
+    match command {
+        DlqCommand::List { reason, output } => {
+            failed.release(&all).await?;
+            let shown = matching(reason.as_deref());
+            let oldest = shown.iter().map(|p| p.age_seconds).max().unwrap_or(0);
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&shown)?),
+                Output::Table => print_parked(&shown),
+            }
+            eprintln!(
+                "{} failed message(s){}; oldest first failed {} ago",
+                shown.len(),
+                reason
+                    .map(|r| format!(" with reason {r}"))
+                    .unwrap_or_default(),
+                human(oldest)
+            );
+        }
+        DlqCommand::Show { id } => {
+            failed.release(&all).await?;
+            let p = all
+                .iter()
+                .find(|p| p.id == id)
+                .with_context(|| format!("no message {id} in the failed queue"))?;
+            let body: serde_json::Value = serde_json::from_str(&p.body)
+                .unwrap_or_else(|_| serde_json::Value::String(p.body.clone()));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"summary": p, "message": body}))?
+            );
+        }
+        DlqCommand::Redrive {
+            reason,
+            all: everything,
+        } => {
+            if reason.is_none() && !everything {
+                failed.release(&all).await?;
+                anyhow::bail!("say which jobs: --reason REASON, or --all");
+            }
+            let chosen = matching(reason.as_deref());
+            let work = queues.require_work()?;
+            let sent = failed.redrive(&chosen, work).await;
+            failed.release(&all).await?;
+            let sent = sent?;
+            let left = chosen.iter().filter(|p| p.job.is_none()).count();
+            println!("redrove {sent} job(s) to the work queue");
+            if left > 0 {
+                println!("{left} message(s) are not jobs (unparsable bodies or notifications) and stay; see `dlq show ID`");
+            }
+        }
+        DlqCommand::Purge { reason, yes } => {
+            let chosen = matching(Some(&reason));
+            if chosen.is_empty() {
+                failed.release(&all).await?;
+                println!("nothing to purge with reason {reason}");
+                return Ok(());
+            }
+            if !yes
+                && !confirm(&format!(
+                    "delete {} failed message(s) with reason {reason} for good?",
+                    chosen.len()
+                ))
+            {
+                failed.release(&all).await?;
+                anyhow::bail!("not confirmed; nothing deleted (pass --yes when not at a terminal)");
+            }
+            let deleted = failed.delete(&chosen).await;
+            failed.release(&all).await?;
+            deleted?;
+            println!("deleted {} message(s)", chosen.len());
+        }
+    }
+    Ok(())
+}
+
+fn confirm(question: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    print!("{question} type yes: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+}
+
+fn print_parked(parked: &[Parked]) {
+    println!(
+        "{:<38} {:<26} {:>8} {:>9}  {:<24} KEY",
+        "ID", "REASON", "ATTEMPTS", "AGE", "DESTINATION"
+    );
+    for p in parked {
+        println!(
+            "{:<38} {:<26} {:>8} {:>9}  {:<24} {}",
+            p.id,
+            p.reason,
+            p.attempts,
+            human(p.age_seconds),
+            p.destination.as_deref().unwrap_or("-"),
+            p.key
+                .as_deref()
+                .map(|k| format!("{}/{}", p.bucket.as_deref().unwrap_or(""), k))
+                .unwrap_or_else(|| format!("({})", p.kind)),
+        );
+    }
+}
+
+fn human(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
     }
 }

@@ -8,7 +8,10 @@ use crate::clients::{self, RequestLog, S3Clients};
 use crate::config::Config;
 use crate::errors::ConfigError;
 use crate::ingest::Ingest;
+use crate::lease::Lease;
+use crate::parking::Parking;
 use crate::replicate::Replicator;
+use crate::retry::{Retrier, RetryPolicy};
 use crate::settings::{ConfigSource, Queues};
 
 pub struct Process {
@@ -43,12 +46,29 @@ impl Process {
         })
     }
 
-    pub fn replicator(&self) -> Replicator {
-        Replicator::new(
+    /// The replicate handler; reads the work queue's visibility timeout once, so long
+    /// jobs can extend their lease.
+    pub async fn replicator(&self) -> Result<Replicator, ConfigError> {
+        let mut replicator = Replicator::new(
             self.config.clone(),
             self.s3.clone(),
             self.sqs.clone(),
             self.queues.failed.clone(),
-        )
+        );
+        replicator.retry_queue_url = self.queues.retry.clone();
+        replicator.lease = Lease::for_queue(&self.sqs, self.queues.require_work()?).await;
+        Ok(replicator)
+    }
+
+    pub fn retrier(&self) -> Result<Retrier, ConfigError> {
+        Ok(Retrier {
+            sqs: self.sqs.clone(),
+            work_queue_url: self.queues.require_work()?.to_string(),
+            parking: Parking {
+                sqs: self.sqs.clone(),
+                failed_queue_url: Some(self.queues.require_failed()?.to_string()),
+            },
+            policy: RetryPolicy::from_env()?,
+        })
     }
 }

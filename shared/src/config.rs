@@ -138,6 +138,16 @@ impl fmt::Display for DeleteMode {
     }
 }
 
+impl fmt::Display for AclMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AclMode::Copy => "copy",
+            AclMode::OwnerOverride => "owner-override",
+            AclMode::None => "none",
+        })
+    }
+}
+
 /// One thing wrong with a document, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

@@ -71,6 +71,7 @@ pub enum FailureReason {
     MalformedMessage,
     RuleNotConfigured,
     QueueSendFailed,
+    LeaseExpired,
     Unknown,
 }
 
@@ -98,6 +99,7 @@ impl FailureReason {
             FailureReason::MalformedMessage => "MalformedMessage",
             FailureReason::RuleNotConfigured => "RuleNotConfigured",
             FailureReason::QueueSendFailed => "QueueSendFailed",
+            FailureReason::LeaseExpired => "LeaseExpired",
             FailureReason::Unknown => "Unknown",
         }
     }
@@ -113,6 +115,7 @@ impl FailureReason {
                 | FailureReason::NetworkError
                 | FailureReason::PreconditionFailed
                 | FailureReason::QueueSendFailed
+                | FailureReason::LeaseExpired
                 | FailureReason::Unknown
         )
     }

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::errors::{describe, EventError, FailureReason, QueueError, ReplicationError, S3Step};
 use crate::events::{self, Change, Decoded, ObjectEvent};
 use crate::job::{Job, JobDestination, Operation};
+use crate::parking::{parked_raw, Parking};
 use crate::rules;
 
 /// What ingest needs, built once per process.
@@ -252,32 +253,172 @@ impl Ingest {
     /// Parks an unusable notification in the failed queue with its reason. Returns
     /// whether it was parked (else it is left for the queue's own redrive).
     async fn park(&self, body: &str, err: &IngestError) -> bool {
-        let Some(url) = &self.failed_queue_url else {
-            return false;
+        let parking = Parking {
+            sqs: self.sqs.clone(),
+            failed_queue_url: self.failed_queue_url.clone(),
         };
-        let parked = serde_json::json!({
-            "v": 1,
-            "kind": "notification",
-            "reason": FailureReason::MalformedMessage,
-            "detail": err.to_string(),
-            "body": body,
-        });
-        match self
-            .sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(parked.to_string())
-            .send()
-            .await
-        {
-            Ok(_) => {
-                tracing::error!(outcome = "failed", reason = "MalformedMessage", error = %err, "notification parked in the failed queue");
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %describe(&e), "could not park a malformed notification");
-                false
-            }
+        let reason = ReplicationError::new(FailureReason::MalformedMessage, err.to_string());
+        let parked = parking
+            .send(parked_raw("notification", body, &reason))
+            .await;
+        if parked {
+            tracing::error!(outcome = "failed", reason = "MalformedMessage", error = %err, "notification parked in the failed queue");
         }
+        parked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
+    use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn ingest(sqs: aws_sdk_sqs::Client) -> Ingest {
+        let config =
+            Config::parse(include_str!("../../tests/fixtures/config/matching.json")).unwrap();
+        Ingest {
+            config: Arc::new(config),
+            s3: mock_client!(aws_sdk_s3, []),
+            sqs,
+            work_queue_url: "https://sqs.us-east-1.amazonaws.com/111122223333/work".into(),
+            failed_queue_url: None,
+        }
+    }
+
+    fn jobs(n: usize) -> Vec<Job> {
+        let text = include_str!("../../tests/fixtures/jobs/put.json");
+        (0..n)
+            .map(|i| {
+                let mut job = Job::parse(text).unwrap();
+                job.source.key = format!("key-{i}");
+                job
+            })
+            .collect()
+    }
+
+    fn failed(id: &str, sender_fault: bool) -> BatchResultErrorEntry {
+        BatchResultErrorEntry::builder()
+            .id(id)
+            .sender_fault(sender_fault)
+            .code(if sender_fault {
+                "InvalidParameterValue"
+            } else {
+                "InternalError"
+            })
+            .message("injected")
+            .build()
+            .unwrap()
+    }
+
+    fn ok(id: &str) -> SendMessageBatchResultEntry {
+        SendMessageBatchResultEntry::builder()
+            .id(id)
+            .message_id(format!("m-{id}"))
+            .md5_of_message_body("x")
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_the_entries_sqs_refused_are_sent_again() {
+        // Twelve jobs: a batch of ten (entry 3 refused, then accepted) and one of two.
+        let first = mock!(aws_sdk_sqs::Client::send_message_batch)
+            .match_requests(|r| r.entries().len() == 10)
+            .then_compute_output(|r| {
+                SendMessageBatchOutput::builder()
+                    .set_successful(Some(
+                        r.entries()
+                            .iter()
+                            .filter(|e| e.id() != "3")
+                            .map(|e| ok(e.id()))
+                            .collect(),
+                    ))
+                    .set_failed(Some(vec![failed("3", false)]))
+                    .build()
+                    .unwrap()
+            });
+        let resend = mock!(aws_sdk_sqs::Client::send_message_batch)
+            .match_requests(|r| {
+                r.entries().len() == 1
+                    && r.entries()[0].id() == "3"
+                    && r.entries()[0].message_body().contains("key-3")
+            })
+            .then_output(|| {
+                SendMessageBatchOutput::builder()
+                    .successful(ok("3"))
+                    .set_failed(Some(vec![]))
+                    .build()
+                    .unwrap()
+            });
+        let second_chunk = mock!(aws_sdk_sqs::Client::send_message_batch)
+            .match_requests(|r| r.entries().len() == 2)
+            .then_compute_output(|r| {
+                SendMessageBatchOutput::builder()
+                    .set_successful(Some(r.entries().iter().map(|e| ok(e.id())).collect()))
+                    .set_failed(Some(vec![]))
+                    .build()
+                    .unwrap()
+            });
+        let sqs = mock_client!(
+            aws_sdk_sqs,
+            RuleMode::MatchAny,
+            [&first, &resend, &second_chunk]
+        );
+        ingest(sqs).send(&jobs(12)).await.unwrap();
+        assert_eq!(
+            (
+                first.num_calls(),
+                resend.num_calls(),
+                second_chunk.num_calls()
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_entry_sqs_blames_on_the_sender_is_not_resent() {
+        let rule = mock!(aws_sdk_sqs::Client::send_message_batch).then_output(|| {
+            SendMessageBatchOutput::builder()
+                .set_successful(Some(vec![]))
+                .set_failed(Some(vec![failed("0", true)]))
+                .build()
+                .unwrap()
+        });
+        let sqs = mock_client!(aws_sdk_sqs, [&rule]);
+        let err = ingest(sqs).send(&jobs(1)).await.unwrap_err();
+        assert!(
+            matches!(err, QueueError::EntriesRejected { count: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("InvalidParameterValue"), "{err}");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_payload_that_is_no_notification_fails_clearly() {
+        let ingest = ingest(mock_client!(aws_sdk_sqs, []));
+        let err = ingest
+            .handle(LambdaEvent::new(
+                serde_json::json!({"detail": 1}),
+                lambda_runtime::Context::default(),
+            ))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not an S3 event"), "{err}");
+        // An SQS batch whose bodies are not notifications: each is reported, none panics.
+        let batch = serde_json::json!({"Records": [
+            {"messageId": "a", "eventSource": "aws:sqs", "body": "{}"},
+            {"messageId": "b", "eventSource": "aws:sqs", "body": "[1, 2"}
+        ]});
+        let out = ingest
+            .handle(LambdaEvent::new(batch, lambda_runtime::Context::default()))
+            .await
+            .unwrap();
+        assert_eq!(
+            out["batchItemFailures"],
+            serde_json::json!([{"itemIdentifier": "a"}, {"itemIdentifier": "b"}])
+        );
     }
 }

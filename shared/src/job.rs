@@ -136,6 +136,24 @@ impl Job {
         Ok(job)
     }
 
+    /// Counts a failed attempt and keeps its reason; the first failure's time stays.
+    pub fn record_failure(&mut self, err: &ReplicationError) {
+        self.attempts += 1;
+        self.first_failure
+            .get_or_insert_with(crate::parking::now_rfc3339);
+        self.last_error = Some(LastError {
+            reason: err.reason,
+            detail: err.detail.clone(),
+        });
+    }
+
+    /// Back to a fresh job, for a redrive after the cause was fixed.
+    pub fn reset(&mut self) {
+        self.attempts = 0;
+        self.first_failure = None;
+        self.last_error = None;
+    }
+
     pub fn to_body(&self) -> String {
         serde_json::to_string(self).expect("a Job always serializes")
     }

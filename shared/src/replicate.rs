@@ -14,7 +14,9 @@ use crate::clients::S3Clients;
 use crate::config::{AclMode, Config, Destination};
 use crate::copy::{self, AclSupport, Outcome};
 use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
-use crate::job::{Job, LastError, Operation};
+use crate::job::{Job, Operation};
+use crate::lease::Lease;
+use crate::parking::Parking;
 
 /// Jobs of one batch run at once, at most this many.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -25,7 +27,12 @@ pub struct Replicator {
     pub config: Arc<Config>,
     pub s3: S3Clients,
     pub sqs: aws_sdk_sqs::Client,
-    pub failed_queue_url: Option<String>,
+    pub parking: Parking,
+    /// Transient failures are forwarded here with their reason (the retry handler
+    /// requeues them with backoff). Without it they are left for SQS to redeliver.
+    pub retry_queue_url: Option<String>,
+    /// Extends the visibility of messages whose job runs long.
+    pub lease: Option<Lease>,
     pub concurrency: usize,
     acls: AclSupport,
 }
@@ -40,8 +47,13 @@ impl Replicator {
         Replicator {
             config,
             s3,
+            parking: Parking {
+                sqs: sqs.clone(),
+                failed_queue_url,
+            },
             sqs,
-            failed_queue_url,
+            retry_queue_url: None,
+            lease: None,
             concurrency: DEFAULT_CONCURRENCY,
             acls: AclSupport::default(),
         }
@@ -82,26 +94,43 @@ impl Replicator {
         let job = match Job::parse(body) {
             Ok(job) => job,
             Err(err) => {
-                log_malformed(&id, &err);
-                return if self.park_raw(body, &err).await {
-                    None
-                } else {
-                    Some(id)
-                };
+                let parked = self.parking.park_raw(body, &err).await;
+                return (!parked).then_some(id);
             }
         };
         let started = Instant::now();
-        let result = self.run(&job).await;
+        let result = match (&self.lease, message.receipt_handle.as_deref()) {
+            (Some(lease), Some(receipt)) => lease.hold(&self.sqs, receipt, self.run(&job)).await,
+            _ => self.run(&job).await,
+        };
         log_outcome(&job, &result, started, receives);
-        match result {
-            Ok(_) => None,
-            Err(err) if err.is_retryable() => Some(id),
-            Err(err) => {
-                if self.park_job(&job, &err).await {
-                    None
-                } else {
-                    Some(id)
-                }
+        let done = match result {
+            Ok(_) => true,
+            Err(err) if err.is_retryable() => self.forward_for_retry(&job, &err).await,
+            Err(err) => self.parking.park_job(&job, &err).await,
+        };
+        (!done).then_some(id)
+    }
+
+    /// Hands a transient failure, with its reason, to the retry queue.
+    async fn forward_for_retry(&self, job: &Job, err: &ReplicationError) -> bool {
+        let Some(url) = &self.retry_queue_url else {
+            return false;
+        };
+        let mut failed = job.clone();
+        failed.record_failure(err);
+        let sent = self
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(failed.to_body())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "could not forward a failed job to the retry queue; SQS will redeliver it");
+                false
             }
         }
     }
@@ -313,50 +342,6 @@ impl Replicator {
             .map_err(|e| SyncError::from_destination(step, &e))?;
         Ok(Outcome::Replicated { bytes: 0 })
     }
-
-    /// Sends a job that cannot succeed to the failed queue. Returns whether it did.
-    async fn park_job(&self, job: &Job, err: &ReplicationError) -> bool {
-        let mut parked = job.clone();
-        parked.attempts += 1;
-        if parked.first_failure.is_none() {
-            parked.first_failure = Some(now_rfc3339());
-        }
-        parked.last_error = Some(LastError {
-            reason: err.reason,
-            detail: err.detail.clone(),
-        });
-        self.send_failed(parked.to_body()).await
-    }
-
-    async fn park_raw(&self, body: &str, err: &ReplicationError) -> bool {
-        let parked = serde_json::json!({
-            "v": 1,
-            "kind": "unparsed-job",
-            "last_error": {"reason": err.reason, "detail": err.detail},
-            "body": body,
-        });
-        self.send_failed(parked.to_string()).await
-    }
-
-    async fn send_failed(&self, body: String) -> bool {
-        let Some(url) = &self.failed_queue_url else {
-            return false;
-        };
-        match self
-            .sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .send()
-            .await
-        {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::error!(error = %describe(&e), "could not send to the failed queue; leaving the job for redelivery");
-                false
-            }
-        }
-    }
 }
 
 /// A tag or ACL sync either fails, or finds no replica to update yet.
@@ -384,16 +369,6 @@ impl SyncError {
             Failed(ReplicationError::from_sdk(step, err))
         }
     }
-}
-
-fn now_rfc3339() -> String {
-    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
-}
-
-fn log_malformed(id: &str, err: &ReplicationError) {
-    tracing::error!(message_id = %id, outcome = "failed", reason = %err.reason, error = %err.detail, "job message does not parse");
 }
 
 /// One line per job outcome.

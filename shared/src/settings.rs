@@ -30,6 +30,13 @@ impl Queues {
         }
     }
 
+    pub fn require_failed(&self) -> Result<&str, ConfigError> {
+        self.failed.as_deref().ok_or(ConfigError::Environment {
+            name: FAILED_QUEUE_VAR,
+            reason: "is not set; jobs that cannot succeed have nowhere to wait".into(),
+        })
+    }
+
     pub fn require_work(&self) -> Result<&str, ConfigError> {
         self.work.as_deref().ok_or(ConfigError::Environment {
             name: WORK_QUEUE_VAR,

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::errors::{describe, QueueError};
 use crate::ingest::Ingest;
 use crate::replicate::Replicator;
+use crate::retry::Retrier;
 
 pub struct Worker {
     pub sqs: aws_sdk_sqs::Client,
@@ -18,6 +19,8 @@ pub struct Worker {
     pub ingest: Option<(Arc<Ingest>, String)>,
     pub replicator: Arc<Replicator>,
     pub work_queue_url: String,
+    /// With a retry queue, the worker retries too.
+    pub retry: Option<(Arc<Retrier>, String)>,
     /// Long-poll wait per receive; short keeps `--exit-when-idle` responsive.
     pub wait: Duration,
 }
@@ -26,6 +29,7 @@ pub struct Worker {
 enum Role {
     Ingest,
     Replicate,
+    Retry,
 }
 
 /// When the pollers last saw a message, to end an idle run.
@@ -48,6 +52,15 @@ impl Worker {
         if let Some((_, url)) = &self.ingest {
             tasks.push(tokio::spawn(self.clone().poll(
                 Role::Ingest,
+                url.clone(),
+                activity.clone(),
+                exit_when_idle,
+                stop.clone(),
+            )));
+        }
+        if let Some((_, url)) = &self.retry {
+            tasks.push(tokio::spawn(self.clone().poll(
+                Role::Retry,
                 url.clone(),
                 activity.clone(),
                 exit_when_idle,
@@ -126,7 +139,9 @@ impl Worker {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 let idle_for = activity.last.lock().expect("activity lock").elapsed();
-                if exit_when_idle.is_some_and(|limit| idle_for >= limit) {
+                // Idle means settled: nothing delayed (a retry waiting out its backoff)
+                // or in flight on any of our queues.
+                if exit_when_idle.is_some_and(|limit| idle_for >= limit) && self.settled().await {
                     return Ok(());
                 }
                 continue;
@@ -139,10 +154,42 @@ impl Worker {
                     None => SqsBatchResponse::default(),
                 },
                 Role::Replicate => self.replicator.handle_batch(batch).await,
+                Role::Retry => match &self.retry {
+                    Some((retrier, _)) => retrier.handle_batch(batch).await,
+                    None => SqsBatchResponse::default(),
+                },
             };
             self.settle(&url, &messages, &response).await;
             *activity.last.lock().expect("activity lock") = Instant::now();
         }
+    }
+
+    /// True when none of the worker's queues holds a message, visible or not.
+    async fn settled(&self) -> bool {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let mut urls = vec![self.work_queue_url.as_str()];
+        urls.extend(self.ingest.as_ref().map(|(_, u)| u.as_str()));
+        urls.extend(self.retry.as_ref().map(|(_, u)| u.as_str()));
+        for url in urls {
+            let out = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(A::ApproximateNumberOfMessages)
+                .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+                .send()
+                .await;
+            let Ok(out) = out else { return false };
+            let Some(attrs) = out.attributes() else {
+                return false;
+            };
+            let total: u64 = attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum();
+            if total > 0 {
+                return false;
+            }
+        }
+        true
     }
 
     /// Deletes what succeeded; what failed becomes visible again after a backoff that

@@ -1,6 +1,8 @@
 //! Helpers for integration tests against the local stack: moto's server on loopback
 //! (`make integration` starts it and sets `S3R_TEST_ENDPOINT`).
 
+pub mod fault_proxy;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,10 @@ use rand::Rng;
 use replicator::clients::{RequestLog, S3Clients};
 use replicator::config::Config;
 use replicator::ingest::Ingest;
+use replicator::lease::Lease;
+use replicator::parking::Parking;
 use replicator::replicate::Replicator;
+use replicator::retry::{Retrier, RetryPolicy};
 use replicator::worker::Worker;
 use sha2::{Digest, Sha256};
 
@@ -193,6 +198,7 @@ pub struct Pipeline {
     pub source: String,
     pub events: Queue,
     pub work: Queue,
+    pub retry: Queue,
     pub failed: Queue,
 }
 
@@ -201,6 +207,7 @@ impl Pipeline {
         let source = stack.bucket("src").await;
         let events = stack.queue("events").await;
         let work = stack.queue("work").await;
+        let retry = stack.queue("retry").await;
         let failed = stack.queue("failed").await;
         stack.notify(&source, &events).await;
         // The s3:TestEvent that saving the configuration sends.
@@ -214,6 +221,7 @@ impl Pipeline {
             source,
             events,
             work,
+            retry,
             failed,
         }
     }
@@ -228,24 +236,55 @@ impl Pipeline {
         }
     }
 
-    pub async fn replicator(&self, config: &Arc<Config>) -> Replicator {
-        let clients = S3Clients::build(&self.stack.sdk, self.stack.s3.clone(), config, None).await;
-        Replicator::new(
+    /// The replicate handler as bootstrap builds it, on the given source client.
+    pub async fn replicator_on(&self, config: &Arc<Config>, s3: aws_sdk_s3::Client) -> Replicator {
+        let clients = S3Clients::build(&self.stack.sdk, s3, config, None).await;
+        let mut replicator = Replicator::new(
             config.clone(),
             clients,
             self.stack.sqs.clone(),
             Some(self.failed.url.clone()),
-        )
+        );
+        replicator.retry_queue_url = Some(self.retry.url.clone());
+        replicator.lease = Lease::for_queue(&self.stack.sqs, &self.work.url).await;
+        replicator
     }
 
-    /// Runs the worker (ingest and replicate, as `s3-replicator run` does) until both
-    /// queues have been empty for a second.
+    pub async fn replicator(&self, config: &Arc<Config>) -> Replicator {
+        self.replicator_on(config, self.stack.s3.clone()).await
+    }
+
+    /// Retries after 1 s, 2 s, 4 s...; parks after five failed attempts.
+    pub fn retrier(&self) -> Retrier {
+        Retrier {
+            sqs: self.stack.sqs.clone(),
+            work_queue_url: self.work.url.clone(),
+            parking: Parking {
+                sqs: self.stack.sqs.clone(),
+                failed_queue_url: Some(self.failed.url.clone()),
+            },
+            policy: RetryPolicy {
+                max_attempts: 5,
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(900),
+            },
+        }
+    }
+
+    /// Runs the worker (ingest, replicate and retry, as `s3-replicator run` does) until
+    /// its queues have been empty for a second and a half.
     pub async fn run_worker(&self, config: &Arc<Config>) {
+        self.run_worker_on(config, self.stack.s3.clone()).await
+    }
+
+    /// The same, with the replicate handler's S3 requests sent through `s3`.
+    pub async fn run_worker_on(&self, config: &Arc<Config>, s3: aws_sdk_s3::Client) {
         let worker = Arc::new(Worker {
             sqs: self.stack.sqs.clone(),
             ingest: Some((Arc::new(self.ingest(config)), self.events.url.clone())),
-            replicator: Arc::new(self.replicator(config).await),
+            replicator: Arc::new(self.replicator_on(config, s3).await),
             work_queue_url: self.work.url.clone(),
+            retry: Some((Arc::new(self.retrier()), self.retry.url.clone())),
             wait: Duration::from_secs(0),
         });
         let (_stop, stop) = tokio::sync::watch::channel(false);

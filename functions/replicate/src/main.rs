@@ -9,7 +9,7 @@ use replicator::bootstrap::Process;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     replicator::telemetry::init();
-    let replicator = Arc::new(Process::from_env(None).await?.replicator());
+    let replicator = Arc::new(Process::from_env(None).await?.replicator().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let replicator = replicator.clone();
         async move { replicator.handle(event).await }

@@ -1,0 +1,19 @@
+//! Lambda: the retry queue (the work queue's DLQ) in; jobs back to the work queue with
+//! backoff, or to the failed queue with their reason.
+
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use replicator::bootstrap::Process;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    replicator::telemetry::init();
+    let retrier = Arc::new(Process::from_env(None).await?.retrier()?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let retrier = retrier.clone();
+        async move { retrier.handle(event).await }
+    }))
+    .await
+}

@@ -1,0 +1,260 @@
+//! Operating the failed queue: list, show, redrive, purge.
+//!
+//! SQS cannot peek. Listing receives every message with a short visibility timeout (so
+//! one pass sees each message once) and then makes them all visible again at once:
+//! nothing is consumed, and each listed message's receive count goes up by one, which
+//! is all SQS requires.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName,
+};
+use serde::Serialize;
+
+use crate::errors::{describe, QueueError};
+use crate::job::Job;
+
+/// One message in the failed queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct Parked {
+    pub id: String,
+    /// `job`, `unparsed-job` or `notification`.
+    pub kind: String,
+    pub reason: String,
+    pub detail: String,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    pub destination: Option<String>,
+    pub attempts: u32,
+    pub first_failure: Option<String>,
+    /// Seconds since the first failure (or since it was parked).
+    pub age_seconds: u64,
+    #[serde(skip)]
+    pub job: Option<Job>,
+    #[serde(skip)]
+    pub body: String,
+    #[serde(skip)]
+    receipt_handle: String,
+}
+
+impl Parked {
+    fn from_message(
+        id: String,
+        receipt_handle: String,
+        body: String,
+        sent_ms: Option<u64>,
+    ) -> Parked {
+        let now = SystemTime::now();
+        let age_from = |rfc3339: Option<&str>| -> Option<u64> {
+            let t = aws_smithy_types::DateTime::from_str(
+                rfc3339?,
+                aws_smithy_types::date_time::Format::DateTime,
+            )
+            .ok()?;
+            let t = SystemTime::try_from(t).ok()?;
+            Some(now.duration_since(t).unwrap_or_default().as_secs())
+        };
+        let sent_age = sent_ms
+            .map(|ms| {
+                now.duration_since(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+                    .unwrap_or_default()
+                    .as_secs()
+            })
+            .unwrap_or(0);
+        if let Ok(job) = Job::parse(&body) {
+            let (reason, detail) = job
+                .last_error
+                .as_ref()
+                .map(|e| (e.reason.to_string(), e.detail.clone()))
+                .unwrap_or_else(|| ("Unknown".into(), "no error was recorded".into()));
+            return Parked {
+                id,
+                kind: "job".into(),
+                reason,
+                detail,
+                bucket: Some(job.source.bucket.clone()),
+                key: Some(job.source.key.clone()),
+                destination: Some(job.destination.bucket.clone()),
+                attempts: job.attempts,
+                first_failure: job.first_failure.clone(),
+                age_seconds: age_from(job.first_failure.as_deref()).unwrap_or(sent_age),
+                job: Some(job),
+                body,
+                receipt_handle,
+            };
+        }
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let text = |pointer: &str| {
+            value
+                .pointer(pointer)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        Parked {
+            id,
+            kind: text("/kind").unwrap_or_else(|| "unknown".into()),
+            reason: text("/last_error/reason").unwrap_or_else(|| "Unknown".into()),
+            detail: text("/last_error/detail")
+                .unwrap_or_else(|| "the message is neither a job nor a parked notification".into()),
+            bucket: None,
+            key: None,
+            destination: None,
+            attempts: 0,
+            first_failure: text("/first_failure"),
+            age_seconds: age_from(text("/first_failure").as_deref()).unwrap_or(sent_age),
+            job: None,
+            body,
+            receipt_handle,
+        }
+    }
+}
+
+/// The failed queue, for an operator.
+pub struct FailedQueue {
+    pub sqs: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+/// How long a scan hides what it has seen; long enough to finish the scan.
+const SCAN_HOLD_SECONDS: i32 = 60;
+
+impl FailedQueue {
+    /// Every message, each once; call [`FailedQueue::release`] (or act on them) after.
+    pub async fn scan(&self) -> Result<Vec<Parked>, QueueError> {
+        let mut seen = HashSet::new();
+        let mut parked = Vec::new();
+        let mut empty_receives = 0;
+        // In-flight or delayed messages cannot be received; two empty receives in a
+        // row (SQS samples servers on short polls) end the scan.
+        while empty_receives < 2 {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(10)
+                .visibility_timeout(SCAN_HOLD_SECONDS)
+                .wait_time_seconds(0)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .send()
+                .await
+                .map_err(|e| self.error("ReceiveMessage", describe(&e)))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                empty_receives += 1;
+                continue;
+            }
+            empty_receives = 0;
+            for m in messages {
+                let id = m.message_id.clone().unwrap_or_default();
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                let sent = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|t| t.parse().ok());
+                parked.push(Parked::from_message(
+                    id,
+                    m.receipt_handle.clone().unwrap_or_default(),
+                    m.body.clone().unwrap_or_default(),
+                    sent,
+                ));
+            }
+        }
+        Ok(parked)
+    }
+
+    /// Makes scanned messages visible again at once.
+    pub async fn release(&self, parked: &[Parked]) -> Result<(), QueueError> {
+        for chunk in parked.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&p.receipt_handle)
+                        .visibility_timeout(0)
+                        .build()
+                        .expect("id and handle are set")
+                })
+                .collect();
+            self.sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| self.error("ChangeMessageVisibilityBatch", describe(&e)))?;
+        }
+        Ok(())
+    }
+
+    /// Sends each job back to the work queue with its attempts reset, then removes it
+    /// here. Returns how many went back; what is not a job stays.
+    pub async fn redrive(
+        &self,
+        parked: &[Parked],
+        work_queue_url: &str,
+    ) -> Result<usize, QueueError> {
+        let mut done = Vec::new();
+        for p in parked {
+            let Some(job) = &p.job else { continue };
+            let mut fresh = job.clone();
+            fresh.reset();
+            self.sqs
+                .send_message()
+                .queue_url(work_queue_url)
+                .message_body(fresh.to_body())
+                .send()
+                .await
+                .map_err(|e| self.error("SendMessage", describe(&e)))?;
+            done.push(p.clone());
+        }
+        self.delete(&done).await?;
+        Ok(done.len())
+    }
+
+    /// Removes these messages for good.
+    pub async fn delete(&self, parked: &[Parked]) -> Result<(), QueueError> {
+        for chunk in parked.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&p.receipt_handle)
+                        .build()
+                        .expect("id and handle are set")
+                })
+                .collect();
+            let out = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| self.error("DeleteMessageBatch", describe(&e)))?;
+            if let Some(f) = out.failed().first() {
+                return Err(self.error(
+                    "DeleteMessageBatch",
+                    format!("{}: {}", f.code(), f.message().unwrap_or("")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn error(&self, operation: &'static str, detail: String) -> QueueError {
+        QueueError::Request {
+            operation,
+            queue: self.url.clone(),
+            detail,
+        }
+    }
+}

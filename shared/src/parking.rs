@@ -1,0 +1,71 @@
+//! The failed queue: where jobs that cannot succeed wait for an operator, each with its
+//! last reason. One place writes it, so every parked message has the same shape.
+
+use crate::errors::{describe, ReplicationError};
+use crate::job::Job;
+
+#[derive(Debug, Clone)]
+pub struct Parking {
+    pub sqs: aws_sdk_sqs::Client,
+    /// Without a failed queue nothing is parked: failures stay on their queue, for its
+    /// redrive policy.
+    pub failed_queue_url: Option<String>,
+}
+
+/// What a parked message that is not a job looks like (`kind` says what it was).
+pub fn parked_raw(kind: &str, body: &str, err: &ReplicationError) -> String {
+    serde_json::json!({
+        "v": 1,
+        "kind": kind,
+        "last_error": {"reason": err.reason, "detail": err.detail},
+        "first_failure": now_rfc3339(),
+        "body": body,
+    })
+    .to_string()
+}
+
+impl Parking {
+    /// Parks a job after recording this failure on it.
+    pub async fn park_job(&self, job: &Job, err: &ReplicationError) -> bool {
+        let mut parked = job.clone();
+        parked.record_failure(err);
+        self.park_job_as_is(&parked).await
+    }
+
+    /// Parks a job whose failure is already recorded.
+    pub async fn park_job_as_is(&self, job: &Job) -> bool {
+        self.send(job.to_body()).await
+    }
+
+    /// Parks a message that is not a job at all, keeping its body for the operator.
+    pub async fn park_raw(&self, body: &str, err: &ReplicationError) -> bool {
+        tracing::error!(outcome = "failed", reason = %err.reason, error = %err.detail, "message does not parse");
+        self.send(parked_raw("unparsed-job", body, err)).await
+    }
+
+    pub async fn send(&self, body: String) -> bool {
+        let Some(url) = &self.failed_queue_url else {
+            return false;
+        };
+        match self
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %describe(&e), "could not send to the failed queue; leaving the message for redelivery");
+                false
+            }
+        }
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}

@@ -1,0 +1,261 @@
+//! The retry handler: consumes the retry queue (the work queue's dead-letter queue, and
+//! where replicate forwards transient failures with their reason). A job with budget
+//! left goes back to the work queue after an exponential, jittered delay; a job whose
+//! failure is permanent, or whose budget is spent, goes to the failed queue with its
+//! last reason.
+
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::LambdaEvent;
+use rand::Rng;
+
+use crate::errors::{describe, FailureReason, QueueError};
+use crate::job::{Job, LastError};
+use crate::parking::{now_rfc3339, Parking};
+
+/// How often and how patiently a job is retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Failed attempts after which a job is parked.
+    pub max_attempts: u32,
+    /// The delay before the first retry; it doubles with each attempt.
+    pub base: Duration,
+    /// SQS's DelaySeconds stops at 15 minutes.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(900),
+        }
+    }
+}
+
+pub const MAX_ATTEMPTS_VAR: &str = "RETRY_MAX_ATTEMPTS";
+pub const BASE_DELAY_VAR: &str = "RETRY_BASE_DELAY_SECONDS";
+
+impl RetryPolicy {
+    /// `RETRY_MAX_ATTEMPTS` and `RETRY_BASE_DELAY_SECONDS`, where set.
+    pub fn from_env() -> Result<RetryPolicy, crate::errors::ConfigError> {
+        let mut policy = RetryPolicy::default();
+        let read = |name: &'static str| -> Result<Option<u64>, crate::errors::ConfigError> {
+            match std::env::var(name) {
+                Ok(v) => v.trim().parse().map(Some).map_err(|_| {
+                    crate::errors::ConfigError::Environment {
+                        name,
+                        reason: format!("\"{v}\" is not a whole number"),
+                    }
+                }),
+                Err(_) => Ok(None),
+            }
+        };
+        if let Some(n) = read(MAX_ATTEMPTS_VAR)? {
+            policy.max_attempts = n.clamp(1, 1000) as u32;
+        }
+        if let Some(s) = read(BASE_DELAY_VAR)? {
+            policy.base = Duration::from_secs(s.min(900));
+        }
+        Ok(policy)
+    }
+
+    /// The ceiling of the delay after `attempts` failures: base × 2^(attempts−1), capped.
+    pub fn ceiling(&self, attempts: u32) -> Duration {
+        let exp = attempts.saturating_sub(1).min(20);
+        self.base.saturating_mul(1u32 << exp).min(self.cap)
+    }
+
+    /// "Equal jitter": half the ceiling plus a random share of the other half, so
+    /// retries spread out but never come back at once.
+    pub fn delay(&self, attempts: u32, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling(attempts).as_millis() as u64;
+        let half = ceiling / 2;
+        Duration::from_millis(half + rng.random_range(0..=ceiling - half))
+    }
+}
+
+pub struct Retrier {
+    pub sqs: aws_sdk_sqs::Client,
+    pub work_queue_url: String,
+    pub parking: Parking,
+    pub policy: RetryPolicy,
+}
+
+/// What the retry handler decided for one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Requeue { delay: Duration },
+    Park { reason: FailureReason },
+}
+
+impl Retrier {
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        Ok(self.handle_batch(event.payload).await)
+    }
+
+    pub async fn handle_batch(&self, batch: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in batch.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let body = message.body.as_deref().unwrap_or("");
+            let done = match Job::parse(body) {
+                Ok(job) => self.retry(job).await.is_ok(),
+                Err(err) => self.parking.park_raw(body, &err).await,
+            };
+            if !done {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    /// Decides what becomes of a job that failed, and does it.
+    pub async fn retry(&self, mut job: Job) -> Result<Decision, QueueError> {
+        if job.last_error.is_none() {
+            // Redriven by SQS without a recorded error: its receives ran out while a
+            // worker held it (a crash, a timeout) more than once.
+            job.attempts += 1;
+            job.last_error = Some(LastError {
+                reason: FailureReason::LeaseExpired,
+                detail: "the work queue redrove this job without a recorded error: the worker holding it stopped or timed out".into(),
+            });
+        }
+        job.first_failure.get_or_insert_with(now_rfc3339);
+        let reason = job
+            .last_error
+            .as_ref()
+            .map(|e| e.reason)
+            .unwrap_or(FailureReason::Unknown);
+        let decision = decide(&self.policy, &job, &mut rand::rng());
+        match decision {
+            Decision::Park { .. } => {
+                if !self.parking.park_job_as_is(&job).await {
+                    return Err(QueueError::Request {
+                        operation: "SendMessage",
+                        queue: "failed queue".into(),
+                        detail: "could not park the job".into(),
+                    });
+                }
+                tracing::warn!(bucket = %job.source.bucket, key = %job.source.key, destination = %job.destination.bucket,
+                    attempts = job.attempts, outcome = "parked", reason = %reason,
+                    first_failure = job.first_failure.as_deref().unwrap_or(""), "job moved to the failed queue");
+            }
+            Decision::Requeue { delay } => {
+                self.sqs
+                    .send_message()
+                    .queue_url(&self.work_queue_url)
+                    .message_body(job.to_body())
+                    .delay_seconds(delay.as_secs().min(900) as i32)
+                    .send()
+                    .await
+                    .map_err(|e| QueueError::Request {
+                        operation: "SendMessage",
+                        queue: self.work_queue_url.clone(),
+                        detail: describe(&e),
+                    })?;
+                tracing::info!(bucket = %job.source.bucket, key = %job.source.key, destination = %job.destination.bucket,
+                    attempts = job.attempts, delay_s = delay.as_secs(), outcome = "requeued", reason = %reason, "job retried later");
+            }
+        }
+        Ok(decision)
+    }
+}
+
+/// Permanent failures and spent budgets are parked; the rest wait and go again.
+pub fn decide(policy: &RetryPolicy, job: &Job, rng: &mut impl Rng) -> Decision {
+    let reason = job
+        .last_error
+        .as_ref()
+        .map(|e| e.reason)
+        .unwrap_or(FailureReason::Unknown);
+    if !reason.is_retryable() || job.attempts >= policy.max_attempts {
+        return Decision::Park { reason };
+    }
+    Decision::Requeue {
+        delay: policy.delay(job.attempts, rng),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn the_schedule_doubles_jitters_and_caps() {
+        let policy = RetryPolicy::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        assert_eq!(policy.ceiling(1), Duration::from_secs(2));
+        assert_eq!(policy.ceiling(2), Duration::from_secs(4));
+        assert_eq!(policy.ceiling(5), Duration::from_secs(32));
+        assert_eq!(
+            policy.ceiling(10),
+            Duration::from_secs(900),
+            "capped at SQS's 15 minutes"
+        );
+        assert_eq!(policy.ceiling(u32::MAX), Duration::from_secs(900));
+        for attempts in 1..=12 {
+            let ceiling = policy.ceiling(attempts);
+            let delays: Vec<Duration> =
+                (0..200).map(|_| policy.delay(attempts, &mut rng)).collect();
+            assert!(
+                delays.iter().all(|d| *d >= ceiling / 2 && *d <= ceiling),
+                "attempt {attempts}"
+            );
+            let distinct: std::collections::HashSet<_> = delays.iter().collect();
+            assert!(distinct.len() > 50, "jittered, attempt {attempts}");
+        }
+    }
+
+    fn job(reason: FailureReason, attempts: u32) -> Job {
+        let mut job = Job::parse(include_str!("../../tests/fixtures/jobs/put.json")).unwrap();
+        job.attempts = attempts;
+        job.last_error = Some(LastError {
+            reason,
+            detail: String::new(),
+        });
+        job
+    }
+
+    #[test]
+    fn permanent_failures_skip_the_budget() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for reason in [
+            FailureReason::DstBucketNotFound,
+            FailureReason::SrcGetObjectNotPermitted,
+            FailureReason::InvalidStorageClass,
+            FailureReason::MalformedMessage,
+        ] {
+            assert_eq!(
+                decide(&policy, &job(reason, 1), &mut rng),
+                Decision::Park { reason }
+            );
+        }
+        assert!(matches!(
+            decide(&policy, &job(FailureReason::Throttled, 1), &mut rng),
+            Decision::Requeue { .. }
+        ));
+        assert!(matches!(
+            decide(&policy, &job(FailureReason::Throttled, 2), &mut rng),
+            Decision::Requeue { .. }
+        ));
+        assert_eq!(
+            decide(&policy, &job(FailureReason::Throttled, 3), &mut rng),
+            Decision::Park {
+                reason: FailureReason::Throttled
+            }
+        );
+    }
+}
