@@ -345,14 +345,15 @@ fn confirm(question: &str) -> bool {
 
 fn print_parked(parked: &[Parked]) {
     println!(
-        "{:<38} {:<26} {:>8} {:>9}  {:<24} KEY",
-        "ID", "REASON", "ATTEMPTS", "AGE", "DESTINATION"
+        "{:<38} {:<26} {:<6} {:>8} {:>9}  {:<24} KEY",
+        "ID", "REASON", "OP", "ATTEMPTS", "AGE", "DESTINATION"
     );
     for p in parked {
         println!(
-            "{:<38} {:<26} {:>8} {:>9}  {:<24} {}",
+            "{:<38} {:<26} {:<6} {:>8} {:>9}  {:<24} {}",
             p.id,
             p.reason,
+            p.op.as_deref().unwrap_or("-"),
             p.attempts,
             human(p.age_seconds),
             p.destination.as_deref().unwrap_or("-"),

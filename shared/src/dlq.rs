@@ -23,6 +23,8 @@ pub struct Parked {
     pub id: String,
     /// `job`, `unparsed-job` or `notification`.
     pub kind: String,
+    /// For jobs: put, delete, tags or acl.
+    pub op: Option<String>,
     pub reason: String,
     pub detail: String,
     pub bucket: Option<String>,
@@ -73,6 +75,9 @@ impl Parked {
             return Parked {
                 id,
                 kind: "job".into(),
+                op: serde_json::to_value(job.op)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string)),
                 reason,
                 detail,
                 bucket: Some(job.source.bucket.clone()),
@@ -96,6 +101,7 @@ impl Parked {
         Parked {
             id,
             kind: text("/kind").unwrap_or_else(|| "unknown".into()),
+            op: None,
             reason: text("/last_error/reason").unwrap_or_else(|| "Unknown".into()),
             detail: text("/last_error/detail")
                 .unwrap_or_else(|| "the message is neither a job nor a parked notification".into()),

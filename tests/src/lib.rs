@@ -104,13 +104,25 @@ impl Stack {
     /// S3 notifications for every created, removed, tagging and ACL event of `bucket`
     /// go to `queue`, as `aws s3api put-bucket-notification-configuration` would set.
     pub async fn notify(&self, bucket: &str, queue: &Queue) {
+        self.notify_only(
+            bucket,
+            queue,
+            &[
+                "s3:ObjectCreated:*",
+                "s3:ObjectRemoved:*",
+                "s3:ObjectTagging:*",
+                "s3:ObjectAcl:Put",
+            ],
+        )
+        .await
+    }
+
+    /// Notifications for these event types only.
+    pub async fn notify_only(&self, bucket: &str, queue: &Queue, events: &[&str]) {
         use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
         let config = QueueConfiguration::builder()
             .queue_arn(&queue.arn)
-            .events(Event::from("s3:ObjectCreated:*"))
-            .events(Event::from("s3:ObjectRemoved:*"))
-            .events(Event::from("s3:ObjectTagging:*"))
-            .events(Event::from("s3:ObjectAcl:Put"))
+            .set_events(Some(events.iter().map(|e| Event::from(*e)).collect()))
             .build()
             .expect("queue configuration");
         self.s3
@@ -124,6 +136,24 @@ impl Stack {
             .send()
             .await
             .expect("put notification configuration");
+    }
+
+    /// Messages in a queue, visible or not.
+    pub async fn depth(&self, queue: &Queue) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue.url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .expect("queue attributes");
+        out.attributes()
+            .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0)
     }
 
     /// Everything waiting in a queue, removed from it.
@@ -312,6 +342,30 @@ pub struct ObjectState {
     pub metadata: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
     pub storage_class: String,
+}
+
+/// Puts `count` objects of assorted small sizes, sixteen at a time; returns their keys.
+pub async fn put_many(stack: &Stack, bucket: &str, prefix: &str, count: usize) -> Vec<String> {
+    use futures::StreamExt;
+    let keys: Vec<String> = (0..count)
+        .map(|i| format!("{prefix}{i:04} file.bin"))
+        .collect();
+    futures::stream::iter(keys.clone())
+        .for_each_concurrent(16, |key| {
+            let stack = stack.clone();
+            let bucket = bucket.to_string();
+            async move {
+                let seed = key
+                    .bytes()
+                    .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+                let body: Vec<u8> = (0..(seed % 40_000) as usize)
+                    .map(|i| (i as u32 ^ seed) as u8)
+                    .collect();
+                stack.put(&bucket, &key, &body).await;
+            }
+        })
+        .await;
+    keys
 }
 
 /// Reads an object's bytes, headers, metadata, tags and class; None if absent.

@@ -1,0 +1,134 @@
+//! The operator's view of failures: a permanent failure is parked at once with its
+//! reason, `dlq list` shows it without consuming it, and after the cause is fixed
+//! `dlq redrive` replicates it.
+
+mod common;
+
+use common::{command, one_rule, run};
+use integration_tests::{config, object_state, unique, Pipeline, Stack};
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_destination_is_parked_listed_redriven_and_replicated() {
+    let stack = Stack::main().await;
+    let p = Pipeline::new(&stack).await;
+    // Creations only: moto also reports a tagging event per PUT (a second job each).
+    stack
+        .notify_only(&p.source, &p.events, &["s3:ObjectCreated:*"])
+        .await;
+    stack.drain(&p.events).await;
+    let missing = unique("not-yet");
+    let doc = one_rule(&p.source, &missing);
+    let cfg = config(&doc);
+    stack.put(&p.source, "report 1.csv", b"a,b\n1,2\n").await;
+    stack.put(&p.source, "report 2.csv", b"a,b\n3,4\n").await;
+    p.run_worker(&cfg).await;
+
+    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    // Listed, with reason, key, destination and a single attempt (permanent: no retries).
+    let out = run(cmd(), &["dlq", "list", "--output", "json"]);
+    assert!(out.status.success());
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for entry in &listed {
+        assert_eq!(entry["reason"], "DstBucketNotFound");
+        assert_eq!(entry["attempts"], 1);
+        assert_eq!(entry["op"], "put");
+        assert_eq!(entry["destination"], missing.as_str());
+        assert!(entry["key"].as_str().unwrap().starts_with("report "));
+    }
+    // Listing consumed nothing: a second listing, and the table form, see both.
+    let table = run(cmd(), &["dlq", "list"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("DstBucketNotFound"))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&table.stderr).contains("2 failed message(s)"));
+    let id = listed[0]["id"].as_str().unwrap();
+    let shown = run(cmd(), &["dlq", "show", id]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        shown["message"]["last_error"]["reason"],
+        "DstBucketNotFound"
+    );
+    assert!(!run(cmd(), &["dlq", "show", "no-such-id"]).status.success());
+
+    // Redrive needs to be told what; purge needs a confirmation it cannot get here.
+    assert!(!run(cmd(), &["dlq", "redrive"]).status.success());
+    assert!(
+        !run(cmd(), &["dlq", "purge", "--reason", "DstBucketNotFound"])
+            .status
+            .success()
+    );
+    let redrive_other = run(cmd(), &["dlq", "redrive", "--reason", "Throttled"]);
+    assert!(String::from_utf8_lossy(&redrive_other.stdout).contains("redrove 0 job(s)"));
+
+    // Fix the cause, redrive, and the worker replicates.
+    stack
+        .s3
+        .create_bucket()
+        .bucket(&missing)
+        .send()
+        .await
+        .unwrap();
+    let out = run(cmd(), &["dlq", "redrive", "--reason", "DstBucketNotFound"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("redrove 2 job(s)"));
+    assert_eq!(stack.depth(&p.failed).await, 0);
+    p.run_worker(&cfg).await;
+    for key in ["report 1.csv", "report 2.csv"] {
+        assert_eq!(
+            object_state(&stack.s3, &missing, key)
+                .await
+                .expect("replicated after the redrive"),
+            object_state(&stack.s3, &p.source, key).await.unwrap()
+        );
+    }
+    assert_eq!(stack.depth(&p.failed).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_deletes_only_the_chosen_reason() {
+    let stack = Stack::main().await;
+    let p = Pipeline::new(&stack).await;
+    let doc = one_rule(&p.source, "some-destination");
+    for body in ["not a job", "{\"v\": 1, \"op\": \"put\"}"] {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&p.work.url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    p.run_worker(&config(&doc)).await;
+    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    let listed: Vec<Value> =
+        serde_json::from_slice(&run(cmd(), &["dlq", "list", "--output", "json"]).stdout).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed
+        .iter()
+        .all(|e| e["reason"] == "MalformedMessage" && e["kind"] == "unparsed-job"));
+    // Not jobs: redrive leaves them, and says so.
+    let out = run(cmd(), &["dlq", "redrive", "--all"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 message(s) are not jobs"));
+    assert_eq!(
+        run(cmd(), &["dlq", "purge", "--reason", "Throttled", "--yes"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(stack.depth(&p.failed).await, 2);
+    let out = run(
+        cmd(),
+        &["dlq", "purge", "--reason", "MalformedMessage", "--yes"],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted 2 message(s)"));
+    assert_eq!(stack.depth(&p.failed).await, 0);
+}
