@@ -38,6 +38,7 @@ def setup():
         s3.create_bucket(Bucket=bucket)
     events, events_arn = queue("demo-events")
     work, _ = queue("demo-work")
+    retry, _ = queue("demo-retry")
     failed, _ = queue("demo-failed")
     s3.put_bucket_notification_configuration(
         Bucket=SOURCE,
@@ -82,7 +83,7 @@ def setup():
     path = os.path.abspath(f".stack/demo-config-{run}.json")
     with open(path, "w") as f:
         json.dump(config, f, indent=2)
-    return events, work, failed, path
+    return events, work, retry, failed, path
 
 
 UPLOADS = [
@@ -139,7 +140,7 @@ def expected():
 
 
 def main():
-    events, work, failed, config_path = setup()
+    events, work, retry, failed, config_path = setup()
     env = dict(
         os.environ,
         AWS_ENDPOINT_URL=ENDPOINT,
@@ -149,6 +150,7 @@ def main():
         REPLICATOR_CONFIG=f"file://{config_path}",
         EVENTS_QUEUE_URL=events,
         WORK_QUEUE_URL=work,
+        RETRY_QUEUE_URL=retry,
         FAILED_QUEUE_URL=failed,
         RUST_LOG="info",
     )

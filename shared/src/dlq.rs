@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::errors::{describe, QueueError};
 use crate::job::Job;
+use crate::parking::age_seconds;
 
 /// One message in the failed queue.
 #[derive(Debug, Clone, Serialize)]
@@ -50,15 +51,7 @@ impl Parked {
         sent_ms: Option<u64>,
     ) -> Parked {
         let now = SystemTime::now();
-        let age_from = |rfc3339: Option<&str>| -> Option<u64> {
-            let t = aws_smithy_types::DateTime::from_str(
-                rfc3339?,
-                aws_smithy_types::date_time::Format::DateTime,
-            )
-            .ok()?;
-            let t = SystemTime::try_from(t).ok()?;
-            Some(now.duration_since(t).unwrap_or_default().as_secs())
-        };
+        let age_from = |rfc3339: Option<&str>| rfc3339.and_then(age_seconds);
         let sent_age = sent_ms
             .map(|ms| {
                 now.duration_since(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))

@@ -34,7 +34,50 @@ impl Parking {
 
     /// Parks a job whose failure is already recorded.
     pub async fn park_job_as_is(&self, job: &Job) -> bool {
-        self.send(job.to_body()).await
+        if !self.send(job.to_body()).await {
+            return false;
+        }
+        let reason = job
+            .last_error
+            .as_ref()
+            .map(|e| e.reason.as_str())
+            .unwrap_or("Unknown");
+        let failure_age_s = job
+            .first_failure
+            .as_deref()
+            .and_then(age_seconds)
+            .unwrap_or(0);
+        let failed_queue_depth = self.depth().await;
+        tracing::warn!(
+            bucket = %job.source.bucket, key = %job.source.key, destination = %job.destination.bucket,
+            rule = %job.rule_id, attempts = job.attempts, reason, failure_age_s,
+            failed_queue_depth, outcome = "parked",
+            "job parked in the failed queue"
+        );
+        true
+    }
+
+    /// Messages waiting in the failed queue (SQS's approximate count), for the logs.
+    async fn depth(&self) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let Some(url) = &self.failed_queue_url else {
+            return 0;
+        };
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await;
+        out.ok()
+            .and_then(|o| {
+                o.attributes()?
+                    .get(&QueueAttributeName::ApproximateNumberOfMessages)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
     }
 
     /// Parks a message that is not a job at all, keeping its body for the operator.
@@ -62,6 +105,22 @@ impl Parking {
             }
         }
     }
+}
+
+/// Seconds since an RFC 3339 time.
+pub fn age_seconds(rfc3339: &str) -> Option<u64> {
+    let t = aws_smithy_types::DateTime::from_str(
+        rfc3339,
+        aws_smithy_types::date_time::Format::DateTime,
+    )
+    .ok()?;
+    let t = std::time::SystemTime::try_from(t).ok()?;
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(t)
+            .unwrap_or_default()
+            .as_secs(),
+    )
 }
 
 pub fn now_rfc3339() -> String {

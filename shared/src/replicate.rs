@@ -397,3 +397,99 @@ fn log_outcome(
             receives, error = %err.detail, "job failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+    use aws_sdk_sqs::operation::send_message::SendMessageOutput;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use std::sync::Mutex;
+
+    fn s3_error(status: u16, code: &str) -> HttpResponse {
+        HttpResponse::new(
+            StatusCode::try_from(status).unwrap(),
+            SdkBody::from(format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>injected</Message></Error>")),
+        )
+    }
+
+    fn replicator(s3: aws_sdk_s3::Client, sqs: aws_sdk_sqs::Client) -> Replicator {
+        let doc = r#"{"Sources": [{"Bucket": "photos", "ReplicationConfiguration": {"Rules": [
+            {"ID": "everything", "Status": "Enabled", "Priority": 1, "Filter": {},
+             "Destination": {"Bucket": "photos-replica", "Replicator": {"AclMode": "none"}},
+             "DeleteMarkerReplication": {"Status": "Disabled"}}]}}]}"#;
+        let config = Arc::new(Config::parse(doc).unwrap());
+        Replicator::new(
+            config,
+            S3Clients::same_endpoint(s3),
+            sqs,
+            Some("https://sqs.us-east-1.amazonaws.com/1/failed".into()),
+        )
+    }
+
+    fn batch() -> SqsEvent {
+        let mut m = SqsMessage::default();
+        m.message_id = Some("m1".into());
+        m.body = Some(include_str!("../../tests/fixtures/jobs/put.json").to_string());
+        let mut e = SqsEvent::default();
+        e.records.push(m);
+        e
+    }
+
+    /// Access denied is what a local server cannot be made to say: each side's refusal
+    /// gets its own reason and is parked at once.
+    #[tokio::test]
+    async fn access_denied_is_permanent_and_names_the_side() {
+        for (head_status, copy_status, expected) in [
+            (Some(403), None, "SrcHeadObjectNotPermitted"),
+            (None, Some(403), "DstPutObjectNotPermitted"),
+            (None, Some(404), "DstBucketNotFound"),
+        ] {
+            let head = match head_status {
+                Some(status) => {
+                    mock!(aws_sdk_s3::Client::head_object).then_http_response(move || {
+                        HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty())
+                    })
+                }
+                None => mock!(aws_sdk_s3::Client::head_object).then_output(|| {
+                    HeadObjectOutput::builder()
+                        .content_length(1024)
+                        .e_tag("\"d41d8cd98f00b204e9800998ecf8427e\"")
+                        .build()
+                }),
+            };
+            let code = if copy_status == Some(404) {
+                "NoSuchBucket"
+            } else {
+                "AccessDenied"
+            };
+            let copy = mock!(aws_sdk_s3::Client::copy_object)
+                .then_http_response(move || s3_error(copy_status.unwrap_or(500), code));
+            let parked = Arc::new(Mutex::new(Vec::new()));
+            let seen = parked.clone();
+            let send = mock!(aws_sdk_sqs::Client::send_message)
+                .match_requests(move |r| {
+                    seen.lock()
+                        .unwrap()
+                        .push(r.message_body().unwrap_or("").to_string());
+                    true
+                })
+                .then_output(|| SendMessageOutput::builder().message_id("x").build());
+            let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head, &copy]);
+            let sqs = mock_client!(aws_sdk_sqs, [&send]);
+            let response = replicator(s3, sqs).handle_batch(batch()).await;
+            assert!(
+                response.batch_item_failures.is_empty(),
+                "{expected}: parked, not retried"
+            );
+            let bodies = parked.lock().unwrap().clone();
+            assert_eq!(bodies.len(), 1, "{expected}");
+            let job = Job::parse(&bodies[0]).unwrap();
+            assert_eq!(job.last_error.as_ref().unwrap().reason.as_str(), expected);
+            assert_eq!(job.attempts, 1);
+        }
+    }
+}

@@ -136,6 +136,7 @@ impl Retrier {
             .unwrap_or(FailureReason::Unknown);
         let decision = decide(&self.policy, &job, &mut rand::rng());
         match decision {
+            // Parking logs the outcome with the failed queue's depth.
             Decision::Park { .. } => {
                 if !self.parking.park_job_as_is(&job).await {
                     return Err(QueueError::Request {
@@ -144,9 +145,6 @@ impl Retrier {
                         detail: "could not park the job".into(),
                     });
                 }
-                tracing::warn!(bucket = %job.source.bucket, key = %job.source.key, destination = %job.destination.bucket,
-                    attempts = job.attempts, outcome = "parked", reason = %reason,
-                    first_failure = job.first_failure.as_deref().unwrap_or(""), "job moved to the failed queue");
             }
             Decision::Requeue { delay } => {
                 self.sqs

@@ -219,6 +219,35 @@ async fn a_permanent_failure_goes_to_the_failed_queue_with_its_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_class_the_destination_rejects_is_parked_at_once() {
+    let stack = Stack::main().await;
+    let p = Pipeline::new(&stack).await;
+    let dst = stack.bucket("dst").await;
+    // Another provider's class name, sent to S3 by mistake.
+    let cfg = config(&one_rule(
+        &p.source,
+        &format!(
+            r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none", "StorageClassMap": {{"STANDARD": "HIGH_PERF"}}}}}}"#
+        ),
+    ));
+    stack.put(&p.source, "k", b"v").await;
+    let replicator = p.replicator(&cfg).await;
+    let response = replicator
+        .handle_batch(sqs_batch(&[put_job(&p.source, "k", &dst).to_body()]))
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(stack.depth(&p.retry).await, 0, "not retried");
+    let parked = stack.drain(&p.failed).await;
+    assert_eq!(parked.len(), 1);
+    let job = Job::parse(&parked[0]).unwrap();
+    assert_eq!(
+        job.last_error.unwrap().reason.as_str(),
+        "InvalidStorageClass"
+    );
+    assert_eq!(job.attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_is_left_for_redelivery() {
     let stack = Stack::main().await;
     let p = Pipeline::new(&stack).await;
