@@ -55,6 +55,16 @@ impl Intercept for RequestLog {
     }
 }
 
+/// S3 requests that stall become `Timeout` failures (retried) instead of holding a
+/// job forever. The read timeout is the wait for the first byte of a response: S3
+/// starts answering even a long CopyObject at once, so it need not cover the copy.
+pub fn s3_timeouts() -> aws_sdk_s3::config::timeout::TimeoutConfig {
+    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .build()
+}
+
 /// Loads the SDK's shared configuration from the environment (AWS_REGION,
 /// AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SQS, credentials chain).
 pub async fn load_sdk_config() -> SdkConfig {
@@ -66,15 +76,26 @@ pub async fn load_sdk_config() -> SdkConfig {
 pub fn source_s3(sdk: &SdkConfig, log: Option<&RequestLog>) -> aws_sdk_s3::Client {
     let custom = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-    let mut builder = aws_sdk_s3::config::Builder::from(sdk).force_path_style(custom);
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(custom)
+        .timeout_config(s3_timeouts());
     if let Some(log) = log {
         builder = builder.interceptor(log.clone());
     }
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 
+/// The SQS client; its read timeout stays above SQS's longest long poll (20 s).
 pub fn sqs(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(sdk)
+    let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .read_timeout(std::time::Duration::from_secs(30))
+        .build();
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(sdk)
+            .timeout_config(timeouts)
+            .build(),
+    )
 }
 
 /// One S3 client per destination endpoint in the configuration, built at cold start.
@@ -135,7 +156,8 @@ async fn destination_client(
     } else {
         sdk
     })
-    .force_path_style(endpoint.force_path_style);
+    .force_path_style(endpoint.force_path_style)
+    .timeout_config(s3_timeouts());
     if let Some(url) = &endpoint.endpoint_url {
         builder = builder.endpoint_url(url);
     }

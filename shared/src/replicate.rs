@@ -479,7 +479,12 @@ mod tests {
                 })
                 .then_output(|| SendMessageOutput::builder().message_id("x").build());
             let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head, &copy]);
-            let sqs = mock_client!(aws_sdk_sqs, [&send]);
+            // Parking then reads the failed queue's depth for its log line.
+            let depth = mock!(aws_sdk_sqs::Client::get_queue_attributes).then_output(|| {
+                aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput::builder()
+                    .build()
+            });
+            let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&send, &depth]);
             let response = replicator(s3, sqs).handle_batch(batch()).await;
             assert!(
                 response.batch_item_failures.is_empty(),

@@ -56,6 +56,12 @@ impl Stack {
             .endpoint_url(endpoint)
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new(key, key, None, None, "tests"))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(30))
+                    .build(),
+            )
             .load()
             .await;
         Stack {
@@ -319,11 +325,11 @@ impl Pipeline {
         });
         let (_stop, stop) = tokio::sync::watch::channel(false);
         tokio::time::timeout(
-            Duration::from_secs(120),
+            Duration::from_secs(300),
             worker.run(Some(Duration::from_millis(1500)), stop),
         )
         .await
-        .expect("worker did not go idle within 120 s")
+        .expect("worker did not go idle within 300 s")
         .expect("worker failed");
     }
 }

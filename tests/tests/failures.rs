@@ -49,6 +49,13 @@ async fn under_injected_faults_every_object_is_replicated_or_parked_with_a_reaso
         )
         .force_path_style(true)
         .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        // A stalled request fails as Timeout and is retried, like any other fault.
+        .timeout_config(
+            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(Duration::from_secs(10))
+                .build(),
+        )
         .build(),
     );
     p.run_worker_on(&cfg, faulty).await;
