@@ -11,12 +11,7 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_destination_is_parked_listed_redriven_and_replicated() {
     let stack = Stack::main().await;
-    let p = Pipeline::new(&stack).await;
-    // Creations only: moto also reports a tagging event per PUT (a second job each).
-    stack
-        .notify_only(&p.source, &p.events, &["s3:ObjectCreated:*"])
-        .await;
-    stack.drain(&p.events).await;
+    let p = Pipeline::creations_only(&stack).await;
     let missing = unique("not-yet");
     let doc = one_rule(&p.source, &missing);
     let cfg = config(&doc);

@@ -14,11 +14,7 @@ use integration_tests::{object_state, put_many, Pipeline, Stack};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch_and_restarted_replicates_everything() {
     let stack = Stack::main().await;
-    let p = Pipeline::new(&stack).await;
-    stack
-        .notify_only(&p.source, &p.events, &["s3:ObjectCreated:*"])
-        .await;
-    stack.drain(&p.events).await;
+    let p = Pipeline::creations_only(&stack).await;
     for queue in [&p.events, &p.work] {
         stack
             .sqs

@@ -100,8 +100,10 @@ impl AclSupport {
     }
 }
 
-/// HEADs the source object (the job's version if it names one). `None` when the
-/// object, or that version, no longer exists.
+/// HEADs what the source holds now under the job's key; `None` when nothing (or a
+/// delete marker) is there. Jobs copy the current object, pinned to the version and
+/// ETag this returns, never an older version an event remembers: a late event then
+/// re-copies the newest state instead of putting an old one back.
 pub async fn head_source(
     client: &Client,
     job: &Job,
@@ -110,17 +112,12 @@ pub async fn head_source(
         .head_object()
         .bucket(&job.source.bucket)
         .key(&job.source.key)
-        .set_version_id(job.source.version_id.clone())
         .checksum_mode(ChecksumMode::Enabled)
         .send()
         .await;
     match result {
         Ok(head) => Ok(Some(SourceState { head })),
         Err(err) if status(&err) == Some(404) => Ok(None),
-        // A version that was deleted is answered 400/405 by some stores.
-        Err(err) if job.source.version_id.is_some() && matches!(status(&err), Some(400 | 405)) => {
-            Ok(None)
-        }
         Err(err) => Err(ReplicationError::from_sdk(S3Step::SourceHead, &err)),
     }
 }
@@ -230,6 +227,34 @@ fn expires(head: &HeadObjectOutput) -> Option<DateTime> {
     DateTime::from_str(text, aws_smithy_types::date_time::Format::HttpDate).ok()
 }
 
+/// CopyObject and PutObject take the same replica properties through builders that
+/// share method names but no trait; this sets them on either: user metadata, content
+/// headers, the storage class, and the ACL as the destination's mode says.
+macro_rules! with_replica_properties {
+    ($request:expr, $head:expr, $destination:expr, $grants:expr) => {{
+        let (head, destination): (&HeadObjectOutput, &Destination) = ($head, $destination);
+        let request = $request
+            .set_metadata(head.metadata().cloned())
+            .set_content_type(head.content_type().map(str::to_string))
+            .set_content_encoding(head.content_encoding().map(str::to_string))
+            .set_content_language(head.content_language().map(str::to_string))
+            .set_content_disposition(head.content_disposition().map(str::to_string))
+            .set_cache_control(head.cache_control().map(str::to_string))
+            .set_expires(expires(head))
+            .set_website_redirect_location(head.website_redirect_location().map(str::to_string))
+            .storage_class(replica_class(destination, head));
+        match (destination.acl_mode, $grants) {
+            (AclMode::OwnerOverride, _) => request.acl(ObjectCannedAcl::BucketOwnerFullControl),
+            (AclMode::Copy, Some(g)) => request
+                .set_grant_full_control(g.full_control)
+                .set_grant_read(g.read)
+                .set_grant_read_acp(g.read_acp)
+                .set_grant_write_acp(g.write_acp),
+            _ => request,
+        }
+    }};
+}
+
 /// Server-side copy within one endpoint: one CopyObject.
 pub async fn copy_same_endpoint(
     client: &Client,
@@ -239,8 +264,8 @@ pub async fn copy_same_endpoint(
     grants: Option<GrantHeaders>,
 ) -> Result<Outcome, ReplicationError> {
     let head = &source.head;
-    let version = head.version_id().or(job.source.version_id.as_deref());
-    let mut request = client
+    let version = head.version_id();
+    let request = client
         .copy_object()
         .bucket(&destination.bucket)
         .key(&job.source.key)
@@ -249,29 +274,9 @@ pub async fn copy_same_endpoint(
         // (and the job retries with the new object) instead of mixing the two.
         .set_copy_source_if_match(head.e_tag().map(str::to_string))
         .metadata_directive(MetadataDirective::Replace)
-        .set_metadata(head.metadata().cloned())
-        .set_content_type(head.content_type().map(str::to_string))
-        .set_content_encoding(head.content_encoding().map(str::to_string))
-        .set_content_language(head.content_language().map(str::to_string))
-        .set_content_disposition(head.content_disposition().map(str::to_string))
-        .set_cache_control(head.cache_control().map(str::to_string))
-        .set_expires(expires(head))
-        .set_website_redirect_location(head.website_redirect_location().map(str::to_string))
         .tagging_directive(TaggingDirective::Copy)
-        .storage_class(replica_class(destination, head))
         .set_checksum_algorithm(source.checksum_algorithm());
-    request = match destination.acl_mode {
-        AclMode::OwnerOverride => request.acl(ObjectCannedAcl::BucketOwnerFullControl),
-        AclMode::None => request,
-        AclMode::Copy => match grants {
-            Some(g) => request
-                .set_grant_full_control(g.full_control)
-                .set_grant_read(g.read)
-                .set_grant_read_acp(g.read_acp)
-                .set_grant_write_acp(g.write_acp),
-            None => request,
-        },
-    };
+    let mut request = with_replica_properties!(request, head, destination, grants);
     request = encryption(request, destination, head);
     request
         .send()
@@ -339,10 +344,7 @@ pub async fn copy_streamed(
         ));
     }
     let head = &source.head;
-    let version = head
-        .version_id()
-        .map(str::to_string)
-        .or(job.source.version_id.clone());
+    let version = head.version_id().map(str::to_string);
     let tagging = source_tagging(source_client, job, version.as_deref()).await?;
     let get = source_client
         .get_object()
@@ -353,33 +355,14 @@ pub async fn copy_streamed(
         .send()
         .await
         .map_err(|e| ReplicationError::from_sdk(S3Step::SourceGet, &e))?;
-    let mut request = destination_client
+    let request = destination_client
         .put_object()
         .bucket(&destination.bucket)
         .key(&job.source.key)
         .body(get.body)
         .content_length(source.size() as i64)
-        .set_metadata(head.metadata().cloned())
-        .set_content_type(head.content_type().map(str::to_string))
-        .set_content_encoding(head.content_encoding().map(str::to_string))
-        .set_content_language(head.content_language().map(str::to_string))
-        .set_content_disposition(head.content_disposition().map(str::to_string))
-        .set_cache_control(head.cache_control().map(str::to_string))
-        .set_expires(expires(head))
-        .set_tagging(tagging)
-        .storage_class(replica_class(destination, head));
-    request = match destination.acl_mode {
-        AclMode::OwnerOverride => request.acl(ObjectCannedAcl::BucketOwnerFullControl),
-        AclMode::None => request,
-        AclMode::Copy => match grants {
-            Some(g) => request
-                .set_grant_full_control(g.full_control)
-                .set_grant_read(g.read)
-                .set_grant_read_acp(g.read_acp)
-                .set_grant_write_acp(g.write_acp),
-            None => request,
-        },
-    };
+        .set_tagging(tagging);
+    let mut request = with_replica_properties!(request, head, destination, grants);
     if let Some(key) = &destination.replica_kms_key_id {
         request = request
             .server_side_encryption(ServerSideEncryption::AwsKms)

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 
+use crate::batch::item_failure;
 use crate::config::Config;
 use crate::errors::{describe, EventError, FailureReason, QueueError, ReplicationError, S3Step};
 use crate::events::{self, Change, Decoded, ObjectEvent};
@@ -98,9 +99,7 @@ impl Ingest {
                 continue;
             }
             tracing::error!(message_id = %id, error = %err, retryable = err.is_retryable(), "notification not ingested");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
+            response.batch_item_failures.push(item_failure(id));
         }
         response
     }

@@ -8,6 +8,7 @@
 //! - [`copy`]: the copy engine
 //! - [`worker`]: the long-lived poller behind `s3-replicator run`
 
+pub mod batch;
 pub mod bootstrap;
 pub mod clients;
 pub mod config;

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_s3::types::{ObjectCannedAcl, Tagging};
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 
+use crate::batch::retry_these;
 use crate::clients::S3Clients;
 use crate::config::{AclMode, Config, Destination};
 use crate::copy::{self, AclSupport, Outcome};
@@ -73,13 +74,7 @@ impl Replicator {
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
-        let mut response = SqsBatchResponse::default();
-        for id in failures.into_iter().flatten() {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-        response
+        retry_these(failures.into_iter().flatten())
     }
 
     /// Runs one message; returns its id when it must be delivered again.
@@ -230,12 +225,7 @@ impl Replicator {
         destination: &Destination,
         dst: &aws_sdk_s3::Client,
     ) -> Result<Outcome, ReplicationError> {
-        let mut current = job.clone();
-        current.source.version_id = None;
-        if copy::head_source(&self.s3.source, &current)
-            .await?
-            .is_some()
-        {
+        if copy::head_source(&self.s3.source, job).await?.is_some() {
             return Ok(Outcome::Skipped {
                 reason: "SupersededBySourceObject",
             });

@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use rand::Rng;
 
+use crate::batch::item_failure;
 use crate::errors::{describe, FailureReason, QueueError};
 use crate::job::{Job, LastError};
 use crate::parking::{now_rfc3339, Parking};
@@ -109,9 +110,7 @@ impl Retrier {
                 Err(err) => self.parking.park_raw(body, &err).await,
             };
             if !done {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
+                response.batch_item_failures.push(item_failure(id));
             }
         }
         response

@@ -262,6 +262,17 @@ impl Pipeline {
         }
     }
 
+    /// A pipeline whose bucket reports creations only: moto also reports a tagging
+    /// event for every PUT, which would double the jobs of tests that count them.
+    pub async fn creations_only(stack: &Stack) -> Pipeline {
+        let p = Pipeline::new(stack).await;
+        stack
+            .notify_only(&p.source, &p.events, &["s3:ObjectCreated:*"])
+            .await;
+        stack.drain(&p.events).await;
+        p
+    }
+
     pub fn ingest(&self, config: &Arc<Config>) -> Ingest {
         Ingest {
             config: config.clone(),
