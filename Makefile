@@ -2,11 +2,13 @@
 # local stack; `make test` runs every test.
 
 VENV    := .venv
+INFRA_VENV := .venv-infra
 PYTHON  ?= python3
 MOTO    := $(VENV)/bin/moto_server
+CHECKOV := $(INFRA_VENV)/bin/checkov
 CARGO   ?= cargo
 
-.PHONY: all demo test unit integration lint lint-infra fmt venv stack-up stack-down build build-local clean
+.PHONY: all demo test unit integration lint lint-infra fmt venv infra-venv deploy tf-plan stack-up stack-down build build-local clean
 
 all: build-local
 
@@ -16,6 +18,13 @@ $(MOTO): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(MOTO)
+
+## Template checkers (cfn-lint, checkov), pinned, in their own venv.
+infra-venv: $(CHECKOV)
+$(CHECKOV): requirements-infra.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-infra.txt
+	touch $(CHECKOV)
 
 stack-up: venv
 	scripts/stack.sh up
@@ -42,9 +51,15 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Static checks of the deployment templates.
-lint-infra: venv
-	$(VENV)/bin/cfn-lint infra/sam/template.yaml
+## Static checks of the deployment templates: cfn-lint, checkov on SAM and Terraform
+## (skips are listed with their reasons in the templates), terraform fmt.
+lint-infra: infra-venv
+	$(INFRA_VENV)/bin/cfn-lint infra/sam/template.yaml
+	$(INFRA_VENV)/bin/python scripts/lint_iam.py --self-test
+	$(INFRA_VENV)/bin/python scripts/lint_iam.py infra/sam/template.yaml
+	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation -f infra/sam/template.yaml
+	$(CHECKOV) --quiet --compact --skip-download --framework terraform -d infra/terraform
+	terraform fmt -check -recursive infra/terraform
 
 fmt:
 	$(CARGO) fmt --all
@@ -54,10 +69,19 @@ demo: venv
 	$(CARGO) build -p s3-replicator
 	scripts/with-stack.sh $(VENV)/bin/python scripts/demo.py target/debug/s3-replicator
 
-## Lambda artifacts (needs cargo-lambda; see README "Deploy").
+## Lambda artifacts: target/lambda/<function>/bootstrap(.zip), arm64 (needs cargo-lambda
+## and zig: pip install cargo-lambda ziglang; see README "Deploy").
 build:
-	@command -v cargo-lambda >/dev/null || { echo "cargo-lambda is not installed: pip install cargo-lambda (see README)"; exit 1; }
-	$(CARGO) lambda build --release --arm64 -p ingest -p replicate
+	@command -v cargo-lambda >/dev/null || { echo "cargo-lambda is not installed: pip install cargo-lambda ziglang (see README)"; exit 1; }
+	$(CARGO) lambda build --release --arm64 --output-format zip --bin ingest --bin replicate --bin retry
+
+## Deploy with SAM (guided the first time, then from infra/sam/samconfig.toml).
+deploy:
+	cd infra/sam && sam build && if [ -f samconfig.toml ]; then sam deploy; else sam deploy --guided; fi
+
+## Plan the Terraform example (after make build).
+tf-plan:
+	cd infra/terraform/example && terraform init && terraform plan
 
 clean:
 	scripts/stack.sh down || true

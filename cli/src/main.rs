@@ -41,10 +41,35 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Wire buckets to the pipeline.
+    Setup {
+        #[command(subcommand)]
+        command: SetupCommand,
+    },
     /// Inspect and redrive the failed queue (FAILED_QUEUE_URL).
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SetupCommand {
+    /// Send a bucket's events to the events queue, keeping every notification already
+    /// configured on it (topics, queues, Lambdas, EventBridge). Safe to run again.
+    Notifications {
+        /// The source bucket (repeat for several).
+        #[arg(long, required = true)]
+        bucket: Vec<String>,
+        /// The events queue's ARN (the stack's EventsQueueArn output).
+        #[arg(long)]
+        queue_arn: String,
+        /// Event types, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = replicator::notifications::DEFAULT_EVENTS.iter().map(|e| e.to_string()))]
+        events: Vec<String>,
+        /// Print the merged configuration; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -105,6 +130,15 @@ async fn main() -> ExitCode {
             command: ConfigCommand::Check { path },
         } => return check(path).await,
         Command::Dlq { command } => dlq(command).await,
+        Command::Setup {
+            command:
+                SetupCommand::Notifications {
+                    bucket,
+                    queue_arn,
+                    events,
+                    dry_run,
+                },
+        } => setup_notifications(&bucket, &queue_arn, &events, dry_run).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -372,4 +406,49 @@ fn human(seconds: u64) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+async fn setup_notifications(
+    buckets: &[String],
+    queue_arn: &str,
+    events: &[String],
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    use replicator::notifications as n;
+    let sdk = replicator::clients::load_sdk_config().await;
+    let s3 = replicator::clients::source_s3(&sdk, None);
+    for bucket in buckets {
+        let plan = n::plan(&s3, bucket, n::our_entry(queue_arn, events))
+            .await
+            .with_context(|| format!("reading the notification configuration of {bucket}"))?;
+        if dry_run {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "Bucket": bucket,
+                    "Changes": plan.changed,
+                    "NotificationConfiguration": n::to_json(&plan.merged),
+                }))?
+            );
+            continue;
+        }
+        n::apply(&s3, bucket, &plan)
+            .await
+            .with_context(|| format!("writing the notification configuration of {bucket}"))?;
+        let kept = plan
+            .current
+            .queue_configurations()
+            .iter()
+            .filter(|q| q.id() != Some(n::NOTIFICATION_ID))
+            .count()
+            + plan.current.topic_configurations().len()
+            + plan.current.lambda_function_configurations().len()
+            + usize::from(plan.current.event_bridge_configuration().is_some());
+        if plan.changed {
+            println!("{bucket}: events now go to {queue_arn} ({kept} other notification setting(s) kept)");
+        } else {
+            println!("{bucket}: already configured; nothing changed");
+        }
+    }
+    Ok(())
 }

@@ -19,6 +19,7 @@ pub mod events;
 pub mod ingest;
 pub mod job;
 pub mod lease;
+pub mod notifications;
 pub mod parking;
 pub mod replicate;
 pub mod retry;

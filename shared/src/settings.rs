@@ -10,6 +10,20 @@ pub const WORK_QUEUE_VAR: &str = "WORK_QUEUE_URL";
 pub const RETRY_QUEUE_VAR: &str = "RETRY_QUEUE_URL";
 pub const FAILED_QUEUE_VAR: &str = "FAILED_QUEUE_URL";
 
+/// Every variable of our own that the Lambdas read (the SDK's `AWS_*` aside). The
+/// deployment templates must set exactly these; a test holds them to it.
+pub const LAMBDA_VARS: &[&str] = &[
+    CONFIG_VAR,
+    WORK_QUEUE_VAR,
+    RETRY_QUEUE_VAR,
+    FAILED_QUEUE_VAR,
+    crate::retry::MAX_ATTEMPTS_VAR,
+    crate::retry::BASE_DELAY_VAR,
+];
+
+/// Read by `s3-replicator run` only: a Lambda's trigger hands it the events instead.
+pub const WORKER_ONLY_VARS: &[&str] = &[EVENTS_QUEUE_VAR];
+
 /// Queue URLs. Which ones a process needs depends on what it runs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Queues {

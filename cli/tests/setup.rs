@@ -1,0 +1,153 @@
+//! `setup notifications` adds our queue to a bucket's notifications and keeps what was
+//! there: PutBucketNotificationConfiguration replaces the whole document.
+
+mod common;
+
+use aws_sdk_s3::types::{
+    Event, FilterRule, FilterRuleName, LambdaFunctionConfiguration, NotificationConfiguration,
+    NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter, TopicConfiguration,
+};
+use common::{command, run};
+use integration_tests::{Pipeline, Stack};
+use serde_json::Value;
+
+fn filter(name: FilterRuleName, value: &str) -> NotificationConfigurationFilter {
+    NotificationConfigurationFilter::builder()
+        .key(
+            S3KeyFilter::builder()
+                .filter_rules(FilterRule::builder().name(name).value(value).build())
+                .build(),
+        )
+        .build()
+}
+
+/// The bucket's notification configuration (without the response's request id).
+async fn current(stack: &Stack, bucket: &str) -> NotificationConfiguration {
+    let out = stack
+        .s3
+        .get_bucket_notification_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    NotificationConfiguration::builder()
+        .set_topic_configurations(out.topic_configurations)
+        .set_queue_configurations(out.queue_configurations)
+        .set_lambda_function_configurations(out.lambda_function_configurations)
+        .set_event_bridge_configuration(out.event_bridge_configuration)
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_notifications_survive_and_a_second_run_changes_nothing() {
+    let stack = Stack::main().await;
+    let p = Pipeline::new(&stack).await;
+    let bucket = stack.bucket("busy").await;
+    let other = stack.queue("restores").await;
+    // What the bucket already had. (moto wants lower-case filter rule names.)
+    let existing = NotificationConfiguration::builder()
+        .topic_configurations(
+            TopicConfiguration::builder()
+                .id("lost-objects")
+                .topic_arn("arn:aws:sns:us-east-1:123456789012:ops")
+                .events(Event::from("s3:ReducedRedundancyLostObject"))
+                .build()
+                .unwrap(),
+        )
+        .queue_configurations(
+            QueueConfiguration::builder()
+                .id("restores")
+                .queue_arn(&other.arn)
+                .events(Event::from("s3:ObjectRestore:*"))
+                .filter(filter(FilterRuleName::from("prefix"), "logs/"))
+                .build()
+                .unwrap(),
+        )
+        .lambda_function_configurations(
+            LambdaFunctionConfiguration::builder()
+                .id("thumbnails")
+                .lambda_function_arn("arn:aws:lambda:us-east-1:123456789012:function:thumbs")
+                .events(Event::from("s3:LifecycleTransition"))
+                .filter(filter(FilterRuleName::from("suffix"), ".jpg"))
+                .build()
+                .unwrap(),
+        )
+        .build();
+    stack
+        .s3
+        .put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(existing)
+        .send()
+        .await
+        .unwrap();
+    let before = current(&stack, &bucket).await;
+
+    let doc = common::one_rule(&bucket, "unused-destination");
+    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    let args = [
+        "setup",
+        "notifications",
+        "--bucket",
+        bucket.as_str(),
+        "--queue-arn",
+        p.events.arn.as_str(),
+    ];
+
+    // Dry run: shows the merged document, writes nothing.
+    let out = run(cmd(), &[&args[..], &["--dry-run"]].concat());
+    assert!(out.status.success());
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["Changes"], true);
+    let queues = shown["NotificationConfiguration"]["QueueConfigurations"]
+        .as_array()
+        .unwrap();
+    assert_eq!(queues.len(), 2);
+    assert!(queues
+        .iter()
+        .any(|q| q["Id"] == "s3-replicator" && q["QueueArn"] == p.events.arn.as_str()));
+    assert_eq!(
+        current(&stack, &bucket).await,
+        before,
+        "a dry run changes nothing"
+    );
+
+    let out = run(cmd(), &args);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 other notification setting(s) kept"));
+    let after = current(&stack, &bucket).await;
+    assert_eq!(after.topic_configurations(), before.topic_configurations());
+    assert_eq!(
+        after.lambda_function_configurations(),
+        before.lambda_function_configurations()
+    );
+    assert_eq!(after.queue_configurations().len(), 2);
+    assert!(
+        after
+            .queue_configurations()
+            .contains(&before.queue_configurations()[0]),
+        "the other queue and its filter"
+    );
+    let ours = after
+        .queue_configurations()
+        .iter()
+        .find(|q| q.id() == Some("s3-replicator"))
+        .unwrap();
+    assert_eq!(ours.queue_arn(), p.events.arn);
+
+    // Idempotent.
+    let out = run(cmd(), &args);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already configured"));
+    assert_eq!(current(&stack, &bucket).await, after);
+
+    // And it works: an upload reaches the events queue.
+    stack.drain(&p.events).await;
+    stack.put(&bucket, "hello.txt", b"hi").await;
+    let bodies = stack.drain(&p.events).await;
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("ObjectCreated") && b.contains("hello.txt")),
+        "{bodies:?}"
+    );
+}

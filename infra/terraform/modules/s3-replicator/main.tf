@@ -1,0 +1,340 @@
+# The same stack as infra/sam/template.yaml: events, work, retry and failed queues;
+# ingest, replicate and retry functions behind SQS triggers; alarms.
+
+locals {
+  # The queues' visibility timeout is six times this, as Lambda's SQS trigger asks.
+  function_timeout   = 120
+  visibility_timeout = 6 * local.function_timeout
+  retention_seconds  = 1209600
+
+  source_objects      = [for b in var.source_bucket_names : "arn:aws:s3:::${b}/*"]
+  source_buckets      = [for b in var.source_bucket_names : "arn:aws:s3:::${b}"]
+  destination_objects = [for b in var.destination_bucket_names : "arn:aws:s3:::${b}/*"]
+  destination_buckets = [for b in var.destination_bucket_names : "arn:aws:s3:::${b}"]
+
+  environment = {
+    REPLICATOR_CONFIG = var.replicator_config
+    WORK_QUEUE_URL    = aws_sqs_queue.work.url
+    RETRY_QUEUE_URL   = aws_sqs_queue.retry.url
+    FAILED_QUEUE_URL  = aws_sqs_queue.failed.url
+  }
+  alarm_actions = var.alarm_topic_arn == "" ? [] : [var.alarm_topic_arn]
+}
+
+data "aws_caller_identity" "current" {}
+
+# ---------------------------------------------------------------- queues
+
+resource "aws_sqs_queue" "events" {
+  #checkov:skip=CKV_AWS_27:Encrypted with SSE-SQS. S3 cannot deliver notifications to a queue under the AWS-managed SQS KMS key.
+  name                       = "${var.name_prefix}-events"
+  sqs_managed_sse_enabled    = true
+  visibility_timeout_seconds = local.visibility_timeout
+  message_retention_seconds  = local.retention_seconds
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.events_dlq.arn
+    maxReceiveCount     = var.max_receive_count
+  })
+}
+
+resource "aws_sqs_queue" "events_dlq" {
+  #checkov:skip=CKV_AWS_27:Encrypted with SSE-SQS (sqs_managed_sse_enabled); a customer KMS key is optional.
+  name                      = "${var.name_prefix}-events-dlq"
+  sqs_managed_sse_enabled   = true
+  message_retention_seconds = local.retention_seconds
+}
+
+resource "aws_sqs_queue" "work" {
+  #checkov:skip=CKV_AWS_27:Encrypted with SSE-SQS (sqs_managed_sse_enabled); a customer KMS key is optional.
+  name                       = "${var.name_prefix}-work"
+  sqs_managed_sse_enabled    = true
+  visibility_timeout_seconds = local.visibility_timeout
+  message_retention_seconds  = local.retention_seconds
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.retry.arn
+    maxReceiveCount     = var.max_receive_count
+  })
+}
+
+resource "aws_sqs_queue" "retry" {
+  #checkov:skip=CKV_AWS_27:Encrypted with SSE-SQS (sqs_managed_sse_enabled); a customer KMS key is optional.
+  name                       = "${var.name_prefix}-retry"
+  sqs_managed_sse_enabled    = true
+  visibility_timeout_seconds = local.visibility_timeout
+  message_retention_seconds  = local.retention_seconds
+  # retry's own crashes: after many receives, park in the failed queue.
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.failed.arn
+    maxReceiveCount     = 10
+  })
+}
+
+resource "aws_sqs_queue" "failed" {
+  #checkov:skip=CKV_AWS_27:Encrypted with SSE-SQS (sqs_managed_sse_enabled); a customer KMS key is optional.
+  name                      = "${var.name_prefix}-failed"
+  sqs_managed_sse_enabled   = true
+  message_retention_seconds = local.retention_seconds
+}
+
+data "aws_iam_policy_document" "events_queue" {
+  statement {
+    sid       = "S3Notifications"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.events.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["s3.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = local.source_buckets
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "events" {
+  queue_url = aws_sqs_queue.events.id
+  policy    = data.aws_iam_policy_document.events_queue.json
+}
+
+# ---------------------------------------------------------------- functions
+
+locals {
+  functions = {
+    ingest = {
+      description = "S3 notifications in, one job per destination out"
+      queue       = aws_sqs_queue.events
+      concurrency = 10
+      window      = 1
+      extra_env   = {}
+    }
+    replicate = {
+      description = "Copies one object to one destination per job"
+      queue       = aws_sqs_queue.work
+      concurrency = var.replicate_concurrency
+      window      = 1
+      extra_env   = {}
+    }
+    retry = {
+      description = "Requeues failed jobs with backoff, parks what cannot succeed"
+      queue       = aws_sqs_queue.retry
+      concurrency = 2
+      window      = 5
+      extra_env = {
+        RETRY_MAX_ATTEMPTS       = tostring(var.retry_max_attempts)
+        RETRY_BASE_DELAY_SECONDS = "2"
+      }
+    }
+  }
+}
+
+data "aws_iam_policy_document" "assume_lambda" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "function" {
+  for_each           = local.functions
+  name               = "${var.name_prefix}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+}
+
+resource "aws_cloudwatch_log_group" "function" {
+  #checkov:skip=CKV_AWS_158:Logs hold object keys and outcomes, no secrets; the AWS-managed encryption of CloudWatch Logs applies.
+  for_each          = local.functions
+  name              = "/aws/lambda/${var.name_prefix}-${each.key}"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_lambda_function" "function" {
+  #checkov:skip=CKV_AWS_116:Invoked by an SQS trigger only; failures flow through the queues' redrive policies and the failed queue, which an async-invocation DLQ would bypass.
+  #checkov:skip=CKV_AWS_117:Talks only to S3 and SQS endpoints; deploy into a VPC with endpoints if your policy requires it.
+  #checkov:skip=CKV_AWS_173:The environment holds queue URLs and replication rules, no secrets (config check rejects keys); AWS-managed encryption applies.
+  #checkov:skip=CKV_AWS_50:X-Ray tracing is optional; every job outcome is one structured log line.
+  #checkov:skip=CKV_AWS_272:Code signing is the deployer's choice; artifacts are built from this repository by make build.
+  for_each                       = local.functions
+  function_name                  = "${var.name_prefix}-${each.key}"
+  description                    = each.value.description
+  role                           = aws_iam_role.function[each.key].arn
+  filename                       = "${var.artifacts_dir}/${each.key}/bootstrap.zip"
+  source_code_hash               = filebase64sha256("${var.artifacts_dir}/${each.key}/bootstrap.zip")
+  handler                        = "bootstrap"
+  runtime                        = "provided.al2023"
+  architectures                  = ["arm64"]
+  memory_size                    = 512
+  timeout                        = local.function_timeout
+  reserved_concurrent_executions = each.value.concurrency
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.function[each.key].name
+  }
+
+  environment {
+    variables = merge(local.environment, each.value.extra_env)
+  }
+}
+
+resource "aws_lambda_event_source_mapping" "function" {
+  for_each                           = local.functions
+  event_source_arn                   = each.value.queue.arn
+  function_name                      = aws_lambda_function.function[each.key].arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = each.value.window
+  function_response_types            = ["ReportBatchItemFailures"]
+}
+
+# ---------------------------------------------------------------- permissions
+
+data "aws_iam_policy_document" "common" {
+  for_each = local.functions
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+  statement {
+    sid       = "ConsumeTrigger"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+    resources = [each.value.queue.arn]
+  }
+  dynamic "statement" {
+    for_each = var.config_object_arn == "" ? [] : [var.config_object_arn]
+    content {
+      sid       = "ReadConfiguration"
+      actions   = ["s3:GetObject"]
+      resources = [statement.value]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "ingest" {
+  source_policy_documents = [data.aws_iam_policy_document.common["ingest"].json]
+  statement {
+    sid       = "ReadTagsForTagFilters"
+    actions   = ["s3:GetObjectTagging", "s3:GetObjectVersionTagging"]
+    resources = local.source_objects
+  }
+  statement {
+    sid       = "SendJobsAndParkNotifications"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.work.arn, aws_sqs_queue.failed.arn]
+  }
+}
+
+data "aws_iam_policy_document" "replicate" {
+  source_policy_documents = [data.aws_iam_policy_document.common["replicate"].json]
+  statement {
+    sid = "ReadSources"
+    actions = [
+      "s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging",
+      "s3:GetObjectVersionTagging", "s3:GetObjectAcl", "s3:GetObjectVersionAcl",
+    ]
+    resources = local.source_objects
+  }
+  statement {
+    sid       = "BucketOwnership"
+    actions   = ["s3:GetBucketOwnershipControls"]
+    resources = concat(local.source_buckets, local.destination_buckets)
+  }
+  statement {
+    sid       = "WriteReplicas"
+    actions   = ["s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectTagging", "s3:DeleteObject", "s3:DeleteObjectTagging"]
+    resources = local.destination_objects
+  }
+  statement {
+    sid       = "ForwardAndParkFailures"
+    actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.retry.arn, aws_sqs_queue.failed.arn]
+  }
+  dynamic "statement" {
+    for_each = length(var.kms_key_arns) == 0 ? [] : [1]
+    content {
+      sid       = "EncryptedObjects"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = var.kms_key_arns
+    }
+  }
+}
+
+data "aws_iam_policy_document" "retry" {
+  source_policy_documents = [data.aws_iam_policy_document.common["retry"].json]
+  statement {
+    sid       = "RequeueAndPark"
+    actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.work.arn, aws_sqs_queue.failed.arn]
+  }
+}
+
+locals {
+  policies = {
+    ingest    = data.aws_iam_policy_document.ingest.json
+    replicate = data.aws_iam_policy_document.replicate.json
+    retry     = data.aws_iam_policy_document.retry.json
+  }
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.functions
+  name     = "${var.name_prefix}-${each.key}"
+  role     = aws_iam_role.function[each.key].id
+  policy   = local.policies[each.key]
+}
+
+# ---------------------------------------------------------------- alarms
+
+resource "aws_cloudwatch_metric_alarm" "failed_jobs" {
+  alarm_name          = "${var.name_prefix}-failed-jobs"
+  alarm_description   = "Jobs are waiting in the failed queue; inspect them with `s3-replicator dlq list`."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.failed.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "unread_notifications" {
+  alarm_name          = "${var.name_prefix}-unread-notifications"
+  alarm_description   = "Notifications ingest could not process reached the events dead-letter queue."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.events_dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "replication_time" {
+  alarm_name          = "${var.name_prefix}-replication-time"
+  alarm_description   = "The oldest job waiting to replicate is older than the replication-time objective."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = aws_sqs_queue.work.name }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 3
+  threshold           = var.replication_time_objective_seconds
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}

@@ -1,0 +1,18 @@
+output "events_queue_arn" {
+  description = "Point the source buckets' notifications here (s3-replicator setup notifications)."
+  value       = aws_sqs_queue.events.arn
+}
+
+output "work_queue_url" {
+  value = aws_sqs_queue.work.url
+}
+
+output "retry_queue_url" {
+  description = "Transient failures and jobs whose receives ran out (the work queue's DLQ)."
+  value       = aws_sqs_queue.retry.url
+}
+
+output "failed_queue_url" {
+  description = "Permanent failures, each with its reason (s3-replicator dlq list)."
+  value       = aws_sqs_queue.failed.url
+}

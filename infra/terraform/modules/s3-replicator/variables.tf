@@ -1,0 +1,73 @@
+variable "name_prefix" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "s3-replicator"
+}
+
+variable "replicator_config" {
+  description = "The configuration document: inline JSON, or s3://BUCKET/KEY (then also set config_object_arn)."
+  type        = string
+}
+
+variable "config_object_arn" {
+  description = "ARN of the configuration object when replicator_config is s3://..."
+  type        = string
+  default     = ""
+}
+
+variable "source_bucket_names" {
+  description = "Buckets whose objects are replicated (read access, notifications)."
+  type        = list(string)
+}
+
+variable "destination_bucket_names" {
+  description = "Buckets replicas are written to."
+  type        = list(string)
+}
+
+variable "kms_key_arns" {
+  description = "KMS keys of SSE-KMS sources and replica keys, if any."
+  type        = list(string)
+  default     = []
+}
+
+variable "artifacts_dir" {
+  description = "Where `make build` put the functions: DIR/<function>/bootstrap.zip."
+  type        = string
+}
+
+variable "max_receive_count" {
+  description = "Receives of one job before SQS moves it to the retry queue."
+  type        = number
+  default     = 5
+}
+
+variable "retry_max_attempts" {
+  description = "Failed attempts after which a job is parked in the failed queue."
+  type        = number
+  default     = 10
+}
+
+variable "replication_time_objective_seconds" {
+  description = "Alarm when the oldest waiting job is older than this (S3 RTC promises 15 minutes)."
+  type        = number
+  default     = 900
+}
+
+variable "alarm_topic_arn" {
+  description = "SNS topic the alarms notify; empty for none."
+  type        = string
+  default     = ""
+}
+
+variable "replicate_concurrency" {
+  description = "Reserved concurrency of replicate (bounds the request rate on your buckets)."
+  type        = number
+  default     = 50
+}
+
+variable "log_retention_days" {
+  description = "Retention of the functions' log groups."
+  type        = number
+  default     = 365
+}

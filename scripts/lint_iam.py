@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Least privilege for the SAM template: every IAM statement must name its actions and
+resources. checkov does not look inside a Serverless::Function's inline Policies, so
+this does: no "*" or "service:*" action, no "*" resource, in any function's Policies or
+any IAM policy resource.
+
+    lint_iam.py TEMPLATE...     exit 1 and list every broad statement
+    lint_iam.py --self-test     prove the check rejects a broad statement
+"""
+
+import sys
+
+from cfnlint.decode import cfn_yaml
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def statements(template):
+    """(where, statement) for every IAM statement in the template."""
+    for name, resource in (template.get("Resources") or {}).items():
+        props = resource.get("Properties") or {}
+        docs = []
+        if resource.get("Type") == "AWS::Serverless::Function":
+            docs = [p for p in as_list(props.get("Policies") or []) if isinstance(p, dict)]
+        elif resource.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            docs = [props.get("PolicyDocument") or {}]
+        elif resource.get("Type") == "AWS::IAM::Role":
+            docs = [p.get("PolicyDocument") or {} for p in props.get("Policies") or []]
+        for doc in docs:
+            for st in as_list(doc.get("Statement") or []):
+                # A conditional statement ({"Fn::If": [cond, statement, NoValue]}).
+                if isinstance(st, dict) and "Fn::If" in st:
+                    st = st["Fn::If"][1]
+                if isinstance(st, dict):
+                    yield f"{name}.{st.get('Sid', '?')}", st
+
+
+def problems(template):
+    found = []
+    for where, st in statements(template):
+        if st.get("Effect", "Allow") != "Allow":
+            continue
+        for action in as_list(st.get("Action", [])):
+            if isinstance(action, str) and (action == "*" or action.endswith(":*")):
+                found.append(f"{where}: action {action!r} is a wildcard; name the actions")
+        if "NotAction" in st or "NotResource" in st:
+            found.append(f"{where}: NotAction/NotResource grants everything else")
+        for resource in as_list(st.get("Resource", [])):
+            if resource == "*":
+                found.append(f"{where}: resource '*'; name the buckets and queues")
+    return found
+
+
+BROAD = """
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Version: "2012-10-17"
+          Statement:
+            - Sid: Broad
+              Effect: Allow
+              Action: "s3:*"
+              Resource: "*"
+"""
+
+
+def main(argv):
+    if argv == ["--self-test"]:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            f.write(BROAD)
+            f.flush()
+            found = problems(cfn_yaml.load(f.name))
+        assert len(found) == 2, found
+        print("lint_iam self-test: a broad statement is rejected:", "; ".join(found))
+        return 0
+    bad = []
+    for path in argv:
+        bad += [f"{path}: {p}" for p in problems(cfn_yaml.load(path))]
+    for line in bad:
+        print(line)
+    if not bad:
+        print(f"lint_iam: every IAM statement in {', '.join(argv)} names its actions and resources")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

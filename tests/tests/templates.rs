@@ -1,0 +1,133 @@
+//! The deployment templates and the code agree: each template sets exactly the
+//! environment variables the Lambdas read, and deploys exactly the function crates.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use replicator::settings::{LAMBDA_VARS, WORKER_ONLY_VARS};
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn set<'a>(items: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    items.into_iter().map(str::to_string).collect()
+}
+
+fn is_var_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Keys of every `Variables:` mapping in the SAM template.
+fn sam_variables(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut block_indent: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        if let Some(at) = block_indent {
+            if indent > at && !trimmed.is_empty() {
+                if let Some((key, _)) = trimmed.split_once(':') {
+                    if indent == at + 2 && is_var_name(key) {
+                        out.insert(key.to_string());
+                    }
+                }
+                continue;
+            }
+            block_indent = None;
+        }
+        if trimmed == "Variables:" {
+            block_indent = Some(indent);
+        }
+    }
+    out
+}
+
+/// Keys assigned in upper case in the Terraform module: only environment variables are.
+fn terraform_variables(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once('=').map(|(k, _)| k.trim()))
+        .filter(|k| is_var_name(k) && k.len() > 3)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn templates_set_exactly_the_variables_the_lambdas_read() {
+    let expected = set(LAMBDA_VARS.iter().copied());
+    let sam = sam_variables(&read("infra/sam/template.yaml"));
+    assert_eq!(sam, expected, "infra/sam/template.yaml");
+    let tf = terraform_variables(&read("infra/terraform/modules/s3-replicator/main.tf"));
+    assert_eq!(
+        tf, expected,
+        "infra/terraform/modules/s3-replicator/main.tf"
+    );
+    for worker_only in WORKER_ONLY_VARS {
+        assert!(!sam.contains(*worker_only) && !tf.contains(*worker_only));
+    }
+}
+
+#[test]
+fn the_lists_name_every_variable_the_code_defines() {
+    // Every `..._VAR: &str = "NAME"` in the library is listed as a Lambda's or the
+    // worker's, so a new variable cannot be read without the templates being checked.
+    let mut defined = BTreeSet::new();
+    for entry in std::fs::read_dir(root().join("shared/src")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with("pub const ") && line.contains("_VAR: &str = \"") {
+                defined.insert(line.split('"').nth(1).unwrap().to_string());
+            }
+        }
+    }
+    let listed = set(LAMBDA_VARS.iter().chain(WORKER_ONLY_VARS).copied());
+    assert_eq!(defined, listed);
+}
+
+#[test]
+fn every_function_in_the_templates_is_a_crate() {
+    let mut crates = BTreeSet::new();
+    for entry in std::fs::read_dir(root().join("functions")).unwrap() {
+        let manifest = std::fs::read_to_string(entry.unwrap().path().join("Cargo.toml")).unwrap();
+        let name = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .unwrap()
+            .trim_end_matches('"');
+        crates.insert(name.to_string());
+    }
+    let sam: BTreeSet<String> = read("infra/sam/template.yaml")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Binary: ").map(str::to_string))
+        .collect();
+    assert_eq!(
+        sam, crates,
+        "SAM functions (BuildProperties.Binary) and crates under functions/"
+    );
+    let main_tf = read("infra/terraform/modules/s3-replicator/main.tf");
+    let block = main_tf
+        .split("  functions = {")
+        .nth(1)
+        .expect("local.functions")
+        .split("\n  }\n")
+        .next()
+        .unwrap();
+    let tf: BTreeSet<String> = block
+        .lines()
+        .filter(|l| {
+            l.starts_with("    ") && !l.starts_with("     ") && l.trim_end().ends_with("= {")
+        })
+        .map(|l| l.trim().trim_end_matches("= {").trim().to_string())
+        .collect();
+    assert_eq!(
+        tf, crates,
+        "Terraform local.functions and crates under functions/"
+    );
+}
