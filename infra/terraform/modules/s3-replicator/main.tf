@@ -338,3 +338,18 @@ resource "aws_cloudwatch_metric_alarm" "replication_time" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
 }
+
+# ---------------------------------------------------------------- notifications
+
+# Merges, never replaces: the CLI keeps every topic, queue, Lambda and EventBridge
+# setting already on the bucket. Runs again when the events queue changes.
+resource "terraform_data" "notifications" {
+  for_each         = var.setup_notifications_with == "" ? toset([]) : toset(var.source_bucket_names)
+  triggers_replace = [aws_sqs_queue.events.arn]
+
+  provisioner "local-exec" {
+    command = "${var.setup_notifications_with} setup notifications --bucket ${each.value} --queue-arn ${aws_sqs_queue.events.arn}"
+  }
+
+  depends_on = [aws_sqs_queue_policy.events]
+}

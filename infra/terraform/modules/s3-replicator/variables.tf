@@ -71,3 +71,9 @@ variable "log_retention_days" {
   type        = number
   default     = 365
 }
+
+variable "setup_notifications_with" {
+  description = "Path to the s3-replicator CLI. When set, Terraform runs `setup notifications` for each source bucket, which merges our queue into the bucket's notifications (an aws_s3_bucket_notification would replace them all). Empty: run it yourself."
+  type        = string
+  default     = ""
+}
