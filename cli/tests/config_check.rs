@@ -1,0 +1,78 @@
+//! `s3-replicator config check`: every problem with its JSON path, and the exit code.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_s3-replicator");
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/../tests/fixtures/config/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn a_broken_document_lists_every_problem_and_exits_1() {
+    let out = Command::new(BIN)
+        .args(["config", "check", &fixture("broken.json")])
+        .env_remove("REPLICATOR_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 9, "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l.starts_with("$.Sources[0]")),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("9 problem(s) found"));
+}
+
+#[test]
+fn a_valid_document_is_summarized_and_exits_0() {
+    let out = Command::new(BIN)
+        .args(["config", "check", &fixture("full.json")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("configuration is valid: 1 source bucket(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("offsite")
+            && stdout.contains("deletes all")
+            && stdout.contains("acl owner-override"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_document_can_come_from_the_environment_and_its_absence_is_explained() {
+    let inline = std::fs::read_to_string(fixture("full.json")).unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .env("REPLICATOR_CONFIG", inline)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .env_remove("REPLICATOR_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REPLICATOR_CONFIG: is not set"));
+    let out = Command::new(BIN)
+        .args(["config", "check", "/no/such/file.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.json"));
+}
