@@ -479,20 +479,7 @@ async fn tag_changes_sync_tags_or_copy_whole_when_the_replica_is_missing() {
     let source = stack.bucket("src").await;
     let dst = stack.bucket("dst").await;
     stack.put(&source, "doc", b"contents").await;
-    stack
-        .s3
-        .put_object_tagging()
-        .bucket(&source)
-        .key("doc")
-        .tagging(
-            aws_sdk_s3::types::Tagging::builder()
-                .tag_set(tag("stage", "draft"))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    set_stage(&stack, &source, "draft").await;
     let cfg = config(&one_rule(
         &source,
         &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
@@ -511,20 +498,7 @@ async fn tag_changes_sync_tags_or_copy_whole_when_the_replica_is_missing() {
     log.take();
 
     // With a replica: read the source's tags, write the replica's. No HEAD, no copy.
-    stack
-        .s3
-        .put_object_tagging()
-        .bucket(&source)
-        .key("doc")
-        .tagging(
-            aws_sdk_s3::types::Tagging::builder()
-                .tag_set(tag("stage", "final"))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    set_stage(&stack, &source, "final").await;
     replicator.run(&job).await.unwrap();
     let requests = log.take();
     assert_eq!(requests.len(), 2, "{requests:?}");
@@ -550,6 +524,23 @@ async fn tag_changes_sync_tags_or_copy_whole_when_the_replica_is_missing() {
         .unwrap()
         .tags
         .is_empty());
+}
+
+/// Tags the source's "doc" with stage=VALUE.
+async fn set_stage(stack: &Stack, bucket: &str, value: &str) {
+    let tagging = aws_sdk_s3::types::Tagging::builder()
+        .tag_set(tag("stage", value))
+        .build()
+        .unwrap();
+    stack
+        .s3
+        .put_object_tagging()
+        .bucket(bucket)
+        .key("doc")
+        .tagging(tagging)
+        .send()
+        .await
+        .unwrap();
 }
 
 fn tag(key: &str, value: &str) -> aws_sdk_s3::types::Tag {

@@ -212,32 +212,23 @@ async fn storage_classes_follow_rule_and_map_for_two_destinations() {
                 .map(|s| s.storage_class)
         }
     };
-    // No StorageClass in the rule: the replica keeps the source's class.
-    assert_eq!(
-        class(keep.clone(), "standard").await.as_deref(),
-        Some("STANDARD")
-    );
-    assert_eq!(
-        class(keep.clone(), "ia").await.as_deref(),
-        Some("STANDARD_IA")
-    );
-    assert_eq!(
-        class(keep.clone(), "rrs").await.as_deref(),
-        Some("REDUCED_REDUNDANCY")
-    );
-    // The rule's class, unless the map has an entry for the source's class.
-    assert_eq!(
-        class(mapped.clone(), "standard").await.as_deref(),
-        Some("ONEZONE_IA")
-    );
-    assert_eq!(
-        class(mapped.clone(), "ia").await.as_deref(),
-        Some("GLACIER_IR")
-    );
-    assert_eq!(
-        class(mapped.clone(), "rrs").await.as_deref(),
-        Some("ONEZONE_IA")
-    );
+    let expected = [
+        // No StorageClass in the rule: the replica keeps the source's class.
+        (&keep, "standard", "STANDARD"),
+        (&keep, "ia", "STANDARD_IA"),
+        (&keep, "rrs", "REDUCED_REDUNDANCY"),
+        // The rule's class, unless the map has an entry for the source's class.
+        (&mapped, "standard", "ONEZONE_IA"),
+        (&mapped, "ia", "GLACIER_IR"),
+        (&mapped, "rrs", "ONEZONE_IA"),
+    ];
+    for (bucket, key, want) in expected {
+        assert_eq!(
+            class(bucket.clone(), key).await.as_deref(),
+            Some(want),
+            "{bucket}/{key}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
