@@ -327,6 +327,157 @@ pub async fn source_tagging(
     Ok(Some(query.finish()))
 }
 
+/// When a same-endpoint copy goes multipart, and in what pieces.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MultipartSettings {
+    /// Objects larger than this are copied part by part. CopyObject's own limit is
+    /// 5 GiB; below it one request is cheapest.
+    pub threshold: u64,
+    /// Bytes per part unless the destination sets PartSize (grown if 10,000 parts
+    /// would not cover the object).
+    pub part_size: u64,
+    /// Parts copied at once.
+    pub concurrency: usize,
+}
+
+pub const GIB: u64 = 1024 * 1024 * 1024;
+const MAX_PARTS: u64 = 10_000;
+
+impl Default for MultipartSettings {
+    fn default() -> Self {
+        MultipartSettings {
+            threshold: 5 * GIB,
+            part_size: 256 * 1024 * 1024,
+            concurrency: 8,
+        }
+    }
+}
+
+impl MultipartSettings {
+    /// The byte ranges (inclusive) of each part of an object of `size` bytes.
+    pub fn ranges(&self, size: u64, destination_part_size: Option<u64>) -> Vec<(u64, u64)> {
+        let part = destination_part_size
+            .unwrap_or(self.part_size)
+            .max(size.div_ceil(MAX_PARTS))
+            .max(1);
+        (0..size.div_ceil(part))
+            .map(|i| (i * part, ((i + 1) * part).min(size) - 1))
+            .collect()
+    }
+}
+
+/// Server-side copy of a large object within one endpoint: UploadPartCopy, parts in
+/// parallel. A multipart copy carries nothing by itself, so the new upload is created
+/// with the source's metadata, content headers, tags, class and ACL. Any failure
+/// aborts the upload: abandoned parts are billed storage.
+pub async fn copy_multipart_same_endpoint(
+    client: &Client,
+    job: &Job,
+    destination: &Destination,
+    source: &SourceState,
+    grants: Option<GrantHeaders>,
+    settings: &MultipartSettings,
+) -> Result<Outcome, ReplicationError> {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    use futures::stream::{self, StreamExt, TryStreamExt};
+
+    let head = &source.head;
+    let version = head.version_id();
+    let tagging = source_tagging(client, job, version).await?;
+    let create = client
+        .create_multipart_upload()
+        .bucket(&destination.bucket)
+        .key(&job.source.key)
+        .set_tagging(tagging);
+    let mut create = with_replica_properties!(create, head, destination, grants);
+    if let Some(key) = &destination.replica_kms_key_id {
+        create = create
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(key);
+    }
+    let upload_id = create
+        .send()
+        .await
+        .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?
+        .upload_id
+        .ok_or_else(|| {
+            ReplicationError::new(
+                FailureReason::Unknown,
+                "CreateMultipartUpload returned no upload id",
+            )
+        })?;
+
+    let copy_source = copy_source(&job.source.bucket, &job.source.key, version);
+    let ranges = settings.ranges(source.size(), destination.part_size);
+    let parts: Result<Vec<CompletedPart>, ReplicationError> =
+        stream::iter(ranges.into_iter().enumerate())
+            .map(|(i, (first, last))| {
+                let request = client
+                    .upload_part_copy()
+                    .bucket(&destination.bucket)
+                    .key(&job.source.key)
+                    .upload_id(&upload_id)
+                    .part_number(i as i32 + 1)
+                    .copy_source(&copy_source)
+                    .copy_source_range(format!("bytes={first}-{last}"))
+                    // Every part from the same object, or the copy fails and retries.
+                    .set_copy_source_if_match(head.e_tag().map(str::to_string));
+                async move {
+                    let out = request
+                        .send()
+                        .await
+                        .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
+                    let etag = out
+                        .copy_part_result()
+                        .and_then(|r| r.e_tag())
+                        .map(str::to_string);
+                    Ok(CompletedPart::builder()
+                        .part_number(i as i32 + 1)
+                        .set_e_tag(etag)
+                        .build())
+                }
+            })
+            .buffer_unordered(settings.concurrency.max(1))
+            .try_collect()
+            .await;
+    let completed = match parts {
+        Ok(mut parts) => {
+            parts.sort_by_key(|p| p.part_number());
+            client
+                .complete_multipart_upload()
+                .bucket(&destination.bucket)
+                .key(&job.source.key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(err) = completed {
+        let aborted = client
+            .abort_multipart_upload()
+            .bucket(&destination.bucket)
+            .key(&job.source.key)
+            .upload_id(&upload_id)
+            .send()
+            .await;
+        if let Err(e) = aborted {
+            tracing::error!(bucket = %destination.bucket, key = %job.source.key, upload_id = %upload_id,
+                error = %crate::errors::describe(&e), "could not abort a failed multipart copy; a lifecycle rule for incomplete uploads will");
+        }
+        return Err(err);
+    }
+    Ok(Outcome::Replicated {
+        bytes: source.size(),
+    })
+}
+
 /// Copy to another endpoint: a GET pinned to the HEAD's ETag, streamed into PutObject.
 pub async fn copy_streamed(
     source_client: &Client,
@@ -380,6 +531,101 @@ pub async fn copy_streamed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_cover_the_object_exactly() {
+        let s = MultipartSettings {
+            threshold: 0,
+            part_size: 10,
+            concurrency: 1,
+        };
+        assert_eq!(s.ranges(25, None), vec![(0, 9), (10, 19), (20, 24)]);
+        assert_eq!(s.ranges(20, None), vec![(0, 9), (10, 19)]);
+        assert_eq!(s.ranges(25, Some(20)), vec![(0, 19), (20, 24)]);
+        // 5 TiB in 256 MiB parts would be 20,480 parts: the part grows to fit 10,000.
+        let d = MultipartSettings::default();
+        let ranges = d.ranges(5 * 1024 * GIB, None);
+        assert!(ranges.len() <= 10_000);
+        assert_eq!(ranges.last().unwrap().1, 5 * 1024 * GIB - 1);
+        assert!(ranges.windows(2).all(|w| w[1].0 == w[0].1 + 1));
+    }
+
+    #[tokio::test]
+    async fn a_failed_part_aborts_the_upload_and_never_completes_it() {
+        use aws_sdk_s3::operation::abort_multipart_upload::AbortMultipartUploadOutput;
+        use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
+        use aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput;
+        use aws_sdk_s3::operation::get_object_tagging::GetObjectTaggingOutput;
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+
+        let tags = mock!(Client::get_object_tagging).then_output(|| {
+            GetObjectTaggingOutput::builder()
+                .set_tag_set(Some(vec![]))
+                .build()
+                .unwrap()
+        });
+        let create = mock!(Client::create_multipart_upload).then_output(|| {
+            CreateMultipartUploadOutput::builder()
+                .upload_id("u-1")
+                .build()
+        });
+        let part = mock!(Client::upload_part_copy)
+            .sequence()
+            .http_response(|| {
+                HttpResponse::new(
+                    StatusCode::try_from(500).unwrap(),
+                    SdkBody::from(
+                        "<Error><Code>InternalError</Code><Message>injected</Message></Error>",
+                    ),
+                )
+            })
+            .repeatedly()
+            .build();
+        let complete = mock!(Client::complete_multipart_upload)
+            .then_output(|| CompleteMultipartUploadOutput::builder().build());
+        let abort = mock!(Client::abort_multipart_upload)
+            .match_requests(|r| r.upload_id() == Some("u-1"))
+            .then_output(|| AbortMultipartUploadOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_s3,
+            RuleMode::MatchAny,
+            [&tags, &create, &part, &complete, &abort]
+        );
+
+        let config = crate::config::Config::parse(
+            r#"{"Sources": [{"Bucket": "photos", "ReplicationConfiguration": {"Rules": [{"ID": "everything", "Status": "Enabled",
+                "Priority": 1, "Filter": {}, "Destination": {"Bucket": "photos-replica", "Replicator": {"AclMode": "none"}},
+                "DeleteMarkerReplication": {"Status": "Disabled"}}]}}]}"#,
+        )
+        .unwrap();
+        let destination = &config.rule("photos", "everything").unwrap().destination;
+        let job = Job::parse(include_str!("../../tests/fixtures/jobs/put.json")).unwrap();
+        let source = SourceState {
+            head: HeadObjectOutput::builder()
+                .content_length(25)
+                .e_tag("\"abc\"")
+                .build(),
+        };
+        let settings = MultipartSettings {
+            threshold: 0,
+            part_size: 10,
+            concurrency: 2,
+        };
+        let err =
+            copy_multipart_same_endpoint(&client, &job, destination, &source, None, &settings)
+                .await
+                .unwrap_err();
+        assert_eq!(err.reason, FailureReason::ServiceUnavailable);
+        assert!(err.is_retryable());
+        assert_eq!(
+            (abort.num_calls(), complete.num_calls()),
+            (1, 0),
+            "aborted, never completed"
+        );
+    }
 
     #[test]
     fn copy_source_is_percent_encoded() {

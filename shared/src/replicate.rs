@@ -13,7 +13,7 @@ use lambda_runtime::LambdaEvent;
 use crate::batch::retry_these;
 use crate::clients::S3Clients;
 use crate::config::{AclMode, Config, Destination};
-use crate::copy::{self, AclSupport, Outcome};
+use crate::copy::{self, AclSupport, MultipartSettings, Outcome};
 use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
 use crate::job::{Job, Operation};
 use crate::lease::Lease;
@@ -35,6 +35,8 @@ pub struct Replicator {
     /// Extends the visibility of messages whose job runs long.
     pub lease: Option<Lease>,
     pub concurrency: usize,
+    /// When same-endpoint copies go multipart.
+    pub multipart: MultipartSettings,
     acls: AclSupport,
 }
 
@@ -56,6 +58,7 @@ impl Replicator {
             retry_queue_url: None,
             lease: None,
             concurrency: DEFAULT_CONCURRENCY,
+            multipart: MultipartSettings::default(),
             acls: AclSupport::default(),
         }
     }
@@ -190,7 +193,17 @@ impl Replicator {
         let grants = self
             .grants_to_copy(job, destination, dst, version.as_deref())
             .await?;
-        if destination.is_same_endpoint() {
+        if destination.is_same_endpoint() && state.size() > self.multipart.threshold {
+            copy::copy_multipart_same_endpoint(
+                src,
+                job,
+                destination,
+                &state,
+                grants,
+                &self.multipart,
+            )
+            .await
+        } else if destination.is_same_endpoint() {
             copy::copy_same_endpoint(src, job, destination, &state, grants).await
         } else {
             copy::copy_streamed(src, dst, job, destination, &state, grants).await

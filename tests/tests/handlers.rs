@@ -618,3 +618,124 @@ async fn a_late_event_for_an_old_version_copies_the_current_object() {
         b"new bytes"
     );
 }
+
+/// Above the threshold a same-endpoint copy goes multipart (UploadPartCopy in parallel),
+/// and the new upload carries what a multipart copy would not by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_object_is_copied_in_parts_with_everything_it_carries() {
+    use aws_sdk_s3::types::StorageClass;
+    let stack = Stack::main().await;
+    let source = stack.bucket("big").await;
+    let dst = stack.bucket("dst").await;
+    let body: Vec<u8> = (0..(12 * 1024 * 1024u32))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    stack
+        .s3
+        .put_object()
+        .bucket(&source)
+        .key("video/take 1.mp4")
+        .body(ByteStream::from(body))
+        .content_type("video/mp4")
+        .cache_control("max-age=60")
+        .metadata("camera", "a7")
+        .tagging("project=film&cut=rough")
+        .storage_class(aws_sdk_s3::types::StorageClass::StandardIa)
+        .send()
+        .await
+        .unwrap();
+    let cfg = config(&one_rule(
+        &source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
+    ));
+    let (s3, log) = stack.counted_s3();
+    let mut replicator =
+        Replicator::new(cfg, S3Clients::same_endpoint(s3), stack.sqs.clone(), None);
+    replicator.multipart = replicator::copy::MultipartSettings {
+        threshold: 8 * 1024 * 1024,
+        part_size: 5 * 1024 * 1024,
+        concurrency: 3,
+    };
+    let outcome = replicator
+        .run(&put_job(&source, "video/take 1.mp4", &dst))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Replicated {
+            bytes: 12 * 1024 * 1024
+        }
+    );
+
+    let replica = object_state(&stack.s3, &dst, "video/take 1.mp4")
+        .await
+        .unwrap();
+    assert_eq!(
+        replica,
+        object_state(&stack.s3, &source, "video/take 1.mp4")
+            .await
+            .unwrap()
+    );
+    assert_eq!(replica.storage_class, StorageClass::StandardIa.as_str());
+    let head = stack
+        .s3
+        .head_object()
+        .bucket(&dst)
+        .key("video/take 1.mp4")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        head.e_tag().unwrap().ends_with("-3\""),
+        "a real three-part object: {:?}",
+        head.e_tag()
+    );
+    // HEAD, tags, create, three part copies, complete.
+    let methods: Vec<String> = log
+        .take()
+        .iter()
+        .map(|r| {
+            r.split('?')
+                .next()
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        methods,
+        vec!["HEAD", "GET", "POST", "PUT", "PUT", "PUT", "POST"]
+    );
+    let uploads = stack
+        .s3
+        .list_multipart_uploads()
+        .bucket(&dst)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "no upload left behind");
+
+    // A destination that refuses the upload leaves nothing behind either.
+    let settings = replicator.multipart;
+    let mut replicator = Replicator::new(
+        config(&one_rule(
+            &source,
+            r#"{"Bucket": "no-such-bucket-for-parts", "Replicator": {"AclMode": "none"}}"#,
+        )),
+        S3Clients::same_endpoint(stack.s3.clone()),
+        stack.sqs.clone(),
+        None,
+    );
+    replicator.multipart = settings;
+    let err = replicator
+        .run(&put_job(
+            &source,
+            "video/take 1.mp4",
+            "no-such-bucket-for-parts",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason.as_str(), "DstBucketNotFound");
+}
