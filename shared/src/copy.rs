@@ -378,9 +378,6 @@ pub async fn copy_multipart_same_endpoint(
     grants: Option<GrantHeaders>,
     settings: &MultipartSettings,
 ) -> Result<Outcome, ReplicationError> {
-    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-    use futures::stream::{self, StreamExt, TryStreamExt};
-
     let head = &source.head;
     let version = head.version_id();
     let tagging = source_tagging(client, job, version).await?;
@@ -409,35 +406,76 @@ pub async fn copy_multipart_same_endpoint(
 
     let copy_source = copy_source(&job.source.bucket, &job.source.key, version);
     let ranges = settings.ranges(source.size(), destination.part_size);
+    let part = |number: i32, (first, last): (u64, u64), upload_id: String| {
+        let request = client
+            .upload_part_copy()
+            .bucket(&destination.bucket)
+            .key(&job.source.key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .copy_source(&copy_source)
+            .copy_source_range(format!("bytes={first}-{last}"))
+            // Every part from the same object, or the copy fails and retries.
+            .set_copy_source_if_match(head.e_tag().map(str::to_string));
+        async move {
+            let out = request
+                .send()
+                .await
+                .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
+            Ok(out
+                .copy_part_result()
+                .and_then(|r| r.e_tag())
+                .map(str::to_string))
+        }
+    };
+    upload_parts(
+        client,
+        destination,
+        &job.source.key,
+        &upload_id,
+        ranges,
+        settings.concurrency,
+        part,
+    )
+    .await?;
+    Ok(Outcome::Replicated {
+        bytes: source.size(),
+    })
+}
+
+/// Uploads every part with `part` (which returns the part's ETag), `concurrency` at a
+/// time, then completes the upload; on any failure aborts it instead, so no
+/// abandoned parts are left to be billed.
+async fn upload_parts<F, Fut>(
+    client: &Client,
+    destination: &Destination,
+    key: &str,
+    upload_id: &str,
+    ranges: Vec<(u64, u64)>,
+    concurrency: usize,
+    part: F,
+) -> Result<(), ReplicationError>
+where
+    F: Fn(i32, (u64, u64), String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, ReplicationError>>,
+{
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    use futures::stream::{self, StreamExt, TryStreamExt};
+
     let parts: Result<Vec<CompletedPart>, ReplicationError> =
         stream::iter(ranges.into_iter().enumerate())
-            .map(|(i, (first, last))| {
-                let request = client
-                    .upload_part_copy()
-                    .bucket(&destination.bucket)
-                    .key(&job.source.key)
-                    .upload_id(&upload_id)
-                    .part_number(i as i32 + 1)
-                    .copy_source(&copy_source)
-                    .copy_source_range(format!("bytes={first}-{last}"))
-                    // Every part from the same object, or the copy fails and retries.
-                    .set_copy_source_if_match(head.e_tag().map(str::to_string));
+            .map(|(i, range)| {
+                let number = i as i32 + 1;
+                let uploaded = part(number, range, upload_id.to_string());
                 async move {
-                    let out = request
-                        .send()
-                        .await
-                        .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
-                    let etag = out
-                        .copy_part_result()
-                        .and_then(|r| r.e_tag())
-                        .map(str::to_string);
+                    let etag = uploaded.await?;
                     Ok(CompletedPart::builder()
-                        .part_number(i as i32 + 1)
+                        .part_number(number)
                         .set_e_tag(etag)
                         .build())
                 }
             })
-            .buffer_unordered(settings.concurrency.max(1))
+            .buffer_unordered(concurrency.max(1))
             .try_collect()
             .await;
     let completed = match parts {
@@ -446,8 +484,8 @@ pub async fn copy_multipart_same_endpoint(
             client
                 .complete_multipart_upload()
                 .bucket(&destination.bucket)
-                .key(&job.source.key)
-                .upload_id(&upload_id)
+                .key(key)
+                .upload_id(upload_id)
                 .multipart_upload(
                     CompletedMultipartUpload::builder()
                         .set_parts(Some(parts))
@@ -455,24 +493,114 @@ pub async fn copy_multipart_same_endpoint(
                 )
                 .send()
                 .await
+                .map(|_| ())
                 .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))
         }
         Err(e) => Err(e),
     };
-    if let Err(err) = completed {
+    if completed.is_err() {
         let aborted = client
             .abort_multipart_upload()
             .bucket(&destination.bucket)
-            .key(&job.source.key)
-            .upload_id(&upload_id)
+            .key(key)
+            .upload_id(upload_id)
             .send()
             .await;
         if let Err(e) = aborted {
-            tracing::error!(bucket = %destination.bucket, key = %job.source.key, upload_id = %upload_id,
+            tracing::error!(bucket = %destination.bucket, key = %key, upload_id = %upload_id,
                 error = %crate::errors::describe(&e), "could not abort a failed multipart copy; a lifecycle rule for incomplete uploads will");
         }
-        return Err(err);
     }
+    completed
+}
+
+/// Copy of a large object to another endpoint: ranged GETs pinned to the source's
+/// ETag, each uploaded as a part. Memory holds at most part size × concurrency.
+pub async fn copy_streamed_multipart(
+    source_client: &Client,
+    destination_client: &Client,
+    job: &Job,
+    destination: &Destination,
+    source: &SourceState,
+    grants: Option<GrantHeaders>,
+    settings: &MultipartSettings,
+) -> Result<Outcome, ReplicationError> {
+    let head = &source.head;
+    let version = head.version_id().map(str::to_string);
+    let tagging = source_tagging(source_client, job, version.as_deref()).await?;
+    let create = destination_client
+        .create_multipart_upload()
+        .bucket(&destination.bucket)
+        .key(&job.source.key)
+        .set_tagging(tagging);
+    let mut create = with_replica_properties!(create, head, destination, grants);
+    if let Some(key) = &destination.replica_kms_key_id {
+        create = create
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(key);
+    }
+    let upload_id = create
+        .send()
+        .await
+        .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?
+        .upload_id
+        .ok_or_else(|| {
+            ReplicationError::new(
+                FailureReason::Unknown,
+                "CreateMultipartUpload returned no upload id",
+            )
+        })?;
+    let ranges = settings.ranges(source.size(), destination.part_size);
+    let part = |number: i32, (first, last): (u64, u64), upload_id: String| {
+        let get = source_client
+            .get_object()
+            .bucket(&job.source.bucket)
+            .key(&job.source.key)
+            .set_version_id(version.clone())
+            .range(format!("bytes={first}-{last}"))
+            // A concurrent overwrite fails the read instead of mixing two objects.
+            .set_if_match(head.e_tag().map(str::to_string));
+        let put = destination_client
+            .upload_part()
+            .bucket(&destination.bucket)
+            .key(&job.source.key)
+            .upload_id(upload_id)
+            .part_number(number);
+        async move {
+            let body = get
+                .send()
+                .await
+                .map_err(|e| ReplicationError::from_sdk(S3Step::SourceGet, &e))?
+                .body
+                .collect()
+                .await
+                .map_err(|e| {
+                    ReplicationError::new(
+                        FailureReason::NetworkError,
+                        format!("reading part {number}: {e}"),
+                    )
+                })?
+                .into_bytes();
+            let length = body.len() as i64;
+            let out = put
+                .body(aws_sdk_s3::primitives::ByteStream::from(body))
+                .content_length(length)
+                .send()
+                .await
+                .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
+            Ok(out.e_tag().map(str::to_string))
+        }
+    };
+    upload_parts(
+        destination_client,
+        destination,
+        &job.source.key,
+        &upload_id,
+        ranges,
+        settings.concurrency,
+        part,
+    )
+    .await?;
     Ok(Outcome::Replicated {
         bytes: source.size(),
     })
@@ -491,7 +619,10 @@ pub async fn copy_streamed(
     if source.size() > SINGLE_PUT_LIMIT {
         return Err(ReplicationError::new(
             FailureReason::InvalidRequest,
-            format!("{} bytes is above PutObject's 5 GiB limit; streamed multipart copy is not in this release", source.size()),
+            format!(
+                "{} bytes is above PutObject's 5 GiB limit; lower the multipart threshold",
+                source.size()
+            ),
         ));
     }
     let head = &source.head;

@@ -193,20 +193,19 @@ impl Replicator {
         let grants = self
             .grants_to_copy(job, destination, dst, version.as_deref())
             .await?;
-        if destination.is_same_endpoint() && state.size() > self.multipart.threshold {
-            copy::copy_multipart_same_endpoint(
-                src,
-                job,
-                destination,
-                &state,
-                grants,
-                &self.multipart,
-            )
-            .await
-        } else if destination.is_same_endpoint() {
-            copy::copy_same_endpoint(src, job, destination, &state, grants).await
-        } else {
-            copy::copy_streamed(src, dst, job, destination, &state, grants).await
+        let large = state.size() > self.multipart.threshold;
+        let settings = &self.multipart;
+        match (destination.is_same_endpoint(), large) {
+            (true, false) => copy::copy_same_endpoint(src, job, destination, &state, grants).await,
+            (true, true) => {
+                copy::copy_multipart_same_endpoint(src, job, destination, &state, grants, settings)
+                    .await
+            }
+            (false, false) => copy::copy_streamed(src, dst, job, destination, &state, grants).await,
+            (false, true) => {
+                copy::copy_streamed_multipart(src, dst, job, destination, &state, grants, settings)
+                    .await
+            }
         }
     }
 

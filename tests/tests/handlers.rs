@@ -739,3 +739,84 @@ async fn a_large_object_is_copied_in_parts_with_everything_it_carries() {
         .unwrap_err();
     assert_eq!(err.reason.as_str(), "DstBucketNotFound");
 }
+
+/// A large object at another provider: ranged GETs pinned to the source's ETag, each
+/// uploaded as a part; the result is one whole multipart object, nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_object_streams_to_another_provider_in_parts() {
+    let stack = Stack::main().await;
+    let other = Stack::other_provider().await;
+    let source = stack.bucket("big").await;
+    let dst = other.bucket("offsite").await;
+    let body: Vec<u8> = (0..(11 * 1024 * 1024 + 17u32))
+        .map(|i| (i % 241) as u8)
+        .collect();
+    stack
+        .s3
+        .put_object()
+        .bucket(&source)
+        .key("archive/2024.tar")
+        .body(ByteStream::from(body))
+        .content_type("application/x-tar")
+        .metadata("origin", "main")
+        .tagging("retention=long")
+        .send()
+        .await
+        .unwrap();
+    let cfg = config(&one_rule(
+        &source,
+        &format!(
+            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "PartSize": 5242880}}}}"#,
+            other.endpoint
+        ),
+    ));
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None).await;
+    let mut replicator = Replicator::new(cfg, clients, stack.sqs.clone(), None);
+    replicator.multipart = replicator::copy::MultipartSettings {
+        threshold: 8 * 1024 * 1024,
+        part_size: 64 * 1024 * 1024,
+        concurrency: 2,
+    };
+    let outcome = replicator
+        .run(&put_job(&source, "archive/2024.tar", &dst))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Replicated {
+            bytes: 11 * 1024 * 1024 + 17
+        }
+    );
+    let replica = object_state(&other.s3, &dst, "archive/2024.tar")
+        .await
+        .expect("arrived at the other provider");
+    assert_eq!(
+        replica,
+        object_state(&stack.s3, &source, "archive/2024.tar")
+            .await
+            .unwrap()
+    );
+    // The destination's PartSize (5 MiB) wins over the default: three parts.
+    let head = other
+        .s3
+        .head_object()
+        .bucket(&dst)
+        .key("archive/2024.tar")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        head.e_tag().unwrap().ends_with("-3\""),
+        "{:?}",
+        head.e_tag()
+    );
+    assert!(other
+        .s3
+        .list_multipart_uploads()
+        .bucket(&dst)
+        .send()
+        .await
+        .unwrap()
+        .uploads()
+        .is_empty());
+}
