@@ -361,7 +361,47 @@ impl Walker {
                 );
             }
         }
+        self.cycles(&sources);
         Config { sources }
+    }
+
+    /// Replicas carry no provenance yet, so a replica written into a bucket that is
+    /// itself a source would be replicated again: two-way (or any cyclic) replication
+    /// between buckets of one endpoint would never settle. Refuse it.
+    fn cycles(&mut self, sources: &[SourceBucket]) {
+        let next = |bucket: &str| -> Vec<String> {
+            sources
+                .iter()
+                .filter(|s| s.bucket == bucket)
+                .flat_map(|s| &s.rules)
+                .filter(|r| r.enabled && r.destination.is_same_endpoint())
+                .map(|r| r.destination.bucket.clone())
+                .collect()
+        };
+        for (i, source) in sources.iter().enumerate() {
+            // Depth-first from each source; a path that comes back is a cycle.
+            let mut stack: Vec<Vec<String>> = vec![vec![source.bucket.clone()]];
+            while let Some(path) = stack.pop() {
+                let last = path.last().expect("paths are never empty").clone();
+                for to in next(&last) {
+                    if to == source.bucket {
+                        self.problem(
+                            &format!("$.Sources[{i}]"),
+                            format!(
+                                "replication loops: {} -> {to}. Replicas carry no provenance yet, so each copy would trigger the next; two-way replication is not supported",
+                                path.join(" -> ")
+                            ),
+                        );
+                        return;
+                    }
+                    if !path.contains(&to) {
+                        let mut longer = path.clone();
+                        longer.push(to);
+                        stack.push(longer);
+                    }
+                }
+            }
+        }
     }
 
     fn source(&mut self, value: &Value, path: &str) -> Option<SourceBucket> {
@@ -938,6 +978,47 @@ mod tests {
             );
         }
         assert_eq!(found.len(), expected.len(), "{found:#?}");
+    }
+
+    #[test]
+    fn replication_that_would_loop_is_refused() {
+        let rule = |to: &str| {
+            format!(
+                r#"{{"Status": "Enabled", "Priority": 1, "Filter": {{}}, "Destination": {{"Bucket": "{to}"}}}}"#
+            )
+        };
+        let doc = |pairs: &[(&str, &str)]| {
+            let sources: Vec<String> = pairs
+                .iter()
+                .map(|(from, to)| {
+                    format!(
+                        r#"{{"Bucket": "{from}", "ReplicationConfiguration": {{"Rules": [{}]}}}}"#,
+                        rule(to)
+                    )
+                })
+                .collect();
+            format!(r#"{{"Sources": [{}]}}"#, sources.join(","))
+        };
+        let two_way = problems(&doc(&[("aaa", "bbb"), ("bbb", "aaa")]));
+        assert_eq!(two_way.len(), 1, "{two_way:?}");
+        assert!(
+            two_way[0].contains("replication loops: aaa -> bbb -> aaa"),
+            "{two_way:?}"
+        );
+        let three = problems(&doc(&[("aaa", "bbb"), ("bbb", "ccc"), ("ccc", "aaa")]));
+        assert!(three[0].contains("aaa -> bbb -> ccc -> aaa"), "{three:?}");
+        // A chain is fine, and so is a loop through another provider's bucket of the same name.
+        assert!(problems(&doc(&[("aaa", "bbb"), ("bbb", "ccc")])).is_empty());
+        let elsewhere = doc(&[("aaa", "bbb"), ("bbb", "aaa")]).replacen(
+            r#""Bucket": "bbb"}"#,
+            r#""Bucket": "bbb", "Replicator": {"EndpointUrl": "https://minio.example"}}"#,
+            1,
+        );
+        assert!(
+            problems(&elsewhere).is_empty(),
+            "{:?}",
+            problems(&elsewhere)
+        );
     }
 
     #[test]
