@@ -380,29 +380,7 @@ pub async fn copy_multipart_same_endpoint(
 ) -> Result<Outcome, ReplicationError> {
     let head = &source.head;
     let version = head.version_id();
-    let tagging = source_tagging(client, job, version).await?;
-    let create = client
-        .create_multipart_upload()
-        .bucket(&destination.bucket)
-        .key(&job.source.key)
-        .set_tagging(tagging);
-    let mut create = with_replica_properties!(create, head, destination, grants);
-    if let Some(key) = &destination.replica_kms_key_id {
-        create = create
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(key);
-    }
-    let upload_id = create
-        .send()
-        .await
-        .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?
-        .upload_id
-        .ok_or_else(|| {
-            ReplicationError::new(
-                FailureReason::Unknown,
-                "CreateMultipartUpload returned no upload id",
-            )
-        })?;
+    let upload_id = create_upload(client, client, job, destination, source, grants).await?;
 
     let copy_source = copy_source(&job.source.bucket, &job.source.key, version);
     let ranges = settings.ranges(source.size(), destination.part_size);
@@ -441,6 +419,43 @@ pub async fn copy_multipart_same_endpoint(
     Ok(Outcome::Replicated {
         bytes: source.size(),
     })
+}
+
+/// Starts the multipart upload of a replica. A multipart upload carries nothing of
+/// the source by itself, so it is created with the source's metadata, content headers,
+/// tags (read here), class, ACL and the destination's KMS key. Returns the upload id.
+async fn create_upload(
+    source_client: &Client,
+    destination_client: &Client,
+    job: &Job,
+    destination: &Destination,
+    source: &SourceState,
+    grants: Option<GrantHeaders>,
+) -> Result<String, ReplicationError> {
+    let head = &source.head;
+    let tagging = source_tagging(source_client, job, head.version_id()).await?;
+    let create = destination_client
+        .create_multipart_upload()
+        .bucket(&destination.bucket)
+        .key(&job.source.key)
+        .set_tagging(tagging);
+    let mut create = with_replica_properties!(create, head, destination, grants);
+    if let Some(key) = &destination.replica_kms_key_id {
+        create = create
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(key);
+    }
+    create
+        .send()
+        .await
+        .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?
+        .upload_id
+        .ok_or_else(|| {
+            ReplicationError::new(
+                FailureReason::Unknown,
+                "CreateMultipartUpload returned no upload id",
+            )
+        })
 }
 
 /// Uploads every part with `part` (which returns the part's ETag), `concurrency` at a
@@ -527,29 +542,15 @@ pub async fn copy_streamed_multipart(
 ) -> Result<Outcome, ReplicationError> {
     let head = &source.head;
     let version = head.version_id().map(str::to_string);
-    let tagging = source_tagging(source_client, job, version.as_deref()).await?;
-    let create = destination_client
-        .create_multipart_upload()
-        .bucket(&destination.bucket)
-        .key(&job.source.key)
-        .set_tagging(tagging);
-    let mut create = with_replica_properties!(create, head, destination, grants);
-    if let Some(key) = &destination.replica_kms_key_id {
-        create = create
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(key);
-    }
-    let upload_id = create
-        .send()
-        .await
-        .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?
-        .upload_id
-        .ok_or_else(|| {
-            ReplicationError::new(
-                FailureReason::Unknown,
-                "CreateMultipartUpload returned no upload id",
-            )
-        })?;
+    let upload_id = create_upload(
+        source_client,
+        destination_client,
+        job,
+        destination,
+        source,
+        grants,
+    )
+    .await?;
     let ranges = settings.ranges(source.size(), destination.part_size);
     let part = |number: i32, (first, last): (u64, u64), upload_id: String| {
         let get = source_client
