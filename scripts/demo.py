@@ -118,7 +118,8 @@ def state(bucket, key):
         "language": obj.get("ContentLanguage"),
         "disposition": obj.get("ContentDisposition"),
         "cache": obj.get("CacheControl"),
-        "meta": obj.get("Metadata", {}),
+        # The user's metadata; "s3r-*" keys are the replica's provenance.
+        "meta": {k: v for k, v in obj.get("Metadata", {}).items() if not k.startswith("s3r-")},
         "tags": sorted((t["Key"], t["Value"]) for t in tags),
         "class": obj.get("StorageClass", "STANDARD"),
         "public": any(g["Grantee"].get("URI", "").endswith("AllUsers") for g in acl),

@@ -191,6 +191,32 @@ impl Config {
         self.source(bucket)?.rules.iter().find(|r| r.id == rule_id)
     }
 
+    /// Whether a replica written into `from` can travel on, through enabled rules of
+    /// this endpoint, into `to`: then an object arriving in `from` may be a replica of
+    /// `to` that must not be sent back (two-way or cyclic replication).
+    pub fn reaches(&self, from: &str, to: &str) -> bool {
+        let mut seen: Vec<&str> = vec![from];
+        let mut frontier: Vec<&str> = vec![from];
+        while let Some(bucket) = frontier.pop() {
+            if bucket == to {
+                return true;
+            }
+            let next = self
+                .source(bucket)
+                .into_iter()
+                .flat_map(|s| &s.rules)
+                .filter(|r| r.enabled && r.destination.is_same_endpoint())
+                .map(|r| r.destination.bucket.as_str());
+            for b in next {
+                if !seen.contains(&b) {
+                    seen.push(b);
+                    frontier.push(b);
+                }
+            }
+        }
+        false
+    }
+
     /// Every distinct destination endpoint, so clients can be built once at cold start.
     pub fn endpoints(&self) -> Vec<EndpointSettings> {
         let mut seen: Vec<EndpointSettings> = Vec::new();
@@ -361,47 +387,7 @@ impl Walker {
                 );
             }
         }
-        self.cycles(&sources);
         Config { sources }
-    }
-
-    /// Replicas carry no provenance yet, so a replica written into a bucket that is
-    /// itself a source would be replicated again: two-way (or any cyclic) replication
-    /// between buckets of one endpoint would never settle. Refuse it.
-    fn cycles(&mut self, sources: &[SourceBucket]) {
-        let next = |bucket: &str| -> Vec<String> {
-            sources
-                .iter()
-                .filter(|s| s.bucket == bucket)
-                .flat_map(|s| &s.rules)
-                .filter(|r| r.enabled && r.destination.is_same_endpoint())
-                .map(|r| r.destination.bucket.clone())
-                .collect()
-        };
-        for (i, source) in sources.iter().enumerate() {
-            // Depth-first from each source; a path that comes back is a cycle.
-            let mut stack: Vec<Vec<String>> = vec![vec![source.bucket.clone()]];
-            while let Some(path) = stack.pop() {
-                let last = path.last().expect("paths are never empty").clone();
-                for to in next(&last) {
-                    if to == source.bucket {
-                        self.problem(
-                            &format!("$.Sources[{i}]"),
-                            format!(
-                                "replication loops: {} -> {to}. Replicas carry no provenance yet, so each copy would trigger the next; two-way replication is not supported",
-                                path.join(" -> ")
-                            ),
-                        );
-                        return;
-                    }
-                    if !path.contains(&to) {
-                        let mut longer = path.clone();
-                        longer.push(to);
-                        stack.push(longer);
-                    }
-                }
-            }
-        }
     }
 
     fn source(&mut self, value: &Value, path: &str) -> Option<SourceBucket> {
@@ -981,7 +967,7 @@ mod tests {
     }
 
     #[test]
-    fn replication_that_would_loop_is_refused() {
+    fn two_way_and_cyclic_replication_are_accepted_and_their_paths_known() {
         let rule = |to: &str| {
             format!(
                 r#"{{"Status": "Enabled", "Priority": 1, "Filter": {{}}, "Destination": {{"Bucket": "{to}"}}}}"#
@@ -999,26 +985,22 @@ mod tests {
                 .collect();
             format!(r#"{{"Sources": [{}]}}"#, sources.join(","))
         };
-        let two_way = problems(&doc(&[("aaa", "bbb"), ("bbb", "aaa")]));
-        assert_eq!(two_way.len(), 1, "{two_way:?}");
+        // Provenance lets these settle, so they are valid documents.
+        let three = Config::parse(&doc(&[("aaa", "bbb"), ("bbb", "ccc"), ("ccc", "aaa")])).unwrap();
+        assert!(three.reaches("bbb", "aaa") && three.reaches("ccc", "bbb"));
+        let chain = Config::parse(&doc(&[("aaa", "bbb"), ("bbb", "ccc")])).unwrap();
         assert!(
-            two_way[0].contains("replication loops: aaa -> bbb -> aaa"),
-            "{two_way:?}"
+            chain.reaches("bbb", "ccc")
+                && !chain.reaches("bbb", "aaa")
+                && !chain.reaches("ccc", "aaa")
         );
-        let three = problems(&doc(&[("aaa", "bbb"), ("bbb", "ccc"), ("ccc", "aaa")]));
-        assert!(three[0].contains("aaa -> bbb -> ccc -> aaa"), "{three:?}");
-        // A chain is fine, and so is a loop through another provider's bucket of the same name.
-        assert!(problems(&doc(&[("aaa", "bbb"), ("bbb", "ccc")])).is_empty());
+        // A same-named bucket at another provider is another bucket.
         let elsewhere = doc(&[("aaa", "bbb"), ("bbb", "aaa")]).replacen(
-            r#""Bucket": "bbb"}"#,
-            r#""Bucket": "bbb", "Replicator": {"EndpointUrl": "https://minio.example"}}"#,
+            r#""Bucket": "aaa"}"#,
+            r#""Bucket": "aaa", "Replicator": {"EndpointUrl": "https://minio.example"}}"#,
             1,
         );
-        assert!(
-            problems(&elsewhere).is_empty(),
-            "{:?}",
-            problems(&elsewhere)
-        );
+        assert!(!Config::parse(&elsewhere).unwrap().reaches("bbb", "aaa"));
     }
 
     #[test]

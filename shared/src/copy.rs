@@ -23,6 +23,7 @@ use aws_sdk_s3::Client;
 use crate::config::{AclMode, Destination};
 use crate::errors::{FailureReason, ReplicationError, S3Step};
 use crate::job::Job;
+use crate::provenance::Provenance;
 use crate::storage_class::source_class;
 
 /// What a finished job did.
@@ -33,12 +34,33 @@ pub enum Outcome {
     Skipped { reason: &'static str },
 }
 
-/// The source's current state, read by HEAD.
+/// The source's current state, read by HEAD, and the provenance its replica records.
 pub struct SourceState {
     pub head: HeadObjectOutput,
+    pub provenance: Option<Provenance>,
 }
 
 impl SourceState {
+    pub fn new(head: HeadObjectOutput) -> Self {
+        SourceState {
+            head,
+            provenance: None,
+        }
+    }
+
+    /// What the replica's user metadata will be: the source's, with our provenance.
+    pub fn replica_metadata(&self) -> HashMap<String, String> {
+        match &self.provenance {
+            Some(p) => p.metadata_for(self.head.metadata()),
+            None => crate::provenance::user_metadata(self.head.metadata()),
+        }
+    }
+
+    /// The provenance the source object itself carries, when it is a replica.
+    pub fn own_provenance(&self) -> Option<Provenance> {
+        Provenance::read(self.head.metadata())
+    }
+
     pub fn size(&self) -> u64 {
         self.head.content_length().unwrap_or(0).max(0) as u64
     }
@@ -116,7 +138,7 @@ pub async fn head_source(
         .send()
         .await;
     match result {
-        Ok(head) => Ok(Some(SourceState { head })),
+        Ok(head) => Ok(Some(SourceState::new(head))),
         Err(err) if status(&err) == Some(404) => Ok(None),
         Err(err) => Err(ReplicationError::from_sdk(S3Step::SourceHead, &err)),
     }
@@ -231,10 +253,11 @@ fn expires(head: &HeadObjectOutput) -> Option<DateTime> {
 /// share method names but no trait; this sets them on either: user metadata, content
 /// headers, the storage class, and the ACL as the destination's mode says.
 macro_rules! with_replica_properties {
-    ($request:expr, $head:expr, $destination:expr, $grants:expr) => {{
-        let (head, destination): (&HeadObjectOutput, &Destination) = ($head, $destination);
+    ($request:expr, $source:expr, $destination:expr, $grants:expr) => {{
+        let (source, destination): (&SourceState, &Destination) = ($source, $destination);
+        let head = &source.head;
         let request = $request
-            .set_metadata(head.metadata().cloned())
+            .set_metadata(Some(source.replica_metadata()))
             .set_content_type(head.content_type().map(str::to_string))
             .set_content_encoding(head.content_encoding().map(str::to_string))
             .set_content_language(head.content_language().map(str::to_string))
@@ -276,7 +299,7 @@ pub async fn copy_same_endpoint(
         .metadata_directive(MetadataDirective::Replace)
         .tagging_directive(TaggingDirective::Copy)
         .set_checksum_algorithm(source.checksum_algorithm());
-    let mut request = with_replica_properties!(request, head, destination, grants);
+    let mut request = with_replica_properties!(request, source, destination, grants);
     request = encryption(request, destination, head);
     request
         .send()
@@ -439,7 +462,7 @@ async fn create_upload(
         .bucket(&destination.bucket)
         .key(&job.source.key)
         .set_tagging(tagging);
-    let mut create = with_replica_properties!(create, head, destination, grants);
+    let mut create = with_replica_properties!(create, source, destination, grants);
     if let Some(key) = &destination.replica_kms_key_id {
         create = create
             .server_side_encryption(ServerSideEncryption::AwsKms)
@@ -645,7 +668,7 @@ pub async fn copy_streamed(
         .body(get.body)
         .content_length(source.size() as i64)
         .set_tagging(tagging);
-    let mut request = with_replica_properties!(request, head, destination, grants);
+    let mut request = with_replica_properties!(request, source, destination, grants);
     if let Some(key) = &destination.replica_kms_key_id {
         request = request
             .server_side_encryption(ServerSideEncryption::AwsKms)
@@ -735,12 +758,12 @@ mod tests {
         .unwrap();
         let destination = &config.rule("photos", "everything").unwrap().destination;
         let job = Job::parse(include_str!("../../tests/fixtures/jobs/put.json")).unwrap();
-        let source = SourceState {
-            head: HeadObjectOutput::builder()
+        let source = SourceState::new(
+            HeadObjectOutput::builder()
                 .content_length(25)
                 .e_tag("\"abc\"")
                 .build(),
-        };
+        );
         let settings = MultipartSettings {
             threshold: 0,
             part_size: 10,

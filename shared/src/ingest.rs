@@ -11,11 +11,12 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 
 use crate::batch::item_failure;
-use crate::config::Config;
+use crate::config::{Config, Rule};
 use crate::errors::{describe, EventError, FailureReason, QueueError, ReplicationError, S3Step};
 use crate::events::{self, Change, Decoded, ObjectEvent};
 use crate::job::{Job, JobDestination, Operation};
 use crate::parking::{parked_raw, Parking};
+use crate::provenance::Provenance;
 use crate::rules;
 
 /// What ingest needs, built once per process.
@@ -42,6 +43,12 @@ pub enum IngestError {
         key: String,
         source: ReplicationError,
     },
+    #[error("reading the provenance of s3://{bucket}/{key}: {source}")]
+    Source {
+        bucket: String,
+        key: String,
+        source: ReplicationError,
+    },
 }
 
 impl IngestError {
@@ -49,7 +56,9 @@ impl IngestError {
         match self {
             IngestError::Malformed(_) => false,
             IngestError::Queue(e) => e.is_retryable(),
-            IngestError::Tags { source, .. } => source.is_retryable(),
+            IngestError::Tags { source, .. } | IngestError::Source { source, .. } => {
+                source.is_retryable()
+            }
         }
     }
 }
@@ -145,6 +154,7 @@ impl Ingest {
             tracing::info!(bucket = %event.bucket, key = %event.key, event = %event.event_name, outcome = "skipped",
                 reason = "NoRuleMatches", "no enabled rule replicates this event");
         }
+        let winners = self.not_sent_back(event, winners).await?;
         let op = match event.change {
             Change::Created => Operation::Put,
             Change::DeleteMarker | Change::VersionDeleted => Operation::Delete,
@@ -159,6 +169,63 @@ impl Ingest {
                     endpoint_url: rule.destination.endpoint.endpoint_url.clone(),
                 };
                 Job::from_event(event, op, &rule.id, destination)
+            })
+            .collect())
+    }
+
+    /// Drops the destinations an object came from. Only when some destination could
+    /// hold replicas of this bucket (two-way or cyclic rules) is there anything to
+    /// check, and then one HEAD reads the object's provenance: a replica goes on down
+    /// a chain, never back where it came from. Tag changes on a replica do go back when
+    /// that rule syncs replica modifications (the sync writes only a real change, so
+    /// it settles). A deleted object cannot be read; its delete job removes only
+    /// replicas a source made, so an original is never deleted in its place.
+    async fn not_sent_back<'a>(
+        &self,
+        event: &ObjectEvent,
+        winners: Vec<&'a Rule>,
+    ) -> Result<Vec<&'a Rule>, IngestError> {
+        let deleted = matches!(event.change, Change::DeleteMarker | Change::VersionDeleted);
+        let may_loop = winners.iter().any(|w| {
+            w.destination.is_same_endpoint()
+                && self.config.reaches(&w.destination.bucket, &event.bucket)
+        });
+        if deleted || !may_loop {
+            return Ok(winners);
+        }
+        let head = self
+            .s3
+            .head_object()
+            .bucket(&event.bucket)
+            .key(&event.key)
+            .send()
+            .await;
+        let provenance = match head {
+            Ok(head) => Provenance::read(head.metadata()),
+            // Gone already: its job will find that out and say so.
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => None,
+            Err(e) => {
+                return Err(IngestError::Source {
+                    bucket: event.bucket.clone(),
+                    key: event.key.clone(),
+                    source: ReplicationError::from_sdk(S3Step::SourceHead, &e),
+                })
+            }
+        };
+        let Some(provenance) = provenance else {
+            return Ok(winners);
+        };
+        Ok(winners
+            .into_iter()
+            .filter(|w| {
+                let back = w.destination.is_same_endpoint() && provenance.came_from(&w.destination.bucket);
+                let synced_back = event.change == Change::TagsChanged && w.replica_modifications;
+                if back && !synced_back {
+                    tracing::info!(bucket = %event.bucket, key = %event.key, destination = %w.destination.bucket,
+                        rule = %w.id, event = %event.event_name, outcome = "skipped", reason = "ReplicaOfDestination",
+                        "a replica is not sent back where it came from");
+                }
+                !back || synced_back
             })
             .collect())
     }

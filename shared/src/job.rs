@@ -136,6 +136,14 @@ impl Job {
         Ok(job)
     }
 
+    /// The event's sequencer, when it has one that can be compared.
+    pub fn sequencer(&self) -> Option<&str> {
+        self.source
+            .sequencer
+            .as_deref()
+            .filter(|s| crate::ordering::is_valid(s))
+    }
+
     /// Counts a failed attempt and keeps its reason; the first failure's time stays.
     pub fn record_failure(&mut self, err: &ReplicationError) {
         self.attempts += 1;

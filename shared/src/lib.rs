@@ -6,6 +6,7 @@
 //! - [`job`]: the job message on the work queue
 //! - [`ingest`], [`replicate`]: the handlers
 //! - [`copy`]: the copy engine
+//! - [`ordering`], [`provenance`]: sequencers, and what a replica records of its source
 //! - [`worker`]: the long-lived poller behind `s3-replicator run`
 
 pub mod batch;
@@ -20,7 +21,9 @@ pub mod ingest;
 pub mod job;
 pub mod lease;
 pub mod notifications;
+pub mod ordering;
 pub mod parking;
+pub mod provenance;
 pub mod replicate;
 pub mod retry;
 pub mod rules;

@@ -6,18 +6,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::types::{ObjectCannedAcl, Tagging};
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 
 use crate::batch::retry_these;
 use crate::clients::S3Clients;
-use crate::config::{AclMode, Config, Destination};
+use crate::config::{AclMode, Config, Destination, Rule};
 use crate::copy::{self, AclSupport, MultipartSettings, Outcome};
 use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
 use crate::job::{Job, Operation};
 use crate::lease::Lease;
 use crate::parking::Parking;
+use crate::provenance::Provenance;
 
 /// Jobs of one batch run at once, at most this many.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -159,17 +161,26 @@ impl Replicator {
         };
         match job.op {
             Operation::Put => self.put(job, destination, dst).await,
-            Operation::Delete => self.delete(job, destination, dst).await,
+            Operation::Delete if job.source.delete_marker => {
+                self.delete(job, destination, dst).await
+            }
+            // A version removed for good may have been the current one (the previous
+            // version is current now) or an old one (nothing changes): either way the
+            // replica should become what the source holds now.
+            Operation::Delete => self.reconcile(job, destination, dst).await,
             Operation::Tags | Operation::Acl => {
                 let synced = if job.op == Operation::Tags {
-                    self.sync_tags(job, destination, dst).await
+                    self.sync_tags(job, rule, dst).await
                 } else {
                     self.sync_acl(job, destination, dst).await
                 };
                 match synced {
                     // Events arrive in any order: a tag or ACL change can come before
                     // the object's own replica exists. Copying it whole converges.
-                    Err(ReplicaMissing) => self.put(job, destination, dst).await,
+                    Err(ReplicaMissing) => match copy::head_source(&self.s3.source, job).await? {
+                        Some(state) => self.copy(job, destination, dst, state, None).await,
+                        None => Ok(SOURCE_DELETED),
+                    },
                     Ok(outcome) => Ok(outcome),
                     Err(Failed(e)) => Err(e),
                 }
@@ -177,33 +188,86 @@ impl Replicator {
         }
     }
 
+    /// A created object. Copies what the source holds now. When the event carries a
+    /// sequencer it is ordered against the replica first: an event no newer than the
+    /// replica was done already (one HEAD, nothing written), and an event the source
+    /// has since moved past is superseded (the newer write's own event copies it).
     async fn put(
         &self,
         job: &Job,
         destination: &Destination,
         dst: &aws_sdk_s3::Client,
     ) -> Result<Outcome, ReplicationError> {
-        let src = &self.s3.source;
-        let Some(state) = copy::head_source(src, job).await? else {
-            return Ok(Outcome::Skipped {
-                reason: "SourceDeleted",
-            });
+        let sequencer = job.sequencer();
+        if sequencer.is_some() {
+            let replica = replica_provenance(dst, destination, &job.source.key).await?;
+            let newer = replica.and_then(|p| p.is_at_least(&job.source.bucket, sequencer));
+            if newer == Some(true) {
+                return Ok(Outcome::Skipped {
+                    reason: "ReplicaUpToDate",
+                });
+            }
+        }
+        let Some(state) = copy::head_source(&self.s3.source, job).await? else {
+            return Ok(SOURCE_DELETED);
         };
+        let current = describes_current(job, &state.head);
+        if sequencer.is_some() && !current {
+            return Ok(Outcome::Skipped {
+                reason: "Superseded",
+            });
+        }
+        let sequencer = sequencer.filter(|_| current);
+        self.copy(job, destination, dst, state, sequencer).await
+    }
+
+    /// Copies the source's current state, recording its provenance on the replica.
+    /// `sequencer` says the copied state is at least as new as that event (the event
+    /// described exactly this state, or happened before it was read); `None` when
+    /// nothing is known.
+    async fn copy(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+        mut state: copy::SourceState,
+        sequencer: Option<&str>,
+    ) -> Result<Outcome, ReplicationError> {
+        let own = state.own_provenance();
+        // Two-way replication: this object is itself a copy of what the destination
+        // holds. Sending it back would start the loop that provenance exists to stop.
+        if destination.is_same_endpoint()
+            && own
+                .as_ref()
+                .is_some_and(|p| p.came_from(&destination.bucket))
+        {
+            return Ok(Outcome::Skipped {
+                reason: "ReplicaOfDestination",
+            });
+        }
         let version = state.head.version_id().map(str::to_string);
+        state.provenance = Some(Provenance::of_copy(
+            &job.source.bucket,
+            version.as_deref(),
+            sequencer,
+            own.as_ref(),
+        ));
+        let src = &self.s3.source;
         let grants = self
             .grants_to_copy(job, destination, dst, version.as_deref())
             .await?;
         let large = state.size() > self.multipart.threshold;
         let settings = &self.multipart;
+        let state = &state;
         match (destination.is_same_endpoint(), large) {
-            (true, false) => copy::copy_same_endpoint(src, job, destination, &state, grants).await,
+            (true, false) => copy::copy_same_endpoint(src, job, destination, state, grants).await,
             (true, true) => {
-                copy::copy_multipart_same_endpoint(src, job, destination, &state, grants, settings)
+                copy::copy_multipart_same_endpoint(src, job, destination, state, grants, settings)
                     .await
             }
-            (false, false) => copy::copy_streamed(src, dst, job, destination, &state, grants).await,
+            (false, false) => copy::copy_streamed(src, dst, job, destination, state, grants).await,
             (false, true) => {
-                copy::copy_streamed_multipart(src, dst, job, destination, &state, grants, settings)
+                copy::copy_streamed_multipart(src, dst, job, destination, state, grants, settings)
                     .await
             }
         }
@@ -229,35 +293,123 @@ impl Replicator {
         copy::source_grants(&self.s3.source, job, version).await
     }
 
-    /// A delete reaches the replica only while the source has no object under the key:
-    /// if it holds one again, the delete is stale and the put's job wins.
+    /// A delete marker, or a plain delete on an unversioned source. It removes only a
+    /// replica this source made, and never one newer than the delete: sequencers
+    /// decide when both sides have one, otherwise the source does (if it holds an
+    /// object under the key again, the delete is stale).
     async fn delete(
         &self,
         job: &Job,
         destination: &Destination,
         dst: &aws_sdk_s3::Client,
     ) -> Result<Outcome, ReplicationError> {
-        if copy::head_source(&self.s3.source, job).await?.is_some() {
-            return Ok(Outcome::Skipped {
-                reason: "SupersededBySourceObject",
-            });
+        let replica = match self.our_replica(job, destination, dst).await? {
+            Ok(replica) => replica,
+            Err(skipped) => return Ok(skipped),
+        };
+        match replica.is_at_least(&job.source.bucket, job.sequencer()) {
+            Some(true) => Ok(Outcome::Skipped {
+                reason: "ReplicaNewer",
+            }),
+            Some(false) => self.delete_replica(job, destination, dst).await,
+            None if copy::head_source(&self.s3.source, job).await?.is_some() => {
+                Ok(Outcome::Skipped {
+                    reason: "SupersededBySourceObject",
+                })
+            }
+            None => self.delete_replica(job, destination, dst).await,
         }
+    }
+
+    /// Makes the replica what the source holds now: a copy of the current version, or
+    /// no replica when there is none. Costs two HEADs when nothing needs doing.
+    async fn reconcile(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+    ) -> Result<Outcome, ReplicationError> {
+        let source = copy::head_source(&self.s3.source, job).await?;
+        let replica = match self.our_replica(job, destination, dst).await? {
+            Ok(replica) => Some(replica),
+            Err(skipped) if source.is_none() => return Ok(skipped),
+            Err(_) => None,
+        };
+        match (source, replica) {
+            (None, _) => self.delete_replica(job, destination, dst).await,
+            (Some(state), Some(replica))
+                if replica.version_id.is_some()
+                    && replica.version_id.as_deref() == state.head.version_id() =>
+            {
+                Ok(Outcome::Skipped {
+                    reason: "ReplicaUpToDate",
+                })
+            }
+            // The version is gone, so what is current now is at least as new as the
+            // event: its sequencer bounds the replica's recency from below.
+            (Some(state), _) => {
+                self.copy(job, destination, dst, state, job.sequencer())
+                    .await
+            }
+        }
+    }
+
+    /// The replica's provenance when it is a replica this source made; otherwise the
+    /// reason to leave the destination alone (nothing there, or an object some one
+    /// else wrote: we delete only what we replicated).
+    async fn our_replica(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+    ) -> Result<Result<Provenance, Outcome>, ReplicationError> {
+        let Some(head) = replica_head(dst, destination, &job.source.key).await? else {
+            return Ok(Err(Outcome::Skipped {
+                reason: "ReplicaAbsent",
+            }));
+        };
+        match Provenance::read(head.metadata()) {
+            Some(p) if p.source_bucket == job.source.bucket => Ok(Ok(p)),
+            _ => Ok(Err(Outcome::Skipped {
+                reason: "NotAReplicaOfSource",
+            })),
+        }
+    }
+
+    /// Deletes the replica, then looks at the source once more: a put that raced this
+    /// delete may have copied an object the delete just removed. If the source holds
+    /// an object now, the replica becomes a copy of it again.
+    async fn delete_replica(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+    ) -> Result<Outcome, ReplicationError> {
         dst.delete_object()
             .bucket(&destination.bucket)
             .key(&job.source.key)
             .send()
             .await
             .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationDelete, &e))?;
-        Ok(Outcome::Deleted)
+        match copy::head_source(&self.s3.source, job).await? {
+            // What the source holds after this delete is newer than it: the delete's
+            // sequencer is a safe lower bound for the restored replica.
+            Some(state) => {
+                self.copy(job, destination, dst, state, job.sequencer())
+                    .await
+            }
+            None => Ok(Outcome::Deleted),
+        }
     }
 
     /// Tag changes: the replica's tags become the source's, no bytes copied.
     async fn sync_tags(
         &self,
         job: &Job,
-        destination: &Destination,
+        rule: &Rule,
         dst: &aws_sdk_s3::Client,
     ) -> Result<Outcome, SyncError> {
+        let destination = &rule.destination;
         let result = self
             .s3
             .source
@@ -269,9 +421,7 @@ impl Replicator {
         let tags = match result {
             Ok(out) => out.tag_set().to_vec(),
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                return Ok(Outcome::Skipped {
-                    reason: "SourceDeleted",
-                })
+                return Ok(SOURCE_DELETED)
             }
             Err(e) => {
                 return Err(Failed(ReplicationError::from_sdk(
@@ -281,6 +431,23 @@ impl Replicator {
             }
         };
         let step = S3Step::DestinationTagging;
+        // A rule that syncs replica modifications is one half of two-way replication:
+        // writing unchanged tags would raise an event on the other side, and so on
+        // forever. Compare first, and write only a change.
+        if rule.replica_modifications {
+            let replica = dst
+                .get_object_tagging()
+                .bucket(&destination.bucket)
+                .key(&job.source.key)
+                .send()
+                .await
+                .map_err(|e| SyncError::from_destination(step, &e))?;
+            if same_tags(replica.tag_set(), &tags) {
+                return Ok(Outcome::Skipped {
+                    reason: "TagsUnchanged",
+                });
+            }
+        }
         if tags.is_empty() {
             dst.delete_object_tagging()
                 .bucket(&destination.bucket)
@@ -344,6 +511,67 @@ impl Replicator {
             .map_err(|e| SyncError::from_destination(step, &e))?;
         Ok(Outcome::Replicated { bytes: 0 })
     }
+}
+
+const SOURCE_DELETED: Outcome = Outcome::Skipped {
+    reason: "SourceDeleted",
+};
+
+/// Whether the event describes what the source holds now: the same version, or (on
+/// an unversioned source) the same ETag. An event that says neither is taken at its word.
+fn describes_current(job: &Job, head: &HeadObjectOutput) -> bool {
+    let unquote = |s: &str| s.trim_matches('"').to_string();
+    if let (Some(event), Some(now)) = (job.source.version_id.as_deref(), head.version_id()) {
+        if now != "null" {
+            return event == now;
+        }
+    }
+    match (job.source.etag.as_deref(), head.e_tag()) {
+        (Some(event), Some(now)) => unquote(event) == unquote(now),
+        _ => true,
+    }
+}
+
+/// HEADs the replica; `None` when there is none.
+async fn replica_head(
+    dst: &aws_sdk_s3::Client,
+    destination: &Destination,
+    key: &str,
+) -> Result<Option<HeadObjectOutput>, ReplicationError> {
+    match dst
+        .head_object()
+        .bucket(&destination.bucket)
+        .key(key)
+        .send()
+        .await
+    {
+        Ok(head) => Ok(Some(head)),
+        Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(None),
+        Err(e) => Err(ReplicationError::from_sdk(S3Step::DestinationHead, &e)),
+    }
+}
+
+/// The provenance the replica records, when there is a replica and it has one.
+async fn replica_provenance(
+    dst: &aws_sdk_s3::Client,
+    destination: &Destination,
+    key: &str,
+) -> Result<Option<Provenance>, ReplicationError> {
+    Ok(replica_head(dst, destination, key)
+        .await?
+        .and_then(|head| Provenance::read(head.metadata())))
+}
+
+fn same_tags(a: &[aws_sdk_s3::types::Tag], b: &[aws_sdk_s3::types::Tag]) -> bool {
+    let pairs = |tags: &[aws_sdk_s3::types::Tag]| {
+        let mut v: Vec<(String, String)> = tags
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    pairs(a) == pairs(b)
 }
 
 /// A tag or ACL sync either fails, or finds no replica to update yet.
@@ -463,6 +691,12 @@ mod tests {
                         .build()
                 }),
             };
+            // The job has a sequencer, so the replica is read first: there is none.
+            let no_replica = mock!(aws_sdk_s3::Client::head_object)
+                .match_requests(|r| r.bucket() == Some("photos-replica"))
+                .then_http_response(|| {
+                    HttpResponse::new(StatusCode::try_from(404).unwrap(), SdkBody::empty())
+                });
             let code = if copy_status == Some(404) {
                 "NoSuchBucket"
             } else {
@@ -480,7 +714,7 @@ mod tests {
                     true
                 })
                 .then_output(|| SendMessageOutput::builder().message_id("x").build());
-            let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head, &copy]);
+            let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&no_replica, &head, &copy]);
             // Parking then reads the failed queue's depth for its log line.
             let depth = mock!(aws_sdk_sqs::Client::get_queue_attributes).then_output(|| {
                 aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput::builder()

@@ -2,6 +2,7 @@
 //! (`make integration` starts it and sets `S3R_TEST_ENDPOINT`).
 
 pub mod fault_proxy;
+pub mod history;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use replicator::config::Config;
 use replicator::ingest::Ingest;
 use replicator::lease::Lease;
 use replicator::parking::Parking;
+use replicator::provenance::Provenance;
 use replicator::replicate::Replicator;
 use replicator::retry::{Retrier, RetryPolicy};
 use replicator::worker::Worker;
@@ -202,6 +204,31 @@ impl Stack {
             .await
             .unwrap_or_else(|e| panic!("put {key}: {}", replicator::errors::describe(&e)));
     }
+
+    /// A plain delete; on a versioned bucket, a delete marker (its version id returned).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Option<String> {
+        self.s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("delete {key}: {}", replicator::errors::describe(&e)))
+            .version_id
+    }
+}
+
+/// Queue messages with these bodies, as Lambda delivers a batch.
+pub fn sqs_batch(bodies: &[String]) -> aws_lambda_events::sqs::SqsEvent {
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    for (i, body) in bodies.iter().enumerate() {
+        let mut m = aws_lambda_events::sqs::SqsMessage::default();
+        m.message_id = Some(format!("m{i}"));
+        m.body = Some(body.clone());
+        m.event_source = Some("aws:sqs".into());
+        event.records.push(m);
+    }
+    event
 }
 
 fn s3_client(sdk: &SdkConfig, log: Option<&RequestLog>) -> aws_sdk_s3::Client {
@@ -240,25 +267,26 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn new(stack: &Stack) -> Pipeline {
-        let source = stack.bucket("src").await;
-        let events = stack.queue("events").await;
-        let work = stack.queue("work").await;
-        let retry = stack.queue("retry").await;
-        let failed = stack.queue("failed").await;
-        stack.notify(&source, &events).await;
+        let p = Pipeline::unwired(stack).await;
+        stack.notify(&p.source, &p.events).await;
         // The s3:TestEvent that saving the configuration sends.
-        let test_events = stack.drain(&events).await;
+        let test_events = stack.drain(&p.events).await;
         assert!(
             test_events.iter().all(|b| b.contains("s3:TestEvent")),
             "{test_events:?}"
         );
+        p
+    }
+
+    /// The bucket and queues without notifications: the test sends the events.
+    pub async fn unwired(stack: &Stack) -> Pipeline {
         Pipeline {
             stack: stack.clone(),
-            source,
-            events,
-            work,
-            retry,
-            failed,
+            source: stack.bucket("src").await,
+            events: stack.queue("events").await,
+            work: stack.queue("work").await,
+            retry: stack.queue("retry").await,
+            failed: stack.queue("failed").await,
         }
     }
 
@@ -385,7 +413,13 @@ pub async fn put_many(stack: &Stack, bucket: &str, prefix: &str, count: usize) -
     keys
 }
 
-/// Reads an object's bytes, headers, metadata, tags and class; None if absent.
+/// The provenance a replica records; None for an original (or no object).
+pub async fn provenance(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Provenance> {
+    let head = s3.head_object().bucket(bucket).key(key).send().await.ok()?;
+    Provenance::read(head.metadata())
+}
+
+/// Reads an object's bytes, headers, user metadata, tags and class; None if absent.
 pub async fn object_state(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<ObjectState> {
     let got = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(got) => got,
@@ -398,10 +432,8 @@ pub async fn object_state(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> O
     let content_disposition = got.content_disposition().map(str::to_string);
     let cache_control = got.cache_control().map(str::to_string);
     let expires = got.expires_string().map(str::to_string);
-    let metadata = got
-        .metadata()
-        .cloned()
-        .unwrap_or_default()
+    // What the user wrote: a replica's provenance is ours, compared on its own.
+    let metadata = replicator::provenance::user_metadata(got.metadata())
         .into_iter()
         .collect();
     let storage_class = got

@@ -1,9 +1,8 @@
 //! The handlers called as Lambda calls them (`LambdaEvent::new(payload,
 //! Context::default())`), against real buckets and queues on the local stack.
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_s3::primitives::ByteStream;
-use integration_tests::{config, object_state, Pipeline, Stack};
+use integration_tests::{config, object_state, sqs_batch, Pipeline, Stack};
 use lambda_runtime::{Context, LambdaEvent};
 use replicator::clients::S3Clients;
 use replicator::copy::Outcome;
@@ -43,18 +42,6 @@ fn put_job(source: &str, key: &str, destination: &str) -> Job {
         first_failure: None,
         last_error: None,
     }
-}
-
-fn sqs_batch(bodies: &[String]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    for (i, body) in bodies.iter().enumerate() {
-        let mut m = SqsMessage::default();
-        m.message_id = Some(format!("m{i}"));
-        m.body = Some(body.clone());
-        m.event_source = Some("aws:sqs".into());
-        event.records.push(m);
-    }
-    event
 }
 
 /// Requests a replication costs, by ACL mode, on the same endpoint.

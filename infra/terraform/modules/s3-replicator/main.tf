@@ -221,10 +221,18 @@ data "aws_iam_policy_document" "common" {
 
 data "aws_iam_policy_document" "ingest" {
   source_policy_documents = [data.aws_iam_policy_document.common["ingest"].json]
+  # Tags for tag filters; HEAD (s3:GetObject) for a replica's provenance in two-way
+  # replication.
   statement {
-    sid       = "ReadTagsForTagFilters"
-    actions   = ["s3:GetObjectTagging", "s3:GetObjectVersionTagging"]
+    sid       = "ReadTagsAndProvenance"
+    actions   = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"]
     resources = local.source_objects
+  }
+  # Without ListBucket, S3 answers a HEAD of a missing key with 403, not 404.
+  statement {
+    sid       = "MissingKeysAre404"
+    actions   = ["s3:ListBucket"]
+    resources = local.source_buckets
   }
   statement {
     sid       = "SendJobsAndParkNotifications"
@@ -244,13 +252,17 @@ data "aws_iam_policy_document" "replicate" {
     resources = local.source_objects
   }
   statement {
-    sid       = "BucketOwnership"
-    actions   = ["s3:GetBucketOwnershipControls"]
+    sid       = "BucketOwnershipAndListing"
+    actions   = ["s3:GetBucketOwnershipControls", "s3:ListBucket"]
     resources = concat(local.source_buckets, local.destination_buckets)
   }
   statement {
-    sid       = "WriteReplicas"
-    actions   = ["s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectTagging", "s3:DeleteObject", "s3:DeleteObjectTagging"]
+    sid = "WriteReplicas"
+    # Reads: a replica's provenance (HEAD) and tags (two-way tag sync compares).
+    actions = [
+      "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectAcl",
+      "s3:PutObjectTagging", "s3:DeleteObject", "s3:DeleteObjectTagging",
+    ]
     resources = local.destination_objects
   }
   statement {
