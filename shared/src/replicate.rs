@@ -217,7 +217,7 @@ impl Replicator {
                 reason: "Superseded",
             });
         }
-        let sequencer = sequencer.filter(|_| current);
+        // Here a sequencer, if any, is that of an event describing exactly this state.
         self.copy(job, destination, dst, state, sequencer).await
     }
 
