@@ -8,7 +8,7 @@ MOTO    := $(VENV)/bin/moto_server
 CHECKOV := $(INFRA_VENV)/bin/checkov
 CARGO   ?= cargo
 
-.PHONY: all demo test unit integration lint lint-infra fmt venv infra-venv deploy tf-plan stack-up stack-down build build-local clean
+.PHONY: all demo test unit integration bench lint lint-infra fmt venv infra-venv tools deploy tf-plan stack-up stack-down build build-local clean
 
 all: build-local
 
@@ -19,6 +19,13 @@ $(MOTO): requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(MOTO)
 
+## s3s-fs, a strict S3 server standing in for a third provider, pinned, built from
+## crates.io into .tools/.
+S3S_FS := .tools/bin/s3s-fs
+tools: $(S3S_FS)
+$(S3S_FS):
+	$(CARGO) install --locked --quiet --root .tools s3s-fs --version 0.14.1 --features binary
+
 ## Template checkers (cfn-lint, checkov), pinned, in their own venv.
 infra-venv: $(CHECKOV)
 $(CHECKOV): requirements-infra.txt
@@ -26,7 +33,7 @@ $(CHECKOV): requirements-infra.txt
 	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-infra.txt
 	touch $(CHECKOV)
 
-stack-up: venv
+stack-up: venv tools
 	scripts/stack.sh up
 stack-down:
 	scripts/stack.sh down
@@ -36,7 +43,7 @@ build-local:
 
 ## Everything: formatting, lints, then every test (unit and integration) in one cargo
 ## run with the local stack up.
-test: lint lint-infra venv
+test: lint lint-infra venv tools
 	scripts/with-stack.sh $(CARGO) test --workspace
 
 ## Unit tests only (no stack needed).
@@ -44,8 +51,13 @@ unit:
 	$(CARGO) test --workspace --lib --bins
 
 ## Integration tests only (starts and stops the stack).
-integration: venv
+integration: venv tools
 	scripts/with-stack.sh $(CARGO) test --workspace --tests
+
+## Benchmarks of the copy engine on the local stack (peak memory of streamed copies,
+## multipart against single-request copies); prints tables, asserts nothing.
+bench: venv tools
+	scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench copy_engine
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -65,7 +77,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## Build, start the stack, replicate a varied set of objects, print what arrived.
-demo: venv
+demo: venv tools
 	$(CARGO) build -p s3-replicator
 	scripts/with-stack.sh $(VENV)/bin/python scripts/demo.py target/debug/s3-replicator
 

@@ -27,7 +27,7 @@ impl Process {
         let sdk = clients::load_sdk_config().await;
         let source = clients::source_s3(&sdk, log);
         let config = ConfigSource::from_env()?.load(&source).await?;
-        let s3 = S3Clients::build(&sdk, source, &config, log).await;
+        let s3 = S3Clients::build(&sdk, source, &config, log).await?;
         Ok(Process {
             config: Arc::new(config),
             s3,
@@ -56,7 +56,13 @@ impl Process {
             self.queues.failed.clone(),
         );
         replicator.retry_queue_url = self.queues.retry.clone();
+        replicator.work_queue_url = Some(self.queues.require_work()?.to_string());
         replicator.lease = Lease::for_queue(&self.sqs, self.queues.require_work()?).await;
+        if let Some(lease) = &replicator.lease {
+            // No live attempt holds an upload longer than a message stays invisible
+            // without pausing; older uploads of a key are left by crashed attempts.
+            replicator.multipart.stale_after = lease.visibility;
+        }
         Ok(replicator)
     }
 

@@ -12,6 +12,8 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::config::{Config, EndpointSettings};
+use crate::errors::{ConfigError, SecretError};
+use crate::secrets::SecretCredentials;
 
 /// Records "METHOD path?query" for every attempt a client transmits (retries count:
 /// they are billed too).
@@ -107,21 +109,28 @@ pub struct S3Clients {
 }
 
 impl S3Clients {
+    /// Fails when a destination's credentials secret cannot be read: better at cold
+    /// start, with the secret's name, than as a failure of every job.
     pub async fn build(
         sdk: &SdkConfig,
         source: aws_sdk_s3::Client,
         config: &Config,
         log: Option<&RequestLog>,
-    ) -> Self {
+    ) -> Result<Self, ConfigError> {
         let mut others = HashMap::new();
-        for endpoint in config.endpoints() {
+        for (endpoint, bucket) in config.endpoints() {
             if endpoint == EndpointSettings::default() {
                 continue;
             }
-            let client = destination_client(sdk, &endpoint, log).await;
+            let client = destination_client(sdk, &endpoint, log)
+                .await
+                .map_err(|source| ConfigError::Credentials {
+                    destination: bucket.clone(),
+                    source,
+                })?;
             others.insert(endpoint, client);
         }
-        S3Clients { source, others }
+        Ok(S3Clients { source, others })
     }
 
     /// Only same-endpoint clients; enough for configurations without other providers.
@@ -145,7 +154,7 @@ async fn destination_client(
     sdk: &SdkConfig,
     endpoint: &EndpointSettings,
     log: Option<&RequestLog>,
-) -> aws_sdk_s3::Client {
+) -> Result<aws_sdk_s3::Client, SecretError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(profile) = &endpoint.profile {
         loader = loader.profile_name(profile);
@@ -164,8 +173,13 @@ async fn destination_client(
     if let Some(region) = &endpoint.region {
         builder = builder.region(aws_sdk_s3::config::Region::new(region.clone()));
     }
+    if let Some(secret) = &endpoint.secret {
+        let provider = SecretCredentials::new(sdk, secret);
+        provider.load().await?;
+        builder = builder.credentials_provider(provider);
+    }
     if let Some(log) = log {
         builder = builder.interceptor(log.clone());
     }
-    aws_sdk_s3::Client::from_conf(builder.build())
+    Ok(aws_sdk_s3::Client::from_conf(builder.build()))
 }

@@ -99,6 +99,8 @@ pub struct EndpointSettings {
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
     pub profile: Option<String>,
+    /// A Secrets Manager secret (name or ARN) holding the destination's keys.
+    pub secret: Option<String>,
     pub force_path_style: bool,
 }
 
@@ -218,11 +220,14 @@ impl Config {
     }
 
     /// Every distinct destination endpoint, so clients can be built once at cold start.
-    pub fn endpoints(&self) -> Vec<EndpointSettings> {
-        let mut seen: Vec<EndpointSettings> = Vec::new();
+    /// Each distinct destination endpoint, with the first bucket that uses it (to name
+    /// it in errors).
+    pub fn endpoints(&self) -> Vec<(EndpointSettings, String)> {
+        let mut seen: Vec<(EndpointSettings, String)> = Vec::new();
         for rule in self.sources.iter().flat_map(|s| &s.rules) {
-            if !seen.contains(&rule.destination.endpoint) {
-                seen.push(rule.destination.endpoint.clone());
+            let endpoint = &rule.destination.endpoint;
+            if !seen.iter().any(|(e, _)| e == endpoint) {
+                seen.push((endpoint.clone(), rule.destination.bucket.clone()));
             }
         }
         seen
@@ -771,12 +776,16 @@ impl Walker {
             let cred_path = format!("{path}.Credentials");
             if let Some(mut creds) = self.obj(v, &cred_path) {
                 ext.endpoint.profile = self.string(&mut creds, "Profile", false);
+                ext.endpoint.secret = self.string(&mut creds, "Secret", false);
+                if ext.endpoint.profile.is_some() && ext.endpoint.secret.is_some() {
+                    self.problem(&cred_path, "name a Secret or a Profile, not both");
+                }
                 for forbidden in ["AccessKeyId", "SecretAccessKey", "SessionToken"] {
                     if creds.map.contains_key(forbidden) {
                         creds.used.push(forbidden);
                         self.problem(
                             &format!("{cred_path}.{forbidden}"),
-                            "keys never belong in the configuration; name a Profile (or leave Credentials out for the default chain)",
+                            "keys never belong in the configuration; name a Secret (AWS Secrets Manager) or a Profile, or leave Credentials out for the default chain",
                         );
                     }
                 }

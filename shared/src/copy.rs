@@ -8,6 +8,9 @@
 //! bucket per process).
 //!
 //! Another endpoint: a GET pinned to the HEAD's ETag streamed into one PutObject.
+//!
+//! Large objects go through [`crate::multipart`] instead; what either wrote is checked
+//! by [`crate::verify`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,26 +18,39 @@ use std::sync::Mutex;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, Grant, MetadataDirective, ObjectCannedAcl, ObjectOwnership,
-    Permission, ServerSideEncryption, StorageClass, TaggingDirective, Type,
+    ChecksumAlgorithm, ChecksumMode, Grant, MetadataDirective, ObjectOwnership, Permission,
+    ServerSideEncryption, StorageClass, TaggingDirective, Type,
 };
 use aws_sdk_s3::Client;
 
-use crate::config::{AclMode, Destination};
+use crate::checksums_of;
+use crate::config::Destination;
 use crate::errors::{FailureReason, ReplicationError, S3Step};
-use crate::job::Job;
+use crate::job::{Continuation, Job};
 use crate::provenance::Provenance;
 use crate::storage_class::source_class;
+use crate::verify::{Verified, Written};
 
 /// What a finished job did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Replicated { bytes: u64 },
+    /// The object was copied, and checked as `verified` says.
+    Replicated {
+        bytes: u64,
+        verified: Verified,
+    },
+    /// The replica's tags or ACL were brought in line; no bytes moved.
+    Updated,
     Deleted,
-    Skipped { reason: &'static str },
+    Skipped {
+        reason: &'static str,
+    },
+    /// A multipart copy ran out of invocation time; the job continues from here.
+    Paused(Box<Continuation>),
 }
 
 /// The source's current state, read by HEAD, and the provenance its replica records.
+#[derive(Debug)]
 pub struct SourceState {
     pub head: HeadObjectOutput,
     pub provenance: Option<Provenance>,
@@ -244,7 +260,7 @@ pub fn replica_class(destination: &Destination, head: &HeadObjectOutput) -> Stor
     StorageClass::from(destination.replica_storage_class(source).as_str())
 }
 
-fn expires(head: &HeadObjectOutput) -> Option<DateTime> {
+pub(crate) fn expires(head: &HeadObjectOutput) -> Option<DateTime> {
     let text = head.expires_string()?;
     DateTime::from_str(text, aws_smithy_types::date_time::Format::HttpDate).ok()
 }
@@ -254,7 +270,8 @@ fn expires(head: &HeadObjectOutput) -> Option<DateTime> {
 /// headers, the storage class, and the ACL as the destination's mode says.
 macro_rules! with_replica_properties {
     ($request:expr, $source:expr, $destination:expr, $grants:expr) => {{
-        let (source, destination): (&SourceState, &Destination) = ($source, $destination);
+        let (source, destination): (&$crate::copy::SourceState, &$crate::config::Destination) =
+            ($source, $destination);
         let head = &source.head;
         let request = $request
             .set_metadata(Some(source.replica_metadata()))
@@ -263,12 +280,14 @@ macro_rules! with_replica_properties {
             .set_content_language(head.content_language().map(str::to_string))
             .set_content_disposition(head.content_disposition().map(str::to_string))
             .set_cache_control(head.cache_control().map(str::to_string))
-            .set_expires(expires(head))
+            .set_expires($crate::copy::expires(head))
             .set_website_redirect_location(head.website_redirect_location().map(str::to_string))
-            .storage_class(replica_class(destination, head));
+            .storage_class($crate::copy::replica_class(destination, head));
         match (destination.acl_mode, $grants) {
-            (AclMode::OwnerOverride, _) => request.acl(ObjectCannedAcl::BucketOwnerFullControl),
-            (AclMode::Copy, Some(g)) => request
+            ($crate::config::AclMode::OwnerOverride, _) => {
+                request.acl(aws_sdk_s3::types::ObjectCannedAcl::BucketOwnerFullControl)
+            }
+            ($crate::config::AclMode::Copy, Some(g)) => request
                 .set_grant_full_control(g.full_control)
                 .set_grant_read(g.read)
                 .set_grant_read_acp(g.read_acp)
@@ -277,6 +296,7 @@ macro_rules! with_replica_properties {
         }
     }};
 }
+pub(crate) use with_replica_properties;
 
 /// Server-side copy within one endpoint: one CopyObject.
 pub async fn copy_same_endpoint(
@@ -285,7 +305,7 @@ pub async fn copy_same_endpoint(
     destination: &Destination,
     source: &SourceState,
     grants: Option<GrantHeaders>,
-) -> Result<Outcome, ReplicationError> {
+) -> Result<Written, ReplicationError> {
     let head = &source.head;
     let version = head.version_id();
     let request = client
@@ -301,12 +321,16 @@ pub async fn copy_same_endpoint(
         .set_checksum_algorithm(source.checksum_algorithm());
     let mut request = with_replica_properties!(request, source, destination, grants);
     request = encryption(request, destination, head);
-    request
+    let out = request
         .send()
         .await
         .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
-    Ok(Outcome::Replicated {
-        bytes: source.size(),
+    let result = out.copy_object_result();
+    Ok(Written {
+        etag: result.and_then(|r| r.e_tag()).map(str::to_string),
+        checksums: result.map(|r| checksums_of!(r)).unwrap_or_default(),
+        size: None,
+        kms: Written::kms(out.server_side_encryption()),
     })
 }
 
@@ -332,14 +356,23 @@ pub async fn source_tagging(
     job: &Job,
     version_id: Option<&str>,
 ) -> Result<Option<String>, ReplicationError> {
-    let out = client
+    let result = client
         .get_object_tagging()
         .bucket(&job.source.bucket)
         .key(&job.source.key)
         .set_version_id(version_id.map(str::to_string))
         .send()
-        .await
-        .map_err(|e| ReplicationError::from_sdk(S3Step::SourceTagging, &e))?;
+        .await;
+    let out = match result {
+        Ok(out) => out,
+        // An S3-compatible source without tagging (s3s-fs, some appliances) has no
+        // tags to carry; failing every copy for it would help no one.
+        Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("NotImplemented") => {
+            tracing::warn!(bucket = %job.source.bucket, "the source does not implement tagging; copying without tags");
+            return Ok(None);
+        }
+        Err(e) => return Err(ReplicationError::from_sdk(S3Step::SourceTagging, &e)),
+    };
     if out.tag_set().is_empty() {
         return Ok(None);
     }
@@ -350,287 +383,8 @@ pub async fn source_tagging(
     Ok(Some(query.finish()))
 }
 
-/// When a same-endpoint copy goes multipart, and in what pieces.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MultipartSettings {
-    /// Objects larger than this are copied part by part. CopyObject's own limit is
-    /// 5 GiB; below it one request is cheapest.
-    pub threshold: u64,
-    /// Bytes per part unless the destination sets PartSize (grown if 10,000 parts
-    /// would not cover the object).
-    pub part_size: u64,
-    /// Parts copied at once.
-    pub concurrency: usize,
-}
-
-pub const GIB: u64 = 1024 * 1024 * 1024;
-const MAX_PARTS: u64 = 10_000;
-
-impl Default for MultipartSettings {
-    fn default() -> Self {
-        MultipartSettings {
-            threshold: 5 * GIB,
-            part_size: 256 * 1024 * 1024,
-            concurrency: 8,
-        }
-    }
-}
-
-impl MultipartSettings {
-    /// The byte ranges (inclusive) of each part of an object of `size` bytes.
-    pub fn ranges(&self, size: u64, destination_part_size: Option<u64>) -> Vec<(u64, u64)> {
-        let part = destination_part_size
-            .unwrap_or(self.part_size)
-            .max(size.div_ceil(MAX_PARTS))
-            .max(1);
-        (0..size.div_ceil(part))
-            .map(|i| (i * part, ((i + 1) * part).min(size) - 1))
-            .collect()
-    }
-}
-
-/// Server-side copy of a large object within one endpoint: UploadPartCopy, parts in
-/// parallel. A multipart copy carries nothing by itself, so the new upload is created
-/// with the source's metadata, content headers, tags, class and ACL. Any failure
-/// aborts the upload: abandoned parts are billed storage.
-pub async fn copy_multipart_same_endpoint(
-    client: &Client,
-    job: &Job,
-    destination: &Destination,
-    source: &SourceState,
-    grants: Option<GrantHeaders>,
-    settings: &MultipartSettings,
-) -> Result<Outcome, ReplicationError> {
-    let head = &source.head;
-    let version = head.version_id();
-    let upload_id = create_upload(client, client, job, destination, source, grants).await?;
-
-    let copy_source = copy_source(&job.source.bucket, &job.source.key, version);
-    let ranges = settings.ranges(source.size(), destination.part_size);
-    let part = |number: i32, (first, last): (u64, u64), upload_id: String| {
-        let request = client
-            .upload_part_copy()
-            .bucket(&destination.bucket)
-            .key(&job.source.key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .copy_source(&copy_source)
-            .copy_source_range(format!("bytes={first}-{last}"))
-            // Every part from the same object, or the copy fails and retries.
-            .set_copy_source_if_match(head.e_tag().map(str::to_string));
-        async move {
-            let out = request
-                .send()
-                .await
-                .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
-            Ok(out
-                .copy_part_result()
-                .and_then(|r| r.e_tag())
-                .map(str::to_string))
-        }
-    };
-    upload_parts(
-        client,
-        destination,
-        &job.source.key,
-        &upload_id,
-        ranges,
-        settings.concurrency,
-        part,
-    )
-    .await?;
-    Ok(Outcome::Replicated {
-        bytes: source.size(),
-    })
-}
-
-/// Starts the multipart upload of a replica. A multipart upload carries nothing of
-/// the source by itself, so it is created with the source's metadata, content headers,
-/// tags (read here), class, ACL and the destination's KMS key. Returns the upload id.
-async fn create_upload(
-    source_client: &Client,
-    destination_client: &Client,
-    job: &Job,
-    destination: &Destination,
-    source: &SourceState,
-    grants: Option<GrantHeaders>,
-) -> Result<String, ReplicationError> {
-    let head = &source.head;
-    let tagging = source_tagging(source_client, job, head.version_id()).await?;
-    let create = destination_client
-        .create_multipart_upload()
-        .bucket(&destination.bucket)
-        .key(&job.source.key)
-        .set_tagging(tagging);
-    let mut create = with_replica_properties!(create, source, destination, grants);
-    if let Some(key) = &destination.replica_kms_key_id {
-        create = create
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(key);
-    }
-    create
-        .send()
-        .await
-        .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?
-        .upload_id
-        .ok_or_else(|| {
-            ReplicationError::new(
-                FailureReason::Unknown,
-                "CreateMultipartUpload returned no upload id",
-            )
-        })
-}
-
-/// Uploads every part with `part` (which returns the part's ETag), `concurrency` at a
-/// time, then completes the upload; on any failure aborts it instead, so no
-/// abandoned parts are left to be billed.
-async fn upload_parts<F, Fut>(
-    client: &Client,
-    destination: &Destination,
-    key: &str,
-    upload_id: &str,
-    ranges: Vec<(u64, u64)>,
-    concurrency: usize,
-    part: F,
-) -> Result<(), ReplicationError>
-where
-    F: Fn(i32, (u64, u64), String) -> Fut,
-    Fut: std::future::Future<Output = Result<Option<String>, ReplicationError>>,
-{
-    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-    use futures::stream::{self, StreamExt, TryStreamExt};
-
-    let parts: Result<Vec<CompletedPart>, ReplicationError> =
-        stream::iter(ranges.into_iter().enumerate())
-            .map(|(i, range)| {
-                let number = i as i32 + 1;
-                let uploaded = part(number, range, upload_id.to_string());
-                async move {
-                    let etag = uploaded.await?;
-                    Ok(CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(etag)
-                        .build())
-                }
-            })
-            .buffer_unordered(concurrency.max(1))
-            .try_collect()
-            .await;
-    let completed = match parts {
-        Ok(mut parts) => {
-            parts.sort_by_key(|p| p.part_number());
-            client
-                .complete_multipart_upload()
-                .bucket(&destination.bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))
-        }
-        Err(e) => Err(e),
-    };
-    if completed.is_err() {
-        let aborted = client
-            .abort_multipart_upload()
-            .bucket(&destination.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await;
-        if let Err(e) = aborted {
-            tracing::error!(bucket = %destination.bucket, key = %key, upload_id = %upload_id,
-                error = %crate::errors::describe(&e), "could not abort a failed multipart copy; a lifecycle rule for incomplete uploads will");
-        }
-    }
-    completed
-}
-
-/// Copy of a large object to another endpoint: ranged GETs pinned to the source's
-/// ETag, each uploaded as a part. Memory holds at most part size × concurrency.
-pub async fn copy_streamed_multipart(
-    source_client: &Client,
-    destination_client: &Client,
-    job: &Job,
-    destination: &Destination,
-    source: &SourceState,
-    grants: Option<GrantHeaders>,
-    settings: &MultipartSettings,
-) -> Result<Outcome, ReplicationError> {
-    let head = &source.head;
-    let version = head.version_id().map(str::to_string);
-    let upload_id = create_upload(
-        source_client,
-        destination_client,
-        job,
-        destination,
-        source,
-        grants,
-    )
-    .await?;
-    let ranges = settings.ranges(source.size(), destination.part_size);
-    let part = |number: i32, (first, last): (u64, u64), upload_id: String| {
-        let get = source_client
-            .get_object()
-            .bucket(&job.source.bucket)
-            .key(&job.source.key)
-            .set_version_id(version.clone())
-            .range(format!("bytes={first}-{last}"))
-            // A concurrent overwrite fails the read instead of mixing two objects.
-            .set_if_match(head.e_tag().map(str::to_string));
-        let put = destination_client
-            .upload_part()
-            .bucket(&destination.bucket)
-            .key(&job.source.key)
-            .upload_id(upload_id)
-            .part_number(number);
-        async move {
-            let body = get
-                .send()
-                .await
-                .map_err(|e| ReplicationError::from_sdk(S3Step::SourceGet, &e))?
-                .body
-                .collect()
-                .await
-                .map_err(|e| {
-                    ReplicationError::new(
-                        FailureReason::NetworkError,
-                        format!("reading part {number}: {e}"),
-                    )
-                })?
-                .into_bytes();
-            let length = body.len() as i64;
-            let out = put
-                .body(aws_sdk_s3::primitives::ByteStream::from(body))
-                .content_length(length)
-                .send()
-                .await
-                .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
-            Ok(out.e_tag().map(str::to_string))
-        }
-    };
-    upload_parts(
-        destination_client,
-        destination,
-        &job.source.key,
-        &upload_id,
-        ranges,
-        settings.concurrency,
-        part,
-    )
-    .await?;
-    Ok(Outcome::Replicated {
-        bytes: source.size(),
-    })
-}
-
-/// Copy to another endpoint: a GET pinned to the HEAD's ETag, streamed into PutObject.
+/// Copy to another endpoint: a GET pinned to the HEAD's ETag, streamed into PutObject
+/// with the source's checksum algorithm (the destination checks it on arrival).
 pub async fn copy_streamed(
     source_client: &Client,
     destination_client: &Client,
@@ -638,7 +392,7 @@ pub async fn copy_streamed(
     destination: &Destination,
     source: &SourceState,
     grants: Option<GrantHeaders>,
-) -> Result<Outcome, ReplicationError> {
+) -> Result<Written, ReplicationError> {
     const SINGLE_PUT_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
     if source.size() > SINGLE_PUT_LIMIT {
         return Err(ReplicationError::new(
@@ -667,6 +421,7 @@ pub async fn copy_streamed(
         .key(&job.source.key)
         .body(get.body)
         .content_length(source.size() as i64)
+        .set_checksum_algorithm(source.checksum_algorithm())
         .set_tagging(tagging);
     let mut request = with_replica_properties!(request, source, destination, grants);
     if let Some(key) = &destination.replica_kms_key_id {
@@ -674,113 +429,21 @@ pub async fn copy_streamed(
             .server_side_encryption(ServerSideEncryption::AwsKms)
             .ssekms_key_id(key);
     }
-    request
+    let out = request
         .send()
         .await
         .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
-    Ok(Outcome::Replicated {
-        bytes: source.size(),
+    Ok(Written {
+        etag: out.e_tag().map(str::to_string),
+        checksums: checksums_of!(&out),
+        size: None,
+        kms: Written::kms(out.server_side_encryption()),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parts_cover_the_object_exactly() {
-        let s = MultipartSettings {
-            threshold: 0,
-            part_size: 10,
-            concurrency: 1,
-        };
-        assert_eq!(s.ranges(25, None), vec![(0, 9), (10, 19), (20, 24)]);
-        assert_eq!(s.ranges(20, None), vec![(0, 9), (10, 19)]);
-        assert_eq!(s.ranges(25, Some(20)), vec![(0, 19), (20, 24)]);
-        // 5 TiB in 256 MiB parts would be 20,480 parts: the part grows to fit 10,000.
-        let d = MultipartSettings::default();
-        let ranges = d.ranges(5 * 1024 * GIB, None);
-        assert!(ranges.len() <= 10_000);
-        assert_eq!(ranges.last().unwrap().1, 5 * 1024 * GIB - 1);
-        assert!(ranges.windows(2).all(|w| w[1].0 == w[0].1 + 1));
-    }
-
-    #[tokio::test]
-    async fn a_failed_part_aborts_the_upload_and_never_completes_it() {
-        use aws_sdk_s3::operation::abort_multipart_upload::AbortMultipartUploadOutput;
-        use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
-        use aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput;
-        use aws_sdk_s3::operation::get_object_tagging::GetObjectTaggingOutput;
-        use aws_smithy_mocks::{mock, mock_client, RuleMode};
-        use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-        use aws_smithy_runtime_api::http::StatusCode;
-        use aws_smithy_types::body::SdkBody;
-
-        let tags = mock!(Client::get_object_tagging).then_output(|| {
-            GetObjectTaggingOutput::builder()
-                .set_tag_set(Some(vec![]))
-                .build()
-                .unwrap()
-        });
-        let create = mock!(Client::create_multipart_upload).then_output(|| {
-            CreateMultipartUploadOutput::builder()
-                .upload_id("u-1")
-                .build()
-        });
-        let part = mock!(Client::upload_part_copy)
-            .sequence()
-            .http_response(|| {
-                HttpResponse::new(
-                    StatusCode::try_from(500).unwrap(),
-                    SdkBody::from(
-                        "<Error><Code>InternalError</Code><Message>injected</Message></Error>",
-                    ),
-                )
-            })
-            .repeatedly()
-            .build();
-        let complete = mock!(Client::complete_multipart_upload)
-            .then_output(|| CompleteMultipartUploadOutput::builder().build());
-        let abort = mock!(Client::abort_multipart_upload)
-            .match_requests(|r| r.upload_id() == Some("u-1"))
-            .then_output(|| AbortMultipartUploadOutput::builder().build());
-        let client = mock_client!(
-            aws_sdk_s3,
-            RuleMode::MatchAny,
-            [&tags, &create, &part, &complete, &abort]
-        );
-
-        let config = crate::config::Config::parse(
-            r#"{"Sources": [{"Bucket": "photos", "ReplicationConfiguration": {"Rules": [{"ID": "everything", "Status": "Enabled",
-                "Priority": 1, "Filter": {}, "Destination": {"Bucket": "photos-replica", "Replicator": {"AclMode": "none"}},
-                "DeleteMarkerReplication": {"Status": "Disabled"}}]}}]}"#,
-        )
-        .unwrap();
-        let destination = &config.rule("photos", "everything").unwrap().destination;
-        let job = Job::parse(include_str!("../../tests/fixtures/jobs/put.json")).unwrap();
-        let source = SourceState::new(
-            HeadObjectOutput::builder()
-                .content_length(25)
-                .e_tag("\"abc\"")
-                .build(),
-        );
-        let settings = MultipartSettings {
-            threshold: 0,
-            part_size: 10,
-            concurrency: 2,
-        };
-        let err =
-            copy_multipart_same_endpoint(&client, &job, destination, &source, None, &settings)
-                .await
-                .unwrap_err();
-        assert_eq!(err.reason, FailureReason::ServiceUnavailable);
-        assert!(err.is_retryable());
-        assert_eq!(
-            (abort.num_calls(), complete.num_calls()),
-            (1, 0),
-            "aborted, never completed"
-        );
-    }
 
     #[test]
     fn copy_source_is_percent_encoded() {

@@ -18,6 +18,20 @@ pub enum ConfigError {
     Load { location: String, reason: String },
     #[error("environment variable {name}: {reason}")]
     Environment { name: &'static str, reason: String },
+    #[error("credentials for destination bucket {destination}: {source}")]
+    Credentials {
+        destination: String,
+        source: SecretError,
+    },
+}
+
+/// A destination's credentials secret cannot be used. Says which secret and why, never
+/// what it holds.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("secret \"{secret}\" {reason}")]
+pub struct SecretError {
+    pub secret: String,
+    pub reason: String,
 }
 
 fn render(problems: &[Problem]) -> String {
@@ -65,6 +79,7 @@ pub enum FailureReason {
     InvalidStorageClass,
     InvalidRequest,
     PreconditionFailed,
+    ChecksumMismatch,
     Throttled,
     ServiceUnavailable,
     Timeout,
@@ -94,6 +109,7 @@ impl FailureReason {
             FailureReason::InvalidStorageClass => "InvalidStorageClass",
             FailureReason::InvalidRequest => "InvalidRequest",
             FailureReason::PreconditionFailed => "PreconditionFailed",
+            FailureReason::ChecksumMismatch => "ChecksumMismatch",
             FailureReason::Throttled => "Throttled",
             FailureReason::ServiceUnavailable => "ServiceUnavailable",
             FailureReason::Timeout => "Timeout",
@@ -116,6 +132,9 @@ impl FailureReason {
                 | FailureReason::Timeout
                 | FailureReason::NetworkError
                 | FailureReason::PreconditionFailed
+                // A transfer damaged on the way can succeed the next time; one that
+                // never does ends in the failed queue with both values.
+                | FailureReason::ChecksumMismatch
                 | FailureReason::QueueSendFailed
                 | FailureReason::LeaseExpired
                 | FailureReason::Unknown
@@ -235,7 +254,9 @@ pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> F
         Some("InternalError" | "ServiceUnavailable" | "OperationAborted") => {
             FailureReason::ServiceUnavailable
         }
-        Some("PreconditionFailed") => FailureReason::PreconditionFailed,
+        // An upload aborted under a running copy (a crashed attempt's cleanup, a
+        // lifecycle rule): the copy starts again, like a pin that failed.
+        Some("PreconditionFailed" | "NoSuchUpload") => FailureReason::PreconditionFailed,
         Some(
             "InvalidArgument" | "InvalidRequest" | "KeyTooLongError" | "MetadataTooLarge"
             | "InvalidTag" | "EntityTooLarge",

@@ -5,7 +5,9 @@
 //! - [`rules`]: which rules apply to an event
 //! - [`job`]: the job message on the work queue
 //! - [`ingest`], [`replicate`]: the handlers
-//! - [`copy`]: the copy engine
+//! - [`copy`], [`multipart`], [`verify`]: the copy engine, its multipart copies
+//!   (which continue across invocations), and the check of what was written
+//! - [`secrets`]: destination credentials from AWS Secrets Manager
 //! - [`ordering`], [`provenance`]: sequencers, and what a replica records of its source
 //! - [`worker`]: the long-lived poller behind `s3-replicator run`
 
@@ -20,6 +22,7 @@ pub mod events;
 pub mod ingest;
 pub mod job;
 pub mod lease;
+pub mod multipart;
 pub mod notifications;
 pub mod ordering;
 pub mod parking;
@@ -27,7 +30,9 @@ pub mod provenance;
 pub mod replicate;
 pub mod retry;
 pub mod rules;
+pub mod secrets;
 pub mod settings;
 pub mod storage_class;
 pub mod telemetry;
+pub mod verify;
 pub mod worker;

@@ -2,8 +2,8 @@
 //! job never makes its neighbours run again. Permanent failures go to the failed queue
 //! at once (when one is configured) instead of burning receives.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
@@ -14,15 +14,21 @@ use lambda_runtime::LambdaEvent;
 use crate::batch::retry_these;
 use crate::clients::S3Clients;
 use crate::config::{AclMode, Config, Destination, Rule};
-use crate::copy::{self, AclSupport, MultipartSettings, Outcome};
+use crate::copy::{self, AclSupport, Outcome};
 use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
-use crate::job::{Job, Operation};
+use crate::job::{Continuation, Job, Operation};
 use crate::lease::Lease;
+use crate::multipart::{self, MemoryBudget, MultipartSettings, Progress};
 use crate::parking::Parking;
 use crate::provenance::Provenance;
+use crate::verify::{self, Verified, Written};
 
 /// Jobs of one batch run at once, at most this many.
 pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// Time kept back from a Lambda invocation's deadline: multipart copies start no new
+/// part after that, and the parts in flight finish and are handed on in it.
+pub const DEFAULT_PAUSE_RESERVE: Duration = Duration::from_secs(20);
 
 /// What replicate needs, built once per process.
 #[derive(Debug)]
@@ -37,8 +43,15 @@ pub struct Replicator {
     /// Extends the visibility of messages whose job runs long.
     pub lease: Option<Lease>,
     pub concurrency: usize,
-    /// When same-endpoint copies go multipart.
+    /// When copies go multipart, and in what parts.
     pub multipart: MultipartSettings,
+    /// Where a paused multipart copy's continuation goes (the work queue).
+    pub work_queue_url: Option<String>,
+    /// Kept back from each invocation's deadline; see [`DEFAULT_PAUSE_RESERVE`].
+    pub pause_reserve: Duration,
+    /// Bytes of streamed parts in memory across all jobs, sized from `multipart` at
+    /// the first streamed part.
+    memory: OnceLock<MemoryBudget>,
     acls: AclSupport,
 }
 
@@ -61,16 +74,35 @@ impl Replicator {
             lease: None,
             concurrency: DEFAULT_CONCURRENCY,
             multipart: MultipartSettings::default(),
+            work_queue_url: None,
+            pause_reserve: DEFAULT_PAUSE_RESERVE,
+            memory: OnceLock::new(),
             acls: AclSupport::default(),
         }
     }
 
-    /// The Lambda entry point.
+    /// The Lambda entry point. Multipart copies pause before the invocation's deadline
+    /// (less the reserve) and continue in a later one.
     pub async fn handle(
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-        Ok(self.handle_batch(event.payload).await)
+        let deadline = self.deadline(event.context.deadline);
+        Ok(multipart::within(deadline, self.handle_batch(event.payload)).await)
+    }
+
+    /// The moment to stop starting parts, from the context's deadline (milliseconds
+    /// since the epoch; 0 when unknown, as in a hand-made context).
+    fn deadline(&self, deadline_ms: u64) -> Option<Instant> {
+        if deadline_ms == 0 {
+            return None;
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+        Some(Instant::now() + left.saturating_sub(self.pause_reserve))
     }
 
     pub async fn handle_batch(&self, batch: SqsEvent) -> SqsBatchResponse {
@@ -105,11 +137,51 @@ impl Replicator {
         };
         log_outcome(&job, &result, started, receives);
         let done = match result {
+            Ok(Outcome::Paused(upload)) => self.continue_later(&job, *upload).await,
             Ok(_) => true,
-            Err(err) if err.is_retryable() => self.forward_for_retry(&job, &err).await,
-            Err(err) => self.parking.park_job(&job, &err).await,
+            // A failed copy has aborted its upload: whatever runs next starts afresh.
+            Err(err) if err.is_retryable() => {
+                self.forward_for_retry(&job.without_upload(), &err).await
+            }
+            Err(err) => self.parking.park_job(&job.without_upload(), &err).await,
         };
         (!done).then_some(id)
+    }
+
+    /// Hands a paused copy to the next invocation through the work queue. If that
+    /// fails the upload is aborted and the message delivered again, to start afresh:
+    /// an upload no job knows of would only cost money.
+    async fn continue_later(&self, job: &Job, upload: Continuation) -> bool {
+        let mut next = job.clone();
+        let upload_id = upload.upload_id.clone();
+        next.upload = Some(upload);
+        let sent = match &self.work_queue_url {
+            Some(url) => self
+                .sqs
+                .send_message()
+                .queue_url(url)
+                .message_body(next.to_body())
+                .send()
+                .await
+                .map_err(|e| describe(&e)),
+            None => Err(format!("{} is not set", crate::settings::WORK_QUEUE_VAR)),
+        };
+        match sent {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(key = %job.source.key, error = %e, "cannot hand a paused copy on; aborting its upload, the job will start again");
+                if let Some((destination, dst)) = self.destination_of(job) {
+                    multipart::abort(dst, destination, &job.source.key, &upload_id).await;
+                }
+                false
+            }
+        }
+    }
+
+    fn destination_of(&self, job: &Job) -> Option<(&Destination, &aws_sdk_s3::Client)> {
+        let rule = self.config.rule(&job.source.bucket, &job.rule_id)?;
+        let dst = self.s3.for_destination(&rule.destination.endpoint)?;
+        Some((&rule.destination, dst))
     }
 
     /// Hands a transient failure, with its reason, to the retry queue.
@@ -159,6 +231,9 @@ impl Replicator {
                 "no client for the destination endpoint (configuration changed without a restart?)",
             ));
         };
+        if let Some(upload) = &job.upload {
+            return self.resume(job, destination, dst, upload).await;
+        }
         match job.op {
             Operation::Put => self.put(job, destination, dst).await,
             Operation::Delete if job.source.delete_marker => {
@@ -256,20 +331,116 @@ impl Replicator {
         let grants = self
             .grants_to_copy(job, destination, dst, version.as_deref())
             .await?;
-        let large = state.size() > self.multipart.threshold;
+        let same = destination.is_same_endpoint();
+        if state.size() > self.multipart.threshold(same) {
+            let upload =
+                multipart::start(src, dst, job, destination, &state, grants, &self.multipart)
+                    .await?;
+            return self.proceed(job, destination, dst, &upload).await;
+        }
+        let written = if same {
+            copy::copy_same_endpoint(src, job, destination, &state, grants).await?
+        } else {
+            copy::copy_streamed(src, dst, job, destination, &state, grants).await?
+        };
+        self.verified(job, destination, dst, &state, written).await
+    }
+
+    /// Checks what a copy wrote against its source. When the write's answer holds
+    /// nothing comparable (a KMS-encrypted or multipart-sourced object without a
+    /// full-object checksum), one HEAD of the replica gives at least its size.
+    async fn verified(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+        source: &copy::SourceState,
+        written: Written,
+    ) -> Result<Outcome, ReplicationError> {
+        let verified = match verify::verify(source, &written) {
+            Some(result) => result?,
+            None => {
+                let written = multipart::written_object(dst, destination, &job.source.key).await?;
+                verify::verify(source, &written).unwrap_or(Ok(Verified::Size))?
+            }
+        };
+        Ok(Outcome::Replicated {
+            bytes: source.size(),
+            verified,
+        })
+    }
+
+    /// Runs a new multipart copy's parts until it completes or pauses.
+    async fn proceed(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+        upload: &Continuation,
+    ) -> Result<Outcome, ReplicationError> {
+        let progress = self.run_parts(job, destination, dst, upload).await?;
+        self.outcome_of(job, destination, dst, progress).await
+    }
+
+    async fn run_parts(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+        upload: &Continuation,
+    ) -> Result<Progress, ReplicationError> {
         let settings = &self.multipart;
-        let state = &state;
-        match (destination.is_same_endpoint(), large) {
-            (true, false) => copy::copy_same_endpoint(src, job, destination, state, grants).await,
-            (true, true) => {
-                copy::copy_multipart_same_endpoint(src, job, destination, state, grants, settings)
-                    .await
+        let memory = self
+            .memory
+            .get_or_init(|| MemoryBudget::new(settings.memory_budget()));
+        let src = &self.s3.source;
+        multipart::proceed(
+            src,
+            dst,
+            job,
+            destination,
+            upload,
+            settings.concurrency,
+            memory,
+        )
+        .await
+    }
+
+    async fn outcome_of(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+        progress: Progress,
+    ) -> Result<Outcome, ReplicationError> {
+        match progress {
+            Progress::Done { written, source } => {
+                self.verified(job, destination, dst, &source, written).await
             }
-            (false, false) => copy::copy_streamed(src, dst, job, destination, state, grants).await,
-            (false, true) => {
-                copy::copy_streamed_multipart(src, dst, job, destination, state, grants, settings)
-                    .await
-            }
+            Progress::Paused(upload) => Ok(Outcome::Paused(Box::new(upload))),
+            Progress::Skipped(reason) => Ok(Outcome::Skipped { reason }),
+            Progress::UploadGone => Err(ReplicationError::new(
+                FailureReason::PreconditionFailed,
+                "the multipart upload is gone (aborted by a cleanup or a lifecycle rule)",
+            )),
+        }
+    }
+
+    /// A continuation: the parts ListParts does not show are uploaded, then the upload
+    /// completes. An upload that is gone makes the job start afresh, as a put.
+    async fn resume(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+        upload: &Continuation,
+    ) -> Result<Outcome, ReplicationError> {
+        tracing::info!(key = %job.source.key, upload_id = %upload.upload_id, parts_done = upload.parts_done,
+            invocation = upload.invocations + 1, "continuing a multipart copy");
+        let progress = self.run_parts(job, destination, dst, upload).await?;
+        match progress {
+            Progress::UploadGone => self.put(&job.without_upload(), destination, dst).await,
+            progress => self.outcome_of(job, destination, dst, progress).await,
         }
     }
 
@@ -473,7 +644,7 @@ impl Replicator {
                 .await
                 .map_err(|e| SyncError::from_destination(step, &e))?;
         }
-        Ok(Outcome::Replicated { bytes: 0 })
+        Ok(Outcome::Updated)
     }
 
     /// ACL changes: the replica's ACL becomes what the mode says, no bytes copied.
@@ -509,7 +680,7 @@ impl Replicator {
             .send()
             .await
             .map_err(|e| SyncError::from_destination(step, &e))?;
-        Ok(Outcome::Replicated { bytes: 0 })
+        Ok(Outcome::Updated)
     }
 }
 
@@ -612,9 +783,16 @@ fn log_outcome(
     let op = format!("{:?}", job.op).to_lowercase();
     let (bucket, key, dest) = (&job.source.bucket, &job.source.key, &job.destination.bucket);
     match result {
-        Ok(Outcome::Replicated { bytes }) => tracing::info!(
+        Ok(Outcome::Replicated { bytes, verified }) => tracing::info!(
             bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
-            bytes, latency_ms, outcome = "replicated", "job done"),
+            bytes, latency_ms, outcome = "replicated", verified = %verified, "job done"),
+        Ok(Outcome::Updated) => tracing::info!(
+            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
+            bytes = 0u64, latency_ms, outcome = "updated", "job done"),
+        Ok(Outcome::Paused(upload)) => tracing::info!(
+            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
+            bytes = 0u64, latency_ms, outcome = "paused", parts_done = upload.parts_done,
+            upload_id = %upload.upload_id, "multipart copy continues in the next invocation"),
         Ok(Outcome::Deleted) => tracing::info!(
             bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
             bytes = 0u64, latency_ms, outcome = "deleted", "job done"),

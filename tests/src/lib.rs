@@ -45,19 +45,32 @@ fn endpoint_from(var: &str) -> String {
 impl Stack {
     /// The main endpoint ("AWS").
     pub async fn main() -> Stack {
-        Stack::at(&endpoint_from("S3R_TEST_ENDPOINT"), "test").await
+        Stack::at(&endpoint_from("S3R_TEST_ENDPOINT"), "test", "test").await
     }
 
     /// The second server, standing in for another provider with its own credentials.
     pub async fn other_provider() -> Stack {
-        Stack::at(&endpoint_from("S3R_TEST_ENDPOINT_2"), "other").await
+        Stack::at(&endpoint_from("S3R_TEST_ENDPOINT_2"), "other", "other").await
     }
 
-    async fn at(endpoint: &str, key: &str) -> Stack {
+    /// s3s-fs, a third provider that checks signatures, checksums and preconditions.
+    /// Its S3 API only: no SQS, tagging or ACLs.
+    pub async fn s3s_fs() -> Stack {
+        Stack::at(
+            &endpoint_from("S3R_TEST_S3S"),
+            &endpoint_from("S3R_TEST_S3S_ACCESS_KEY"),
+            &endpoint_from("S3R_TEST_S3S_SECRET_KEY"),
+        )
+        .await
+    }
+
+    async fn at(endpoint: &str, access_key: &str, secret_key: &str) -> Stack {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(endpoint)
             .region(Region::new(REGION))
-            .credentials_provider(Credentials::new(key, key, None, None, "tests"))
+            .credentials_provider(Credentials::new(
+                access_key, secret_key, None, None, "tests",
+            ))
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -218,6 +231,62 @@ impl Stack {
     }
 }
 
+/// A configuration with one rule "r" from `source` to `destination` (a Destination
+/// object's JSON), replicating delete markers.
+pub fn one_rule(source: &str, destination: &str) -> String {
+    format!(
+        r#"{{"Sources": [{{"Bucket": "{source}", "ReplicationConfiguration": {{"Rules": [
+            {{"ID": "r", "Priority": 1, "Status": "Enabled", "Filter": {{}},
+              "Destination": {destination}, "DeleteMarkerReplication": {{"Status": "Enabled"}}}}]}}}}]}}"#
+    )
+}
+
+/// A put job of rule "r" as ingest writes it, for an event without sequencer,
+/// version or ETag (what moto sends): the source's current state decides.
+pub fn put_job(source: &str, key: &str, destination: &str) -> replicator::job::Job {
+    let mut job = replicator::job::Job::parse(include_str!("../fixtures/jobs/put.json"))
+        .expect("the put job fixture parses");
+    job.source.bucket = source.into();
+    job.source.key = key.into();
+    job.source.version_id = None;
+    job.source.etag = None;
+    job.source.size = None;
+    job.source.sequencer = None;
+    job.source.event_time = None;
+    job.rule_id = "r".into();
+    job.destination.bucket = destination.into();
+    job
+}
+
+/// A bucket at s3s-fs and a Destination object that reaches it with the keys of a new
+/// Secrets Manager secret (on the main server).
+pub async fn s3s_destination(stack: &Stack, s3s: &Stack, extra: &str) -> (String, String) {
+    let dst = unique("strict");
+    s3s.s3.create_bucket().bucket(&dst).send().await.unwrap();
+    let secret = unique("s3s-keys");
+    aws_sdk_secretsmanager::Client::new(&stack.sdk)
+        .create_secret()
+        .name(&secret)
+        .secret_string(secret_keys(
+            &std::env::var("S3R_TEST_S3S_ACCESS_KEY").unwrap(),
+            &std::env::var("S3R_TEST_S3S_SECRET_KEY").unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let destination = format!(
+        r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none",
+            "Credentials": {{"Secret": "{secret}"}}{extra}}}}}"#,
+        s3s.endpoint
+    );
+    (dst, destination)
+}
+
+/// A secret's text as destinations' `Credentials.Secret` read it.
+pub fn secret_keys(access: &str, secret: &str) -> String {
+    format!(r#"{{"AccessKeyId": "{access}", "SecretAccessKey": "{secret}"}}"#)
+}
+
 /// Queue messages with these bodies, as Lambda delivers a batch.
 pub fn sqs_batch(bodies: &[String]) -> aws_lambda_events::sqs::SqsEvent {
     let mut event = aws_lambda_events::sqs::SqsEvent::default();
@@ -313,7 +382,9 @@ impl Pipeline {
 
     /// The replicate handler as bootstrap builds it, on the given source client.
     pub async fn replicator_on(&self, config: &Arc<Config>, s3: aws_sdk_s3::Client) -> Replicator {
-        let clients = S3Clients::build(&self.stack.sdk, s3, config, None).await;
+        let clients = S3Clients::build(&self.stack.sdk, s3, config, None)
+            .await
+            .expect("destination clients");
         let mut replicator = Replicator::new(
             config.clone(),
             clients,
@@ -421,6 +492,27 @@ pub async fn provenance(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Opt
 
 /// Reads an object's bytes, headers, user metadata, tags and class; None if absent.
 pub async fn object_state(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<ObjectState> {
+    let mut state = object_without_tags(s3, bucket, key).await?;
+    state.tags = s3
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("tags")
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    Some(state)
+}
+
+/// Everything [`object_state`] reads but the tags (for providers without tagging).
+pub async fn object_without_tags(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Option<ObjectState> {
     let got = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(got) => got,
         Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => return None,
@@ -441,17 +533,6 @@ pub async fn object_state(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> O
         .map(|c| c.as_str().to_string())
         .unwrap_or_else(|| "STANDARD".into());
     let bytes = got.body.collect().await.expect("body").into_bytes();
-    let tags = s3
-        .get_object_tagging()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .expect("tags")
-        .tag_set()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect();
     Some(ObjectState {
         size: bytes.len(),
         sha256: hex(&Sha256::digest(&bytes)),
@@ -462,7 +543,7 @@ pub async fn object_state(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> O
         cache_control,
         expires,
         metadata,
-        tags,
+        tags: BTreeMap::new(),
         storage_class,
     })
 }

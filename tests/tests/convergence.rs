@@ -639,7 +639,7 @@ async fn tag_and_acl_changes_sync_without_copying_bytes() {
         .await
         .unwrap();
     let outcome = replicator.run(&job(Operation::Tags)).await.unwrap();
-    assert_eq!(outcome, Outcome::Replicated { bytes: 0 });
+    assert_eq!(outcome, Outcome::Updated);
     let requests = log.take();
     // Source tags, replica tags (compared), replica tags written: no HEAD, no copy.
     assert_eq!(requests.len(), 3, "{requests:?}");
@@ -666,7 +666,7 @@ async fn tag_and_acl_changes_sync_without_copying_bytes() {
     let (s3, log) = stack.counted_s3();
     let replicator = Replicator::new(cfg, S3Clients::same_endpoint(s3), stack.sqs.clone(), None);
     let outcome = replicator.run(&job(Operation::Acl)).await.unwrap();
-    assert_eq!(outcome, Outcome::Replicated { bytes: 0 });
+    assert_eq!(outcome, Outcome::Updated);
     assert_eq!(log.take(), vec![format!("PUT /{dst}/doc?acl")]);
     assert_eq!(object_state(&stack.s3, &dst, "doc").await.unwrap(), replica);
 }

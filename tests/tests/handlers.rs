@@ -2,47 +2,16 @@
 //! Context::default())`), against real buckets and queues on the local stack.
 
 use aws_sdk_s3::primitives::ByteStream;
-use integration_tests::{config, object_state, sqs_batch, Pipeline, Stack};
+use integration_tests::{config, object_state, one_rule, put_job, sqs_batch, Pipeline, Stack};
 use lambda_runtime::{Context, LambdaEvent};
 use replicator::clients::S3Clients;
 use replicator::copy::Outcome;
-use replicator::job::{Job, JobDestination, Operation, SourceObject};
+use replicator::job::{Job, Operation};
+use replicator::multipart::{MultipartSettings, MIB};
 use replicator::replicate::Replicator;
 use replicator::settings::ConfigSource;
+use replicator::verify::Verified;
 use serde_json::Value;
-
-fn one_rule(source: &str, destination: &str) -> String {
-    format!(
-        r#"{{"Sources": [{{"Bucket": "{source}", "ReplicationConfiguration": {{"Rules": [
-            {{"ID": "r", "Priority": 1, "Status": "Enabled", "Filter": {{}},
-              "Destination": {destination}, "DeleteMarkerReplication": {{"Status": "Enabled"}}}}]}}}}]}}"#
-    )
-}
-
-fn put_job(source: &str, key: &str, destination: &str) -> Job {
-    Job {
-        v: 1,
-        op: Operation::Put,
-        source: SourceObject {
-            bucket: source.into(),
-            key: key.into(),
-            version_id: None,
-            etag: None,
-            size: None,
-            sequencer: None,
-            event_time: None,
-            delete_marker: false,
-        },
-        rule_id: "r".into(),
-        destination: JobDestination {
-            bucket: destination.into(),
-            endpoint_url: None,
-        },
-        attempts: 0,
-        first_failure: None,
-        last_error: None,
-    }
-}
 
 /// Requests a replication costs, by ACL mode, on the same endpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +52,13 @@ async fn a_same_endpoint_replication_costs_a_head_and_a_copy() {
             Replicator::new(cfg, S3Clients::same_endpoint(s3), stack.sqs.clone(), None);
         let job = put_job(&source, "a/b c.txt", &dst);
         let outcome = replicator.run(&job).await.unwrap();
-        assert_eq!(outcome, Outcome::Replicated { bytes: 7 });
+        assert_eq!(
+            outcome,
+            Outcome::Replicated {
+                bytes: 7,
+                verified: Verified::ETag
+            }
+        );
         let methods: Vec<String> = log
             .take()
             .iter()
@@ -590,7 +565,10 @@ async fn a_late_event_for_an_old_version_copies_the_current_object() {
     late.source.version_id = Some(old);
     assert_eq!(
         replicator.run(&late).await.unwrap(),
-        Outcome::Replicated { bytes: 9 }
+        Outcome::Replicated {
+            bytes: 9,
+            verified: Verified::ETag
+        }
     );
     let replica = stack
         .s3
@@ -638,10 +616,11 @@ async fn a_large_object_is_copied_in_parts_with_everything_it_carries() {
     let (s3, log) = stack.counted_s3();
     let mut replicator =
         Replicator::new(cfg, S3Clients::same_endpoint(s3), stack.sqs.clone(), None);
-    replicator.multipart = replicator::copy::MultipartSettings {
-        threshold: 8 * 1024 * 1024,
-        part_size: 5 * 1024 * 1024,
+    replicator.multipart = MultipartSettings {
+        copy_threshold: 8 * MIB,
+        copy_part_size: 5 * MIB,
         concurrency: 3,
+        ..MultipartSettings::default()
     };
     let outcome = replicator
         .run(&put_job(&source, "video/take 1.mp4", &dst))
@@ -650,7 +629,9 @@ async fn a_large_object_is_copied_in_parts_with_everything_it_carries() {
     assert_eq!(
         outcome,
         Outcome::Replicated {
-            bytes: 12 * 1024 * 1024
+            bytes: 12 * MIB,
+            // The upload was created with the source's CRC32 as a full-object checksum.
+            verified: Verified::Checksum("CRC32")
         }
     );
 
@@ -677,7 +658,8 @@ async fn a_large_object_is_copied_in_parts_with_everything_it_carries() {
         "a real three-part object: {:?}",
         head.e_tag()
     );
-    // HEAD, tags, create, three part copies, complete.
+    // HEAD, uploads left by crashed attempts, tags, create, three part copies, HEAD
+    // (has the source moved on?), complete, HEAD (verify).
     let methods: Vec<String> = log
         .take()
         .iter()
@@ -693,7 +675,7 @@ async fn a_large_object_is_copied_in_parts_with_everything_it_carries() {
         .collect();
     assert_eq!(
         methods,
-        vec!["HEAD", "GET", "POST", "PUT", "PUT", "PUT", "POST"]
+        vec!["HEAD", "GET", "GET", "POST", "PUT", "PUT", "PUT", "HEAD", "POST", "HEAD"]
     );
     let uploads = stack
         .s3
@@ -757,12 +739,15 @@ async fn a_large_object_streams_to_another_provider_in_parts() {
             other.endpoint
         ),
     ));
-    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None).await;
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
+        .await
+        .unwrap();
     let mut replicator = Replicator::new(cfg, clients, stack.sqs.clone(), None);
-    replicator.multipart = replicator::copy::MultipartSettings {
-        threshold: 8 * 1024 * 1024,
-        part_size: 64 * 1024 * 1024,
+    replicator.multipart = MultipartSettings {
+        stream_threshold: 8 * MIB,
+        stream_part_size: 64 * MIB,
         concurrency: 2,
+        ..MultipartSettings::default()
     };
     let outcome = replicator
         .run(&put_job(&source, "archive/2024.tar", &dst))
@@ -771,7 +756,8 @@ async fn a_large_object_streams_to_another_provider_in_parts() {
     assert_eq!(
         outcome,
         Outcome::Replicated {
-            bytes: 11 * 1024 * 1024 + 17
+            bytes: 11 * MIB + 17,
+            verified: Verified::Checksum("CRC32")
         }
     );
     let replica = object_state(&other.s3, &dst, "archive/2024.tar")

@@ -256,14 +256,28 @@ data "aws_iam_policy_document" "replicate" {
     actions   = ["s3:GetBucketOwnershipControls", "s3:ListBucket"]
     resources = concat(local.source_buckets, local.destination_buckets)
   }
+  # Find the multipart uploads a crashed attempt left, to abort them.
+  statement {
+    sid       = "DestinationUploads"
+    actions   = ["s3:ListBucketMultipartUploads"]
+    resources = local.destination_buckets
+  }
   statement {
     sid = "WriteReplicas"
     # Reads: a replica's provenance (HEAD) and tags (two-way tag sync compares).
     actions = [
       "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectAcl",
       "s3:PutObjectTagging", "s3:DeleteObject", "s3:DeleteObjectTagging",
+      # Multipart copies: resume after a crash, abort what cannot finish.
+      "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload",
     ]
     resources = local.destination_objects
+  }
+  # A multipart copy out of time continues in a new job on the work queue.
+  statement {
+    sid       = "ContinueCopies"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.work.arn]
   }
   statement {
     sid       = "ForwardAndParkFailures"
@@ -276,6 +290,14 @@ data "aws_iam_policy_document" "replicate" {
       sid       = "EncryptedObjects"
       actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
       resources = var.kms_key_arns
+    }
+  }
+  dynamic "statement" {
+    for_each = length(var.destination_secret_arns) == 0 ? [] : [1]
+    content {
+      sid       = "DestinationCredentials"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = var.destination_secret_arns
     }
   }
 }

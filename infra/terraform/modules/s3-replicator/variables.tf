@@ -31,6 +31,12 @@ variable "kms_key_arns" {
   default     = []
 }
 
+variable "destination_secret_arns" {
+  description = "Secrets Manager secrets named by destinations' Credentials.Secret (keys for other providers); replicate may read only these."
+  type        = list(string)
+  default     = []
+}
+
 variable "artifacts_dir" {
   description = "Where `make build` put the functions: DIR/<function>/bootstrap.zip."
   type        = string

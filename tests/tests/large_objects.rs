@@ -1,0 +1,477 @@
+//! Large objects at any provider: a multipart copy that runs out of invocation time
+//! pauses and continues in later invocations (also after a crash), a source
+//! overwritten mid-copy never yields a mix of two versions, and a strict third
+//! provider (s3s-fs) is reached with keys from a Secrets Manager secret.
+//!
+//! Continuations run against s3s-fs: moto 5.2.5 answers ListParts with a
+//! `ListPartsResponse` root element, which the SDK rightly refuses.
+
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::sqs::SqsBatchResponse;
+use aws_sdk_s3::primitives::ByteStream;
+use integration_tests::{
+    config, hex, object_state, object_without_tags, one_rule, put_job, s3s_destination,
+    secret_keys, sqs_batch, unique, Stack,
+};
+use lambda_runtime::{Context, LambdaEvent};
+use rand::{RngCore, SeedableRng};
+use replicator::clients::{RequestLog, S3Clients};
+use replicator::copy::Outcome;
+use replicator::job::Job;
+use replicator::multipart::{MultipartSettings, MIB};
+use replicator::replicate::Replicator;
+use replicator::verify::Verified;
+use sha2::{Digest, Sha256};
+
+/// Bytes that never repeat at part boundaries: a part out of place changes the hash.
+fn random_bytes(len: u64, seed: u64) -> Vec<u8> {
+    let mut bytes = vec![0u8; len as usize];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Calls the handler as Lambda does; `out_of_time` gives it a context whose deadline
+/// has passed, so a multipart copy does one round of parts and pauses.
+async fn invoke(replicator: &Replicator, body: &str, out_of_time: bool) -> SqsBatchResponse {
+    let mut context = Context::default();
+    if out_of_time {
+        context.deadline = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+    }
+    let batch = sqs_batch(&[body.to_string()]);
+    replicator
+        .handle(LambdaEvent::new(batch, context))
+        .await
+        .expect("the handler never fails a whole batch")
+}
+
+/// Parts of unfinished uploads s3s-fs keeps on disk.
+fn s3s_upload_parts() -> Vec<String> {
+    let root = std::env::var("S3R_TEST_S3S_ROOT").expect("S3R_TEST_S3S_ROOT");
+    std::fs::read_dir(root)
+        .expect("s3s-fs root")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(".upload_id-"))
+        .collect()
+}
+
+/// Source on the main server, destination at s3s-fs, parts of 5 MiB streamed one at
+/// a time; the destination client's requests are logged.
+struct Offsite {
+    stack: Stack,
+    other: Stack,
+    source: String,
+    dst: String,
+    work: integration_tests::Queue,
+    retry: integration_tests::Queue,
+    log: RequestLog,
+    replicator: Replicator,
+}
+
+async fn offsite() -> Offsite {
+    let stack = Stack::main().await;
+    let other = Stack::s3s_fs().await;
+    let source = stack.bucket("big").await;
+    let (dst, destination) = s3s_destination(&stack, &other, r#", "PartSize": 5242880"#).await;
+    let cfg = config(&one_rule(&source, &destination));
+    let log = RequestLog::default();
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, Some(&log))
+        .await
+        .unwrap();
+    let work = stack.queue("work").await;
+    let retry = stack.queue("retry").await;
+    let mut replicator = Replicator::new(cfg, clients, stack.sqs.clone(), None);
+    replicator.work_queue_url = Some(work.url.clone());
+    replicator.retry_queue_url = Some(retry.url.clone());
+    replicator.multipart = MultipartSettings {
+        stream_threshold: 8 * MIB,
+        concurrency: 1,
+        ..MultipartSettings::default()
+    };
+    Offsite {
+        stack,
+        other,
+        source,
+        dst,
+        work,
+        retry,
+        log,
+        replicator,
+    }
+}
+
+/// The one job a queue holds, removed from it.
+async fn only_job(stack: &Stack, queue: &integration_tests::Queue) -> Job {
+    let bodies = stack.drain(queue).await;
+    assert_eq!(bodies.len(), 1, "{bodies:?} (queue {})", queue.url);
+    Job::parse(&bodies[0]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_out_of_time_continues_in_later_invocations_even_after_a_crash() {
+    let o = offsite().await;
+    let key = "backups/db dump.tar";
+    let data = random_bytes(13 * MIB + 5, 1);
+    o.stack
+        .s3
+        .put_object()
+        .bucket(&o.source)
+        .key(key)
+        .body(ByteStream::from(data.clone()))
+        .content_type("application/x-tar")
+        .metadata("origin", "main")
+        .tagging("retention=long")
+        .send()
+        .await
+        .unwrap();
+
+    // Invocation 1, already out of time: one part, then the job is handed on.
+    let first = put_job(&o.source, key, &o.dst).to_body();
+    let response = invoke(&o.replicator, &first, true).await;
+    assert!(response.batch_item_failures.is_empty());
+    let second = only_job(&o.stack, &o.work).await;
+    let upload = second.upload.clone().expect("a continuation");
+    assert_eq!((upload.parts_done, upload.invocations), (1, 1));
+    assert!(object_without_tags(&o.other.s3, &o.dst, key)
+        .await
+        .is_none());
+    assert_eq!(
+        s3s_upload_parts()
+            .iter()
+            .filter(|p| p.contains(&upload.upload_id))
+            .count(),
+        1
+    );
+
+    // Invocation 2 uploads part 2 and hands on again; then it "crashes" before its
+    // hand-on counts: the third message is lost and SQS delivers the second again.
+    o.log.take();
+    invoke(&o.replicator, &second.to_body(), true).await;
+    let lost = only_job(&o.stack, &o.work).await;
+    assert_eq!(lost.upload.unwrap().parts_done, 2);
+    let part_writes = |requests: &[String]| {
+        requests
+            .iter()
+            .filter(|r| r.starts_with("PUT ") && r.contains("partNumber="))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(part_writes(&o.log.take()).len(), 1);
+
+    // The redelivered continuation asks ListParts what is done, uploads only part 3,
+    // and completes: no time limit this time.
+    let outcome = invoke(&o.replicator, &second.to_body(), false).await;
+    assert!(outcome.batch_item_failures.is_empty());
+    let requests = o.log.take();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET ") && r.contains("uploadId=")),
+        "ListParts: {requests:?}"
+    );
+    let writes = part_writes(&requests);
+    assert_eq!(writes.len(), 1, "{requests:?}");
+    assert!(writes[0].contains("partNumber=3"), "{writes:?}");
+    assert_eq!(o.stack.depth(&o.work).await, 0, "nothing handed on");
+
+    let replica = object_without_tags(&o.other.s3, &o.dst, key)
+        .await
+        .expect("replicated");
+    assert_eq!(replica.sha256, sha256(&data));
+    assert_eq!(
+        replica,
+        object_without_tags(&o.stack.s3, &o.source, key)
+            .await
+            .unwrap()
+    );
+    let head = o
+        .other
+        .s3
+        .head_object()
+        .bucket(&o.dst)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        head.e_tag().unwrap().ends_with("-3\""),
+        "{:?}",
+        head.e_tag()
+    );
+    let left: Vec<String> = s3s_upload_parts()
+        .into_iter()
+        .filter(|p| p.contains(&upload.upload_id))
+        .collect();
+    assert!(left.is_empty(), "no upload leaked: {left:?}");
+}
+
+struct Moto {
+    stack: Stack,
+    other: Stack,
+    source: String,
+    dst: String,
+    replicator: Replicator,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_a_crashed_attempt_left_is_aborted_by_the_next() {
+    let stack = Stack::main().await;
+    let other = Stack::other_provider().await;
+    let source = stack.bucket("big").await;
+    let dst = other.bucket("offsite").await;
+    let cfg = config(&one_rule(
+        &source,
+        &format!(
+            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "PartSize": 5242880}}}}"#,
+            other.endpoint
+        ),
+    ));
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
+        .await
+        .unwrap();
+    let mut replicator = Replicator::new(cfg, clients, stack.sqs.clone(), None);
+    replicator.multipart = MultipartSettings {
+        stream_threshold: 8 * MIB,
+        concurrency: 1,
+        stale_after: Duration::ZERO,
+        ..MultipartSettings::default()
+    };
+    let o = Moto {
+        stack,
+        other,
+        source,
+        dst,
+        replicator,
+    };
+    let key = "crashed.bin";
+    let data = random_bytes(9 * MIB, 2);
+    o.stack.put(&o.source, key, &data).await;
+    // What a first attempt that died after one part leaves behind.
+    let left = o
+        .other
+        .s3
+        .create_multipart_upload()
+        .bucket(&o.dst)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    o.other
+        .s3
+        .upload_part()
+        .bucket(&o.dst)
+        .key(key)
+        .upload_id(&left)
+        .part_number(1)
+        .body(ByteStream::from(vec![0u8; 5 * MIB as usize]))
+        .send()
+        .await
+        .unwrap();
+    // An upload of another key is not ours to touch.
+    let other_key = o
+        .other
+        .s3
+        .create_multipart_upload()
+        .bucket(&o.dst)
+        .key("crashed.bin.other")
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    let outcome = o
+        .replicator
+        .run(&put_job(&o.source, key, &o.dst))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Replicated { .. }), "{outcome:?}");
+    let uploads = o
+        .other
+        .s3
+        .list_multipart_uploads()
+        .bucket(&o.dst)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = uploads
+        .uploads()
+        .iter()
+        .filter_map(|u| u.upload_id())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![other_key.as_str()],
+        "the crashed upload was aborted"
+    );
+    assert_eq!(
+        object_state(&o.other.s3, &o.dst, key).await.unwrap().sha256,
+        sha256(&data)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_overwritten_mid_copy_is_never_mixed_and_the_job_retries() {
+    let o = offsite().await;
+    let key = "live/overwritten.bin";
+    let old = random_bytes(12 * MIB, 3);
+    let new = random_bytes(12 * MIB, 4);
+    o.stack.put(&o.source, key, &old).await;
+
+    let job = put_job(&o.source, key, &o.dst).to_body();
+    invoke(&o.replicator, &job, true).await;
+    let continuation = only_job(&o.stack, &o.work).await;
+    assert_eq!(continuation.upload.as_ref().unwrap().parts_done, 1);
+
+    // The source changes between parts: the next part's GET is pinned to the old
+    // ETag and fails; the upload is aborted and the job goes to the retry queue.
+    o.stack.put(&o.source, key, &new).await;
+    let outcome = invoke(&o.replicator, &continuation.to_body(), true).await;
+    assert!(
+        outcome.batch_item_failures.is_empty(),
+        "handed to the retry queue"
+    );
+    assert!(
+        object_without_tags(&o.other.s3, &o.dst, key)
+            .await
+            .is_none(),
+        "never a mix"
+    );
+    let upload_id = &continuation.upload.as_ref().unwrap().upload_id;
+    assert!(
+        !s3s_upload_parts()
+            .iter()
+            .any(|p| p.contains(upload_id.as_str())),
+        "aborted"
+    );
+    let retried = only_job(&o.stack, &o.retry).await;
+    assert_eq!(
+        retried.last_error.as_ref().map(|e| e.reason.as_str()),
+        Some("PreconditionFailed"),
+        "{:?}",
+        retried.last_error
+    );
+    assert!(retried.upload.is_none(), "the retry starts afresh");
+
+    // The retry copies the new object whole.
+    let outcome = o.replicator.run(&retried).await.unwrap();
+    assert!(matches!(outcome, Outcome::Replicated { .. }), "{outcome:?}");
+    let replica = object_without_tags(&o.other.s3, &o.dst, key).await.unwrap();
+    assert_eq!(replica.sha256, sha256(&new));
+}
+
+/// s3s-fs checks every signature: the copy only gets in with the keys the secret
+/// holds. It also checks the checksums the copy sends with each part and PutObject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_provider_gets_exact_bytes_with_keys_from_a_secret() {
+    let stack = Stack::main().await;
+    let s3s = Stack::s3s_fs().await;
+    let source = stack.bucket("src").await;
+    let (dst, destination) = s3s_destination(&stack, &s3s, "").await;
+    let sm = aws_sdk_secretsmanager::Client::new(&stack.sdk);
+    let with_secret = |secret: &str| {
+        let start = destination.find(r#""Secret": ""#).unwrap() + 11;
+        let end = start + destination[start..].find('"').unwrap();
+        format!("{}{secret}{}", &destination[..start], &destination[end..])
+    };
+    let cfg = config(&one_rule(&source, &destination));
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
+        .await
+        .unwrap();
+    let mut replicator = Replicator::new(cfg.clone(), clients, stack.sqs.clone(), None);
+    replicator.multipart = MultipartSettings {
+        stream_threshold: 8 * MIB,
+        stream_part_size: 5 * MIB,
+        concurrency: 2,
+        ..MultipartSettings::default()
+    };
+
+    let small = random_bytes(300_001, 5);
+    let large = random_bytes(11 * MIB + 3, 6);
+    for (key, data) in [("small/ü.bin", &small), ("large/video take 1.mp4", &large)] {
+        stack
+            .s3
+            .put_object()
+            .bucket(&source)
+            .key(key)
+            .body(ByteStream::from(data.clone()))
+            .content_type("video/mp4")
+            .cache_control("max-age=60")
+            .metadata("camera", "a7")
+            .send()
+            .await
+            .unwrap();
+        let outcome = replicator.run(&put_job(&source, key, &dst)).await.unwrap();
+        let Outcome::Replicated { bytes, verified } = outcome else {
+            panic!("{key}: {outcome:?}")
+        };
+        assert_eq!(bytes, data.len() as u64);
+        // One PutObject: S3 and s3s-fs both give the content's MD5 as its ETag. A
+        // multipart replica's ETag is not comparable and s3s-fs keeps no full-object
+        // checksum for it: the size is what is left to compare.
+        let expected = if data.len() < 8 * MIB as usize {
+            Verified::ETag
+        } else {
+            Verified::Size
+        };
+        assert_eq!(verified, expected, "{key}");
+        let replica = object_without_tags(&s3s.s3, &dst, key).await.expect(key);
+        assert_eq!(replica.sha256, sha256(data), "{key}");
+        let original = object_without_tags(&stack.s3, &source, key).await.unwrap();
+        assert_eq!(
+            (
+                replica.content_type,
+                replica.cache_control,
+                replica.metadata
+            ),
+            (
+                original.content_type,
+                original.cache_control,
+                original.metadata
+            ),
+            "{key}"
+        );
+    }
+
+    // The wrong keys in the secret: s3s-fs refuses the very first request.
+    let wrong = unique("wrong-keys");
+    sm.create_secret()
+        .name(&wrong)
+        .secret_string(secret_keys("s3r-test-access", "not-the-secret-key"))
+        .send()
+        .await
+        .unwrap();
+    let cfg = config(&one_rule(&source, &with_secret(&wrong)));
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
+        .await
+        .unwrap();
+    let replicator = Replicator::new(cfg, clients, stack.sqs.clone(), None);
+    // A tiny body: s3s-fs answers 403 before reading one, and a larger body can meet a
+    // closed connection instead (then the failure is a NetworkError, retried).
+    stack.put(&source, "tiny.txt", b"hello").await;
+    let err = replicator
+        .run(&put_job(&source, "tiny.txt", &dst))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason.as_str(), "DstPutObjectNotPermitted", "{err}");
+
+    // A secret that does not exist stops the process at cold start, by name.
+    let cfg = config(&one_rule(&source, &with_secret("no-such-secret")));
+    let err = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no-such-secret") && err.contains(&dst),
+        "{err}"
+    );
+    assert!(err.contains("ResourceNotFound"), "{err}");
+}
