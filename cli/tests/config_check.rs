@@ -20,12 +20,12 @@ fn a_broken_document_lists_every_problem_and_exits_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 9, "{stdout}");
+    assert_eq!(stdout.lines().count(), 10, "{stdout}");
     assert!(
         stdout.lines().all(|l| l.starts_with("$.Sources[0]")),
         "{stdout}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("9 problem(s) found"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("10 problem(s) found"));
 }
 
 #[test]

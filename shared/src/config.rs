@@ -962,6 +962,7 @@ mod tests {
             "$.Sources[0].ReplicationConfiguration.Rules[1].Destination.StorageClass: \"COLD\" is not an S3 storage class",
             "$.Sources[0].ReplicationConfiguration.Rules[1].Destination.Replicator.DeleteMode: \"some\" is not one of: none, markers, all",
             "$.Sources[0].ReplicationConfiguration.Rules[1].Destination.Replicator.Credentials.SecretAccessKey: keys never belong",
+            "$.Sources[0].ReplicationConfiguration.Rules[1].Destination.Replicator.Credentials: name a Secret or a Profile, not both",
             "$.Sources[0].ReplicationConfiguration.Rules[2].Destination: is required",
             "$.Sources[0].ReplicationConfiguration.Rules[3].DeleteMarkerReplication: cannot be Enabled on a rule with a tag filter",
             "$.Sources[0].ReplicationConfiguration.Rules[3].Priority: Priority 1 is also used by Rules[1]",

@@ -911,4 +911,85 @@ mod tests {
             assert_eq!(job.attempts, 1);
         }
     }
+
+    /// What a copy wrote is checked against the source: a different ETag is a
+    /// `ChecksumMismatch` naming both; a KMS replica (whose ETag is not an MD5) costs a
+    /// HEAD, and then its size decides.
+    #[tokio::test]
+    async fn a_replica_that_differs_from_its_source_is_a_checksum_mismatch() {
+        use aws_sdk_s3::operation::copy_object::CopyObjectOutput;
+        use aws_sdk_s3::types::{CopyObjectResult, ServerSideEncryption};
+        const MD5: &str = "\"d41d8cd98f00b204e9800998ecf8427e\"";
+        for (copy_etag, kms, replica_size, expected) in [
+            (
+                "\"00000000000000000000000000000000\"",
+                false,
+                None,
+                Err("ETag"),
+            ),
+            (MD5, false, None, Ok(Verified::ETag)),
+            (
+                "\"5f1d7a84db00d2fce00b31a7fc73224f\"",
+                true,
+                Some(1024),
+                Ok(Verified::Size),
+            ),
+            (
+                "\"5f1d7a84db00d2fce00b31a7fc73224f\"",
+                true,
+                Some(1000),
+                Err("size"),
+            ),
+        ] {
+            let source = mock!(aws_sdk_s3::Client::head_object)
+                .match_requests(|r| r.bucket() == Some("photos"))
+                .then_output(|| {
+                    HeadObjectOutput::builder()
+                        .content_length(1024)
+                        .e_tag(MD5)
+                        .build()
+                });
+            // First the replica's provenance (none yet); after the copy, what it is.
+            let replica = mock!(aws_sdk_s3::Client::head_object)
+                .match_requests(|r| r.bucket() == Some("photos-replica"))
+                .sequence()
+                .http_response(|| {
+                    HttpResponse::new(StatusCode::try_from(404).unwrap(), SdkBody::empty())
+                })
+                .output(move || {
+                    HeadObjectOutput::builder()
+                        .set_content_length(replica_size)
+                        .e_tag(copy_etag)
+                        .server_side_encryption(ServerSideEncryption::AwsKms)
+                        .build()
+                })
+                .build();
+            let copy = mock!(aws_sdk_s3::Client::copy_object).then_output(move || {
+                CopyObjectOutput::builder()
+                    .copy_object_result(CopyObjectResult::builder().e_tag(copy_etag).build())
+                    .set_server_side_encryption(kms.then_some(ServerSideEncryption::AwsKms))
+                    .build()
+            });
+            let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&source, &replica, &copy]);
+            let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, []);
+            let job = Job::parse(include_str!("../../tests/fixtures/jobs/put.json")).unwrap();
+            let result = replicator(s3, sqs).run(&job).await;
+            match expected {
+                Ok(verified) => assert_eq!(
+                    result.unwrap(),
+                    Outcome::Replicated {
+                        bytes: 1024,
+                        verified
+                    }
+                ),
+                Err(compared) => {
+                    let err = result.unwrap_err();
+                    assert_eq!(err.reason, FailureReason::ChecksumMismatch, "{err}");
+                    assert!(err.is_retryable());
+                    assert!(err.detail.contains(compared), "{err}");
+                }
+            }
+            assert_eq!(replica.num_calls(), if kms { 2 } else { 1 }, "{copy_etag}");
+        }
+    }
 }

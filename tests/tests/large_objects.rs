@@ -454,14 +454,13 @@ async fn a_strict_provider_gets_exact_bytes_with_keys_from_a_secret() {
         .await
         .unwrap();
     let replicator = Replicator::new(cfg, clients, stack.sqs.clone(), None);
-    // A tiny body: s3s-fs answers 403 before reading one, and a larger body can meet a
-    // closed connection instead (then the failure is a NetworkError, retried).
-    stack.put(&source, "tiny.txt", b"hello").await;
-    let err = replicator
-        .run(&put_job(&source, "tiny.txt", &dst))
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason.as_str(), "DstPutObjectNotPermitted", "{err}");
+    // An event with a sequencer, as S3 sends: the replica's HEAD comes first and is
+    // refused. (A PutObject refused mid-body can meet a closed connection instead, a
+    // NetworkError.)
+    let mut job = put_job(&source, "small/ü.bin", &dst);
+    job.source.sequencer = Some("0055AED6DCD90281E5".into());
+    let err = replicator.run(&job).await.unwrap_err();
+    assert_eq!(err.reason.as_str(), "DstHeadObjectNotPermitted", "{err}");
 
     // A secret that does not exist stops the process at cold start, by name.
     let cfg = config(&one_rule(&source, &with_secret("no-such-secret")));
