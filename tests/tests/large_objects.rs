@@ -474,3 +474,81 @@ async fn a_strict_provider_gets_exact_bytes_with_keys_from_a_secret() {
     );
     assert!(err.contains("ResourceNotFound"), "{err}");
 }
+
+/// The server-side path pauses and continues the same way: UploadPartCopy within
+/// s3s-fs, one part per invocation, ListParts on the way back in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_side_part_copy_out_of_time_continues_too() {
+    let stack = Stack::main().await;
+    let s3s = Stack::s3s_fs().await;
+    let (source, dst) = (unique("strict-src"), unique("strict-dst"));
+    for bucket in [&source, &dst] {
+        s3s.s3.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    let key = "video/take 2.mp4";
+    let data = random_bytes(12 * MIB + 1, 7);
+    s3s.put(&source, key, &data).await;
+    let work = stack.queue("work").await;
+    let (client, log) = s3s.counted_s3();
+    let cfg = config(&one_rule(
+        &source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
+    ));
+    let mut replicator = Replicator::new(
+        cfg,
+        S3Clients::same_endpoint(client),
+        stack.sqs.clone(),
+        None,
+    );
+    replicator.work_queue_url = Some(work.url.clone());
+    replicator.multipart = MultipartSettings {
+        copy_threshold: 8 * MIB,
+        copy_part_size: 5 * MIB,
+        concurrency: 1,
+        ..MultipartSettings::default()
+    };
+
+    let mut body = put_job(&source, key, &dst).to_body();
+    let mut upload_id = String::new();
+    for done in 1..=2 {
+        invoke(&replicator, &body, true).await;
+        let next = only_job(&stack, &work).await;
+        let upload = next.upload.clone().unwrap();
+        assert_eq!(upload.parts_done, done);
+        upload_id = upload.upload_id;
+        body = next.to_body();
+    }
+    log.take();
+    assert!(invoke(&replicator, &body, false)
+        .await
+        .batch_item_failures
+        .is_empty());
+    let requests = log.take();
+    let part_copies: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("PUT ") && r.contains("partNumber="))
+        .collect();
+    assert_eq!(part_copies.len(), 1, "{requests:?}");
+    assert!(part_copies[0].contains("partNumber=3"), "{requests:?}");
+    assert_eq!(stack.depth(&work).await, 0);
+    let replica = object_without_tags(&s3s.s3, &dst, key).await.unwrap();
+    assert_eq!(replica.sha256, sha256(&data));
+    let head = s3s
+        .s3
+        .head_object()
+        .bucket(&dst)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        head.e_tag().unwrap().ends_with("-3\""),
+        "{:?}",
+        head.e_tag()
+    );
+    let left: Vec<String> = s3s_upload_parts()
+        .into_iter()
+        .filter(|p| p.contains(&upload_id))
+        .collect();
+    assert!(left.is_empty(), "no upload leaked: {left:?}");
+}
