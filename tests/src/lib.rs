@@ -287,6 +287,21 @@ pub fn secret_keys(access: &str, secret: &str) -> String {
     format!(r#"{{"AccessKeyId": "{access}", "SecretAccessKey": "{secret}"}}"#)
 }
 
+/// The parts an object was uploaded in, read from its ETag ("…-N"); 1 when single.
+pub async fn part_count(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> u32 {
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("head {key}: {}", replicator::errors::describe(&e)));
+    let etag = head.e_tag().unwrap_or_default().trim_matches('"');
+    etag.rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Queue messages with these bodies, as Lambda delivers a batch.
 pub fn sqs_batch(bodies: &[String]) -> aws_lambda_events::sqs::SqsEvent {
     let mut event = aws_lambda_events::sqs::SqsEvent::default();
