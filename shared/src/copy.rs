@@ -83,20 +83,7 @@ impl SourceState {
 
     /// The checksum algorithm the source was written with, if any.
     pub fn checksum_algorithm(&self) -> Option<ChecksumAlgorithm> {
-        let h = &self.head;
-        if h.checksum_crc64_nvme().is_some() {
-            Some(ChecksumAlgorithm::Crc64Nvme)
-        } else if h.checksum_crc32_c().is_some() {
-            Some(ChecksumAlgorithm::Crc32C)
-        } else if h.checksum_crc32().is_some() {
-            Some(ChecksumAlgorithm::Crc32)
-        } else if h.checksum_sha256().is_some() {
-            Some(ChecksumAlgorithm::Sha256)
-        } else if h.checksum_sha1().is_some() {
-            Some(ChecksumAlgorithm::Sha1)
-        } else {
-            None
-        }
+        checksums_of!(&self.head).algorithm()
     }
 }
 

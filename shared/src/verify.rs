@@ -75,22 +75,30 @@ impl Checksums {
         }
     }
 
+    /// The algorithm of the strongest checksum present, full-object or composite:
+    /// the one a replica is written with.
+    pub fn algorithm(&self) -> Option<ChecksumAlgorithm> {
+        Self::STRONGEST_FIRST
+            .into_iter()
+            .find(|a| self.get(a).is_some())
+    }
+
     /// The strongest full-object checksum present (a composite one describes parts,
     /// and parts differ between source and replica).
     pub fn full_object(&self) -> Option<(ChecksumAlgorithm, &str)> {
-        [
-            ChecksumAlgorithm::Crc64Nvme,
-            ChecksumAlgorithm::Crc32C,
-            ChecksumAlgorithm::Crc32,
-            ChecksumAlgorithm::Sha256,
-            ChecksumAlgorithm::Sha1,
-        ]
-        .into_iter()
-        .find_map(|a| {
+        Self::STRONGEST_FIRST.into_iter().find_map(|a| {
             let value = self.get(&a)?;
             (!value.contains('-')).then_some((a, value))
         })
     }
+
+    const STRONGEST_FIRST: [ChecksumAlgorithm; 5] = [
+        ChecksumAlgorithm::Crc64Nvme,
+        ChecksumAlgorithm::Crc32C,
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Sha256,
+        ChecksumAlgorithm::Sha1,
+    ];
 }
 
 /// What the destination reports about the object a copy wrote.
