@@ -287,6 +287,27 @@ pub fn secret_keys(access: &str, secret: &str) -> String {
     format!(r#"{{"AccessKeyId": "{access}", "SecretAccessKey": "{secret}"}}"#)
 }
 
+/// A replicator with one rule "r" from `source` on `stack` to `dst` at another
+/// provider (`other`): path-style, no ACLs, parts of 5 MiB.
+pub async fn replicator_to_other(
+    stack: &Stack,
+    source: &str,
+    other: &Stack,
+    dst: &str,
+) -> Replicator {
+    let cfg = config(&one_rule(
+        source,
+        &format!(
+            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "PartSize": 5242880}}}}"#,
+            other.endpoint
+        ),
+    ));
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
+        .await
+        .expect("destination clients");
+    Replicator::new(cfg, clients, stack.sqs.clone(), None)
+}
+
 /// The parts an object was uploaded in, read from its ETag ("…-N"); 1 when single.
 pub async fn part_count(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> u32 {
     let head = s3

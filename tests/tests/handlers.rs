@@ -3,7 +3,8 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use integration_tests::{
-    config, object_state, one_rule, part_count, put_job, sqs_batch, Pipeline, Stack,
+    config, object_state, one_rule, part_count, put_job, replicator_to_other, sqs_batch, Pipeline,
+    Stack,
 };
 use lambda_runtime::{Context, LambdaEvent};
 use replicator::clients::S3Clients;
@@ -726,17 +727,7 @@ async fn a_large_object_streams_to_another_provider_in_parts() {
         .send()
         .await
         .unwrap();
-    let cfg = config(&one_rule(
-        &source,
-        &format!(
-            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "PartSize": 5242880}}}}"#,
-            other.endpoint
-        ),
-    ));
-    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
-        .await
-        .unwrap();
-    let mut replicator = Replicator::new(cfg, clients, stack.sqs.clone(), None);
+    let mut replicator = replicator_to_other(&stack, &source, &other, &dst).await;
     replicator.multipart = MultipartSettings {
         stream_threshold: 8 * MIB,
         stream_part_size: 64 * MIB,

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use aws_lambda_events::sqs::SqsBatchResponse;
 use aws_sdk_s3::primitives::ByteStream;
 use integration_tests::{
-    config, hex, object_state, object_without_tags, one_rule, part_count, put_job, s3s_destination,
-    secret_keys, sqs_batch, unique, Stack,
+    config, hex, object_state, object_without_tags, one_rule, part_count, put_job,
+    replicator_to_other, s3s_destination, secret_keys, sqs_batch, unique, Stack,
 };
 use lambda_runtime::{Context, LambdaEvent};
 use rand::{RngCore, SeedableRng};
@@ -218,17 +218,7 @@ async fn an_upload_a_crashed_attempt_left_is_aborted_by_the_next() {
     let other = Stack::other_provider().await;
     let source = stack.bucket("big").await;
     let dst = other.bucket("offsite").await;
-    let cfg = config(&one_rule(
-        &source,
-        &format!(
-            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "PartSize": 5242880}}}}"#,
-            other.endpoint
-        ),
-    ));
-    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
-        .await
-        .unwrap();
-    let mut replicator = Replicator::new(cfg, clients, stack.sqs.clone(), None);
+    let mut replicator = replicator_to_other(&stack, &source, &other, &dst).await;
     replicator.multipart = MultipartSettings {
         stream_threshold: 8 * MIB,
         concurrency: 1,
