@@ -1,86 +1,127 @@
 #!/usr/bin/env bash
-# The local stack: two moto servers on loopback. The first is "AWS" (source, queues,
-# same-endpoint destinations, Secrets Manager); the second stands in for another
-# provider. s3s-fs (built by `make tools`) is a third provider, one that checks
-# signatures, checksums and preconditions strictly.
+# The local stack, on loopback, on free ports (or the ports MOTO_PORT, MOTO_PORT_2,
+# MOTO_IAM_PORT and S3S_PORT name):
+#   - moto: "AWS" (sources, queues, same-endpoint destinations, Secrets Manager);
+#   - moto 2: another provider;
+#   - moto IAM: "AWS" with IAM enforced (SigV4 and identity policies checked), where
+#     the function binaries run under the policies the templates ship; an admin user
+#     is made with the first requests (INITIAL_NO_AUTH_ACTION_COUNT) and its keys
+#     written to .stack/iam-admin.env;
+#   - s3s-fs (built by `make tools`): a third provider that checks signatures,
+#     checksums and preconditions strictly.
 #   scripts/stack.sh up | down | env
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=.stack
-ports=("${MOTO_PORT:-45610}" "${MOTO_PORT_2:-45611}")
 moto=.venv/bin/moto_server
+py=.venv/bin/python
 s3s=.tools/bin/s3s-fs
-s3s_port="${S3S_PORT:-45612}"
 # Test-only keys of the local s3s-fs; tests hand them over through a secret.
 s3s_access=s3r-test-access
 s3s_secret=s3r-test-secret-key
+# Requests moto serves unchecked before enforcing IAM: the admin's CreateUser,
+# PutUserPolicy and CreateAccessKey.
+iam_bootstrap_requests=3
 
-up() {
-  mkdir -p "$dir"
-  [ -x "$moto" ] || { echo "stack: $moto is missing; run 'make venv'" >&2; exit 1; }
-  for port in "${ports[@]}"; do
-    pidfile="$dir/moto-$port.pid"
-    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      continue
-    fi
-    "$moto" -H 127.0.0.1 -p "$port" >"$dir/moto-$port.log" 2>&1 &
-    echo $! >"$pidfile"
-  done
-  for port in "${ports[@]}"; do
-    for _ in $(seq 1 100); do
-      if .venv/bin/python - "$port" <<'PY' 2>/dev/null
-import sys, urllib.request
-urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/moto-api/", timeout=1)
-PY
-      then continue 2; fi
-      sleep 0.2
-    done
-    echo "stack: moto on port $port did not start; see $dir/moto-$port.log" >&2
-    tail -20 "$dir/moto-$port.log" >&2 || true
+free_port() {
+  "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# A port that is taken by something other than what this stack started is an error
+# that names it, not a test run against a stranger's server.
+check_free() {
+  if ! "$py" -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; then
+    echo "stack: port $1 ($2) is already in use by another process; unset the override or stop that process" >&2
     exit 1
-  done
-  [ -x "$s3s" ] || { echo "stack: $s3s is missing; run 'make tools'" >&2; exit 1; }
-  pidfile="$dir/s3s-fs.pid"
-  if ! { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }; then
-    rm -rf "$dir/s3s-fs" && mkdir -p "$dir/s3s-fs"
-    "$s3s" --host 127.0.0.1 --port "$s3s_port" --access-key "$s3s_access" --secret-key "$s3s_secret" \
-      "$dir/s3s-fs" >"$dir/s3s-fs.log" 2>&1 &
-    echo $! >"$pidfile"
   fi
-  for _ in $(seq 1 100); do
-    if .venv/bin/python - "$s3s_port" <<'PY' 2>/dev/null
+}
+
+wait_http() { # URL NAME LOG
+  for _ in $(seq 1 150); do
+    if "$py" - "$1" <<'PY' 2>/dev/null
 import sys, urllib.request, urllib.error
 try:
-    urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/", timeout=1)
+    urllib.request.urlopen(sys.argv[1], timeout=1)
 except urllib.error.HTTPError:
-    pass  # an S3 error answer: the server is up
+    pass  # an error answer: the server is up
 PY
     then return 0; fi
     sleep 0.2
   done
-  echo "stack: s3s-fs on port $s3s_port did not start; see $dir/s3s-fs.log" >&2
-  tail -20 "$dir/s3s-fs.log" >&2 || true
+  echo "stack: $2 did not start; see $3" >&2
+  tail -20 "$3" >&2 || true
   exit 1
 }
 
-down() {
-  if [ -f "$dir/s3s-fs.pid" ]; then
-    kill "$(cat "$dir/s3s-fs.pid")" 2>/dev/null || true
-    rm -f "$dir/s3s-fs.pid"
+start_moto() { # NAME PORT_VAR [ENV...]
+  local name=$1 var=$2
+  shift 2
+  local pidfile="$dir/$name.pid"
+  if alive "$pidfile"; then return 0; fi
+  local port="${!var:-}"
+  if [ -n "$port" ]; then check_free "$port" "$var"; else port=$(free_port); fi
+  echo "$port" >"$dir/$name.port"
+  env "$@" "$moto" -H 127.0.0.1 -p "$port" >"$dir/$name.log" 2>&1 &
+  echo $! >"$pidfile"
+  wait_http "http://127.0.0.1:$port/moto-api/" "$name on port $port" "$dir/$name.log"
+}
+
+up() {
+  mkdir -p "$dir"
+  [ -x "$moto" ] || { echo "stack: $moto is missing; run 'make venv'" >&2; exit 1; }
+  [ -x "$s3s" ] || { echo "stack: $s3s is missing; run 'make tools'" >&2; exit 1; }
+  # A start that fails part-way stops what it started.
+  trap 'down' EXIT
+  start_moto moto MOTO_PORT
+  start_moto moto-2 MOTO_PORT_2
+  if ! alive "$dir/moto-iam.pid"; then
+    start_moto moto-iam MOTO_IAM_PORT INITIAL_NO_AUTH_ACTION_COUNT=$iam_bootstrap_requests
+    "$py" - "http://127.0.0.1:$(cat "$dir/moto-iam.port")" >"$dir/iam-admin.env" <<'PY'
+import json, sys, boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+iam.create_user(UserName="admin")
+iam.put_user_policy(UserName="admin", PolicyName="admin", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="admin")["AccessKey"]
+print(f"S3R_TEST_IAM_ACCESS_KEY={key['AccessKeyId']}")
+print(f"S3R_TEST_IAM_SECRET_KEY={key['SecretAccessKey']}")
+PY
   fi
-  for port in "${ports[@]}"; do
-    pidfile="$dir/moto-$port.pid"
+  local pidfile="$dir/s3s-fs.pid"
+  if ! alive "$pidfile"; then
+    local port="${S3S_PORT:-}"
+    if [ -n "$port" ]; then check_free "$port" S3S_PORT; else port=$(free_port); fi
+    echo "$port" >"$dir/s3s-fs.port"
+    rm -rf "$dir/s3s-fs" && mkdir -p "$dir/s3s-fs"
+    "$s3s" --host 127.0.0.1 --port "$port" --access-key "$s3s_access" --secret-key "$s3s_secret" \
+      "$dir/s3s-fs" >"$dir/s3s-fs.log" 2>&1 &
+    echo $! >"$pidfile"
+    wait_http "http://127.0.0.1:$port/" "s3s-fs on port $port" "$dir/s3s-fs.log"
+  fi
+  trap - EXIT
+}
+
+down() {
+  for name in s3s-fs moto moto-2 moto-iam; do
+    pidfile="$dir/$name.pid"
     if [ -f "$pidfile" ]; then
       kill "$(cat "$pidfile")" 2>/dev/null || true
-      rm -f "$pidfile"
+      rm -f "$pidfile" "$dir/$name.port"
     fi
   done
+  rm -f "$dir/iam-admin.env"
 }
 
 env_lines() {
-  echo "S3R_TEST_ENDPOINT=http://127.0.0.1:${ports[0]}"
-  echo "S3R_TEST_ENDPOINT_2=http://127.0.0.1:${ports[1]}"
-  echo "S3R_TEST_S3S=http://127.0.0.1:${s3s_port}"
+  port() { cat "$dir/$1.port"; }
+  echo "S3R_TEST_ENDPOINT=http://127.0.0.1:$(port moto)"
+  echo "S3R_TEST_ENDPOINT_2=http://127.0.0.1:$(port moto-2)"
+  echo "S3R_TEST_IAM_ENDPOINT=http://127.0.0.1:$(port moto-iam)"
+  cat "$dir/iam-admin.env"
+  echo "S3R_TEST_S3S=http://127.0.0.1:$(port s3s-fs)"
   echo "S3R_TEST_S3S_ACCESS_KEY=${s3s_access}"
   echo "S3R_TEST_S3S_SECRET_KEY=${s3s_secret}"
   echo "S3R_TEST_S3S_ROOT=$PWD/$dir/s3s-fs"

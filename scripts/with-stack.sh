@@ -3,7 +3,7 @@
 # endpoints in the environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/stack.sh up
 trap 'scripts/stack.sh down' EXIT
+scripts/stack.sh up
 while IFS= read -r line; do export "${line?}"; done < <(scripts/stack.sh env)
 "$@"

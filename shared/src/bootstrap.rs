@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use aws_config::SdkConfig;
+
 use crate::clients::{self, RequestLog, S3Clients};
 use crate::config::Config;
 use crate::errors::ConfigError;
@@ -16,22 +18,28 @@ use crate::settings::{ConfigSource, Queues};
 
 pub struct Process {
     pub config: Arc<Config>,
-    pub s3: S3Clients,
+    sdk: SdkConfig,
+    log: Option<RequestLog>,
+    /// The source side's client (sources, and destinations on the same endpoint).
+    pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub queues: Queues,
 }
 
 impl Process {
     /// Reads the environment and loads the configuration (REPLICATOR_CONFIG).
+    /// Destination clients and their credentials are not built here: only the
+    /// replicator writes to destinations, and only its role may read their secrets.
     pub async fn from_env(log: Option<&RequestLog>) -> Result<Process, ConfigError> {
         let sdk = clients::load_sdk_config().await;
         let source = clients::source_s3(&sdk, log);
         let config = ConfigSource::from_env()?.load(&source).await?;
-        let s3 = S3Clients::build(&sdk, source, &config, log).await?;
         Ok(Process {
             config: Arc::new(config),
-            s3,
             sqs: clients::sqs(&sdk),
+            s3: source,
+            sdk,
+            log: log.cloned(),
             queues: Queues::from_env(),
         })
     }
@@ -39,19 +47,22 @@ impl Process {
     pub fn ingest(&self) -> Result<Ingest, ConfigError> {
         Ok(Ingest {
             config: self.config.clone(),
-            s3: self.s3.source.clone(),
+            s3: self.s3.clone(),
             sqs: self.sqs.clone(),
             work_queue_url: self.queues.require_work()?.to_string(),
             failed_queue_url: self.queues.failed.clone(),
         })
     }
 
-    /// The replicate handler; reads the work queue's visibility timeout once, so long
-    /// jobs can extend their lease.
+    /// The replicate handler: builds the destination clients (reading their secrets
+    /// or profiles; a missing one fails here, naming the destination) and reads the
+    /// work queue's visibility timeout once, so long jobs can extend their lease.
     pub async fn replicator(&self) -> Result<Replicator, ConfigError> {
+        let s3 =
+            S3Clients::build(&self.sdk, self.s3.clone(), &self.config, self.log.as_ref()).await?;
         let mut replicator = Replicator::new(
             self.config.clone(),
-            self.s3.clone(),
+            s3,
             self.sqs.clone(),
             self.queues.failed.clone(),
         );

@@ -4,15 +4,23 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use aws_config::meta::region::ProvideRegion;
+use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::endpoint::EndpointResolverParams;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::config::{Config, EndpointSettings};
-use crate::errors::{ConfigError, SecretError};
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::config::{Config, CredentialSource, EndpointSettings};
+use crate::errors::{ConfigError, DestinationCredentialsError};
 use crate::secrets::SecretCredentials;
 
 /// Records "METHOD path?query" for every attempt a client transmits (retries count:
@@ -100,8 +108,10 @@ pub fn sqs(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
     )
 }
 
-/// One S3 client per destination endpoint in the configuration, built at cold start.
-/// The default endpoint (same as the source) shares the source's client.
+/// One S3 client per destination endpoint in the configuration, built at cold start
+/// by the processes that write replicas (never by ingest or retry, whose roles may not
+/// read the destinations' secrets). The default endpoint (same as the source) shares
+/// the source's client.
 #[derive(Clone, Debug)]
 pub struct S3Clients {
     pub source: aws_sdk_s3::Client,
@@ -109,20 +119,26 @@ pub struct S3Clients {
 }
 
 impl S3Clients {
-    /// Fails when a destination's credentials secret cannot be read: better at cold
-    /// start, with the secret's name, than as a failure of every job.
+    /// Fails when a destination's credentials (a secret, a profile) cannot be read:
+    /// better at cold start, naming the destination, than as a failure of every job.
     pub async fn build(
         sdk: &SdkConfig,
         source: aws_sdk_s3::Client,
         config: &Config,
         log: Option<&RequestLog>,
     ) -> Result<Self, ConfigError> {
+        let source = match ExpectedOwner::for_endpoint(config, &EndpointSettings::default()) {
+            Some(owners) => aws_sdk_s3::Client::from_conf(
+                source.config().to_builder().interceptor(owners).build(),
+            ),
+            None => source,
+        };
         let mut others = HashMap::new();
         for (endpoint, bucket) in config.endpoints() {
             if endpoint == EndpointSettings::default() {
                 continue;
             }
-            let client = destination_client(sdk, &endpoint, log)
+            let client = destination_client(sdk, &endpoint, config, log)
                 .await
                 .map_err(|source| ConfigError::Credentials {
                     destination: bucket.clone(),
@@ -153,33 +169,108 @@ impl S3Clients {
 async fn destination_client(
     sdk: &SdkConfig,
     endpoint: &EndpointSettings,
+    config: &Config,
     log: Option<&RequestLog>,
-) -> Result<aws_sdk_s3::Client, SecretError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(profile) = &endpoint.profile {
-        loader = loader.profile_name(profile);
-    }
-    let own = loader.load().await;
-    let mut builder = aws_sdk_s3::config::Builder::from(if endpoint.profile.is_some() {
-        &own
-    } else {
-        sdk
-    })
-    .force_path_style(endpoint.force_path_style)
-    .timeout_config(s3_timeouts());
+) -> Result<aws_sdk_s3::Client, DestinationCredentialsError> {
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(endpoint.force_path_style)
+        .timeout_config(s3_timeouts());
     if let Some(url) = &endpoint.endpoint_url {
         builder = builder.endpoint_url(url);
+    }
+    match &endpoint.credentials {
+        CredentialSource::DefaultChain => {}
+        CredentialSource::Secret(secret) => {
+            let provider = SecretCredentials::new(sdk, secret);
+            provider.load().await?;
+            builder = builder.credentials_provider(provider);
+        }
+        CredentialSource::Profile(name) => {
+            // That profile alone: the default chain would let AWS_ACCESS_KEY_ID in the
+            // environment win, and send the process's key to the other provider.
+            let provider = ProfileFileCredentialsProvider::builder()
+                .profile_name(name)
+                .build();
+            provider
+                .provide_credentials()
+                .await
+                .map_err(|e| DestinationCredentialsError {
+                    source_kind: "profile",
+                    name: name.clone(),
+                    reason: format!("cannot be used: {}", DisplayErrorContext(&e)),
+                })?;
+            builder = builder.credentials_provider(provider);
+            if endpoint.region.is_none() {
+                let region = ProfileFileRegionProvider::builder()
+                    .profile_name(name)
+                    .build()
+                    .region()
+                    .await;
+                if let Some(region) = region {
+                    builder = builder.region(region);
+                }
+            }
+        }
     }
     if let Some(region) = &endpoint.region {
         builder = builder.region(aws_sdk_s3::config::Region::new(region.clone()));
     }
-    if let Some(secret) = &endpoint.secret {
-        let provider = SecretCredentials::new(sdk, secret);
-        provider.load().await?;
-        builder = builder.credentials_provider(provider);
+    if let Some(owners) = ExpectedOwner::for_endpoint(config, endpoint) {
+        builder = builder.interceptor(owners);
     }
     if let Some(log) = log {
         builder = builder.interceptor(log.clone());
     }
     Ok(aws_sdk_s3::Client::from_conf(builder.build()))
+}
+
+/// Sends `x-amz-expected-bucket-owner` with every request to a destination bucket
+/// whose rule names its `Account`: S3 then refuses the request (403) if the bucket is
+/// owned by anyone else, so a bucket name deleted and re-registered by a stranger
+/// never receives replicas. Keyed by the bucket the request addresses, so every
+/// operation (copies, parts, tags, ACLs, deletes, HEADs) carries it.
+#[derive(Debug, Clone)]
+struct ExpectedOwner {
+    owners: Arc<HashMap<String, String>>,
+}
+
+impl ExpectedOwner {
+    fn for_endpoint(config: &Config, endpoint: &EndpointSettings) -> Option<ExpectedOwner> {
+        let owners: HashMap<String, String> = config
+            .sources
+            .iter()
+            .flat_map(|s| &s.rules)
+            .map(|r| &r.destination)
+            .filter(|d| d.endpoint == *endpoint)
+            .filter_map(|d| Some((d.bucket.clone(), d.account.clone()?)))
+            .collect();
+        (!owners.is_empty()).then(|| ExpectedOwner {
+            owners: Arc::new(owners),
+        })
+    }
+}
+
+impl Intercept for ExpectedOwner {
+    fn name(&self) -> &'static str {
+        "ExpectedOwner"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let bucket = cfg
+            .load::<EndpointResolverParams>()
+            .and_then(|p| p.get::<aws_sdk_s3::config::endpoint::Params>())
+            .and_then(|p| p.bucket());
+        if let Some(account) = bucket.and_then(|b| self.owners.get(b)) {
+            context
+                .request_mut()
+                .headers_mut()
+                .insert("x-amz-expected-bucket-owner", account.clone());
+        }
+        Ok(())
+    }
 }

@@ -98,10 +98,33 @@ impl Destination {
 pub struct EndpointSettings {
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
-    pub profile: Option<String>,
-    /// A Secrets Manager secret (name or ARN) holding the destination's keys.
-    pub secret: Option<String>,
+    pub credentials: CredentialSource,
     pub force_path_style: bool,
+}
+
+/// Whose keys sign the requests to a destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum CredentialSource {
+    /// The process's own credentials (its role, or the SDK's default chain). Implied
+    /// for destinations on AWS; at another `EndpointUrl` only when the document says
+    /// `{"DefaultChain": true}`, so the function's keys never reach a third party by
+    /// accident.
+    #[default]
+    DefaultChain,
+    /// A named profile of the shared config files, and nothing else.
+    Profile(String),
+    /// A Secrets Manager secret (name or ARN) holding the destination's keys.
+    Secret(String),
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialSource::DefaultChain => f.write_str("the process's own credentials"),
+            CredentialSource::Profile(p) => write!(f, "profile \"{p}\""),
+            CredentialSource::Secret(s) => write!(f, "secret \"{s}\""),
+        }
+    }
 }
 
 /// Which deletes at the source reach the replica.
@@ -663,6 +686,14 @@ impl Walker {
             Some(name)
         });
         let account = self.string(&mut obj, "Account", false);
+        if let Some(a) = &account {
+            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                self.problem(
+                    &format!("{path}.Account"),
+                    format!("\"{a}\" is not an AWS account ID (12 digits)"),
+                );
+            }
+        }
         let storage_class = self.string(&mut obj, "StorageClass", false);
         if let Some(sc) = &storage_class {
             if !is_aws_storage_class(sc) {
@@ -772,24 +803,55 @@ impl Walker {
         }
         ext.endpoint.region = self.string(&mut obj, "Region", false);
         ext.endpoint.force_path_style = self.boolean(&mut obj, "ForcePathStyle").unwrap_or(false);
+        let mut explicit_default = false;
         if let Some(v) = self.field(&mut obj, "Credentials") {
             let cred_path = format!("{path}.Credentials");
             if let Some(mut creds) = self.obj(v, &cred_path) {
-                ext.endpoint.profile = self.string(&mut creds, "Profile", false);
-                ext.endpoint.secret = self.string(&mut creds, "Secret", false);
-                if ext.endpoint.profile.is_some() && ext.endpoint.secret.is_some() {
-                    self.problem(&cred_path, "name a Secret or a Profile, not both");
-                }
+                let profile = self.string(&mut creds, "Profile", false);
+                let secret = self.string(&mut creds, "Secret", false);
+                explicit_default = self.boolean(&mut creds, "DefaultChain").unwrap_or(false);
+                let mut had_keys = false;
                 for forbidden in ["AccessKeyId", "SecretAccessKey", "SessionToken"] {
                     if creds.map.contains_key(forbidden) {
+                        had_keys = true;
                         creds.used.push(forbidden);
                         self.problem(
                             &format!("{cred_path}.{forbidden}"),
-                            "keys never belong in the configuration; name a Secret (AWS Secrets Manager) or a Profile, or leave Credentials out for the default chain",
+                            "keys never belong in the configuration; name a Secret (AWS Secrets Manager) or a Profile",
                         );
                     }
                 }
+                let named = usize::from(profile.is_some())
+                    + usize::from(secret.is_some())
+                    + usize::from(explicit_default);
+                if named > 1 {
+                    self.problem(
+                        &cred_path,
+                        "name one of Secret, Profile or DefaultChain, not several",
+                    );
+                } else if named == 0 && !had_keys {
+                    self.problem(
+                        &cred_path,
+                        "name a Secret, a Profile, or {\"DefaultChain\": true}",
+                    );
+                }
+                ext.endpoint.credentials = match (profile, secret) {
+                    (Some(p), _) => CredentialSource::Profile(p),
+                    (None, Some(s)) => CredentialSource::Secret(s),
+                    (None, None) => CredentialSource::DefaultChain,
+                };
                 self.finish(creds);
+            }
+        }
+        // The process's own keys (and session token) go to another endpoint only when
+        // the document says so: an EndpointUrl without Credentials would hand them to
+        // whoever runs that endpoint.
+        if let Some(url) = &ext.endpoint.endpoint_url {
+            if ext.endpoint.credentials == CredentialSource::DefaultChain && !explicit_default {
+                self.problem(
+                    &format!("{path}.Credentials"),
+                    format!("is required with EndpointUrl: without it the process's own AWS keys would be sent to {url}; name a Secret or a Profile, or write {{\"DefaultChain\": true}} to send them on purpose"),
+                );
             }
         }
         match self.field(&mut obj, "StorageClassMap") {
@@ -962,7 +1024,7 @@ mod tests {
             "$.Sources[0].ReplicationConfiguration.Rules[1].Destination.StorageClass: \"COLD\" is not an S3 storage class",
             "$.Sources[0].ReplicationConfiguration.Rules[1].Destination.Replicator.DeleteMode: \"some\" is not one of: none, markers, all",
             "$.Sources[0].ReplicationConfiguration.Rules[1].Destination.Replicator.Credentials.SecretAccessKey: keys never belong",
-            "$.Sources[0].ReplicationConfiguration.Rules[1].Destination.Replicator.Credentials: name a Secret or a Profile, not both",
+            "$.Sources[0].ReplicationConfiguration.Rules[1].Destination.Replicator.Credentials: name one of Secret, Profile or DefaultChain, not several",
             "$.Sources[0].ReplicationConfiguration.Rules[2].Destination: is required",
             "$.Sources[0].ReplicationConfiguration.Rules[3].DeleteMarkerReplication: cannot be Enabled on a rule with a tag filter",
             "$.Sources[0].ReplicationConfiguration.Rules[3].Priority: Priority 1 is also used by Rules[1]",
@@ -1007,10 +1069,61 @@ mod tests {
         // A same-named bucket at another provider is another bucket.
         let elsewhere = doc(&[("aaa", "bbb"), ("bbb", "aaa")]).replacen(
             r#""Bucket": "aaa"}"#,
-            r#""Bucket": "aaa", "Replicator": {"EndpointUrl": "https://minio.example"}}"#,
+            r#""Bucket": "aaa", "Replicator": {"EndpointUrl": "https://minio.example", "Credentials": {"Profile": "minio"}}}"#,
             1,
         );
         assert!(!Config::parse(&elsewhere).unwrap().reaches("bbb", "aaa"));
+    }
+
+    #[test]
+    fn the_process_keys_reach_another_endpoint_only_when_asked() {
+        let doc = |replicator: &str| {
+            format!(
+                r#"{{"Sources": [{{"Bucket": "src", "ReplicationConfiguration": {{"Rules": [
+                {{"Status": "Enabled", "Priority": 1, "Filter": {{}},
+                  "Destination": {{"Bucket": "dst", "Account": "444455556666", "Replicator": {replicator}}}}}]}}}}]}}"#
+            )
+        };
+        let at = "Rules[0].Destination.Replicator.Credentials";
+        let found = problems(&doc(r#"{"EndpointUrl": "https://minio.example"}"#));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains(&format!("{at}: is required with EndpointUrl"))
+                && found[0].contains("https://minio.example"),
+            "{found:?}"
+        );
+        let explicit = Config::parse(&doc(
+            r#"{"EndpointUrl": "https://minio.example", "Credentials": {"DefaultChain": true}}"#,
+        ))
+        .unwrap();
+        let d = &explicit.sources[0].rules[0].destination;
+        assert_eq!(d.endpoint.credentials, CredentialSource::DefaultChain);
+        assert_eq!(d.account.as_deref(), Some("444455556666"));
+        // Another AWS region is AWS: the process's own credentials are implied.
+        let region = Config::parse(&doc(r#"{"Region": "eu-west-1"}"#)).unwrap();
+        assert_eq!(
+            region.sources[0].rules[0].destination.endpoint.credentials,
+            CredentialSource::DefaultChain
+        );
+        for (replicator, problem) in [
+            (r#"{"Credentials": {}}"#, "name a Secret, a Profile"),
+            (
+                r#"{"Credentials": {"Profile": "p", "DefaultChain": true}}"#,
+                "not several",
+            ),
+        ] {
+            let found = problems(&doc(replicator));
+            assert!(
+                found.len() == 1 && found[0].contains(problem),
+                "{replicator}: {found:?}"
+            );
+        }
+        let found = problems(&doc(r#"{}"#).replace("444455556666", "4444-5555"));
+        assert!(
+            found.len() == 1
+                && found[0].contains("Account: \"4444-5555\" is not an AWS account ID"),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -21,16 +21,18 @@ pub enum ConfigError {
     #[error("credentials for destination bucket {destination}: {source}")]
     Credentials {
         destination: String,
-        source: SecretError,
+        source: DestinationCredentialsError,
     },
 }
 
-/// A destination's credentials secret cannot be used. Says which secret and why, never
-/// what it holds.
+/// A destination's credentials (a secret, a profile) cannot be used. Says which and
+/// why, never what they hold.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("secret \"{secret}\" {reason}")]
-pub struct SecretError {
-    pub secret: String,
+#[error("{source_kind} \"{name}\" {reason}")]
+pub struct DestinationCredentialsError {
+    /// "secret" or "profile".
+    pub source_kind: &'static str,
+    pub name: String,
     pub reason: String,
 }
 

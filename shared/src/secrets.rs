@@ -13,7 +13,7 @@ use aws_credential_types::provider::{future, ProvideCredentials};
 use aws_credential_types::Credentials;
 use serde_json::Value;
 
-use crate::errors::{describe, SecretError};
+use crate::errors::{describe, DestinationCredentialsError};
 
 /// How long credentials read from a secret are used before they are read again.
 const REFRESH: Duration = Duration::from_secs(15 * 60);
@@ -33,9 +33,10 @@ impl SecretCredentials {
         }
     }
 
-    pub async fn load(&self) -> Result<Credentials, SecretError> {
-        let error = |reason: String| SecretError {
-            secret: self.secret.clone(),
+    pub async fn load(&self) -> Result<Credentials, DestinationCredentialsError> {
+        let error = |reason: String| DestinationCredentialsError {
+            source_kind: "secret",
+            name: self.secret.clone(),
             reason,
         };
         let out = self

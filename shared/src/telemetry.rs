@@ -1,18 +1,89 @@
-//! Structured JSON logs, one object per line, on stderr (Lambda ships both streams;
-//! the CLI keeps stdout for what it prints to people).
+//! Structured logs, one line per event, on stderr (Lambda ships both streams; the CLI
+//! keeps stdout for what it prints to people).
+//!
+//! Lambda's logging controls win, as lambda_runtime's own subscriber does it:
+//! `AWS_LAMBDA_LOG_FORMAT` (`JSON` or `Text`, from the function's LoggingConfig) picks
+//! the format and `AWS_LAMBDA_LOG_LEVEL` (its ApplicationLogLevel) the level; outside
+//! Lambda, `RUST_LOG` filters and the format is JSON.
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the JSON subscriber; `RUST_LOG` filters (default `info`). Safe to call twice.
+pub const LOG_FORMAT_VAR: &str = "AWS_LAMBDA_LOG_FORMAT";
+pub const LOG_LEVEL_VAR: &str = "AWS_LAMBDA_LOG_LEVEL";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub json: bool,
+    /// An `EnvFilter` directive.
+    pub filter: String,
+}
+
+impl LogSettings {
+    pub fn from_env() -> LogSettings {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        LogSettings::from_values(
+            var(LOG_FORMAT_VAR).as_deref(),
+            var(LOG_LEVEL_VAR).as_deref(),
+            var("RUST_LOG").as_deref(),
+        )
+    }
+
+    pub fn from_values(
+        lambda_format: Option<&str>,
+        lambda_level: Option<&str>,
+        rust_log: Option<&str>,
+    ) -> LogSettings {
+        let json = !lambda_format.is_some_and(|f| f.trim().eq_ignore_ascii_case("text"));
+        // Lambda's levels are TRACE, DEBUG, INFO, WARN, ERROR and FATAL; tracing has
+        // no FATAL, so it means "errors only".
+        let lambda_level = lambda_level.map(|l| match l.trim().to_ascii_lowercase().as_str() {
+            "fatal" => "error".to_string(),
+            other => other.to_string(),
+        });
+        let filter = lambda_level
+            .filter(|l| ["trace", "debug", "info", "warn", "error"].contains(&l.as_str()))
+            .or_else(|| rust_log.map(str::to_string))
+            .unwrap_or_else(|| "info".into());
+        LogSettings { json, filter }
+    }
+}
+
+/// Installs the subscriber the environment asks for. Safe to call twice.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
+    let settings = LogSettings::from_env();
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
         .with_target(false)
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if settings.json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.with_ansi(false).try_init()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_logging_controls_win() {
+        let s = LogSettings::from_values(None, None, None);
+        assert_eq!((s.json, s.filter.as_str()), (true, "info"));
+        let s = LogSettings::from_values(Some("Text"), Some("WARN"), Some("debug"));
+        assert_eq!((s.json, s.filter.as_str()), (false, "warn"));
+        let s = LogSettings::from_values(Some("JSON"), Some("FATAL"), None);
+        assert_eq!((s.json, s.filter.as_str()), (true, "error"));
+        let s = LogSettings::from_values(None, None, Some("replicator=debug"));
+        assert_eq!(s.filter, "replicator=debug");
+        // An unknown level is ignored rather than silencing the function.
+        let s = LogSettings::from_values(None, Some("LOUD"), None);
+        assert_eq!(s.filter, "info");
+    }
 }

@@ -25,6 +25,21 @@ pub struct Faults {
     pub seed: u64,
 }
 
+impl Faults {
+    /// No faults: the proxy only forwards (and records what passes).
+    pub fn none() -> Faults {
+        Faults {
+            slow_down: 0.0,
+            internal_error: 0.0,
+            reset_before: 0.0,
+            reset_after: 0.0,
+            delay: 0.0,
+            delay_for: Duration::ZERO,
+            seed: 0,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct FaultCounts {
     pub passed: AtomicUsize,
@@ -52,6 +67,8 @@ impl FaultCounts {
 pub struct FaultProxy {
     pub endpoint: String,
     pub counts: Arc<FaultCounts>,
+    /// The head (request line and headers) of every request that reached the proxy.
+    pub heads: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -81,6 +98,8 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
         let counts = Arc::new(FaultCounts::default());
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let task_heads = heads.clone();
         let rng = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(faults.seed)));
         let task_counts = counts.clone();
         let task = tokio::spawn(async move {
@@ -95,12 +114,14 @@ impl FaultProxy {
                     fault,
                     faults.delay_for,
                     task_counts.clone(),
+                    task_heads.clone(),
                 ));
             }
         });
         FaultProxy {
             endpoint,
             counts,
+            heads,
             task,
         }
     }
@@ -175,10 +196,12 @@ async fn serve(
     fault: Fault,
     delay_for: Duration,
     counts: Arc<FaultCounts>,
+    heads: Arc<Mutex<Vec<String>>>,
 ) {
     let Some((head, rest)) = read_head(&mut client).await else {
         return;
     };
+    heads.lock().expect("heads").push(head.clone());
     match fault {
         Fault::SlowDown => {
             counts.slow_down.fetch_add(1, Ordering::Relaxed);

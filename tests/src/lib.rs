@@ -3,6 +3,8 @@
 
 pub mod fault_proxy;
 pub mod history;
+pub mod iam;
+pub mod lambda;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +53,16 @@ impl Stack {
     /// The second server, standing in for another provider with its own credentials.
     pub async fn other_provider() -> Stack {
         Stack::at(&endpoint_from("S3R_TEST_ENDPOINT_2"), "other", "other").await
+    }
+
+    /// "AWS" with IAM enforced, as its admin (see [`iam`]).
+    pub async fn iam_admin() -> Stack {
+        Stack::at(
+            &endpoint_from("S3R_TEST_IAM_ENDPOINT"),
+            &endpoint_from("S3R_TEST_IAM_ACCESS_KEY"),
+            &endpoint_from("S3R_TEST_IAM_SECRET_KEY"),
+        )
+        .await
     }
 
     /// s3s-fs, a third provider that checks signatures, checksums and preconditions.
@@ -298,7 +310,8 @@ pub async fn replicator_to_other(
     let cfg = config(&one_rule(
         source,
         &format!(
-            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "PartSize": 5242880}}}}"#,
+            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "PartSize": 5242880,
+                "Credentials": {{"DefaultChain": true}}}}}}"#,
             other.endpoint
         ),
     ));

@@ -398,7 +398,7 @@ async fn another_provider_gets_a_streamed_copy() {
         &p.source,
         &format!(
             r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "Region": "us-east-1", "ForcePathStyle": true,
-                "AclMode": "none", "StorageClassMap": {{"STANDARD": "STANDARD_IA"}}}}}}"#,
+                "AclMode": "none", "StorageClassMap": {{"STANDARD": "STANDARD_IA"}}, "Credentials": {{"DefaultChain": true}}}}}}"#,
             other.endpoint
         ),
     ));

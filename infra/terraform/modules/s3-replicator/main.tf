@@ -6,11 +6,7 @@ locals {
   function_timeout   = 120
   visibility_timeout = 6 * local.function_timeout
   retention_seconds  = 1209600
-
-  source_objects      = [for b in var.source_bucket_names : "arn:aws:s3:::${b}/*"]
-  source_buckets      = [for b in var.source_bucket_names : "arn:aws:s3:::${b}"]
-  destination_objects = [for b in var.destination_bucket_names : "arn:aws:s3:::${b}/*"]
-  destination_buckets = [for b in var.destination_bucket_names : "arn:aws:s3:::${b}"]
+  source_buckets     = [for b in var.source_bucket_names : "arn:aws:s3:::${b}"]
 
   environment = {
     REPLICATOR_CONFIG = var.replicator_config
@@ -96,6 +92,52 @@ data "aws_iam_policy_document" "events_queue" {
       values   = local.source_buckets
     }
   }
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [aws_sqs_queue.events.arn]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+# Every queue refuses requests that do not use TLS.
+data "aws_iam_policy_document" "tls_only" {
+  for_each = {
+    events_dlq = aws_sqs_queue.events_dlq.arn
+    work       = aws_sqs_queue.work.arn
+    retry      = aws_sqs_queue.retry.arn
+    failed     = aws_sqs_queue.failed.arn
+  }
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [each.value]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "tls_only" {
+  for_each  = data.aws_iam_policy_document.tls_only
+  queue_url = { events_dlq = aws_sqs_queue.events_dlq.id, work = aws_sqs_queue.work.id, retry = aws_sqs_queue.retry.id, failed = aws_sqs_queue.failed.id }[each.key]
+  policy    = each.value.json
 }
 
 resource "aws_sqs_queue_policy" "events" {
@@ -197,133 +239,28 @@ resource "aws_lambda_event_source_mapping" "function" {
 
 # ---------------------------------------------------------------- permissions
 
-data "aws_iam_policy_document" "common" {
-  for_each = local.functions
-  statement {
-    sid       = "Logs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+module "policies" {
+  source                   = "./policies"
+  source_bucket_names      = var.source_bucket_names
+  destination_bucket_names = var.destination_bucket_names
+  destination_account_ids  = length(var.destination_account_ids) > 0 ? var.destination_account_ids : [data.aws_caller_identity.current.account_id]
+  kms_key_arns             = var.kms_key_arns
+  destination_secret_arns  = var.destination_secret_arns
+  config_object_arn        = var.config_object_arn
+  queue_arns = {
+    events = aws_sqs_queue.events.arn
+    work   = aws_sqs_queue.work.arn
+    retry  = aws_sqs_queue.retry.arn
+    failed = aws_sqs_queue.failed.arn
   }
-  statement {
-    sid       = "ConsumeTrigger"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
-    resources = [each.value.queue.arn]
-  }
-  dynamic "statement" {
-    for_each = var.config_object_arn == "" ? [] : [var.config_object_arn]
-    content {
-      sid       = "ReadConfiguration"
-      actions   = ["s3:GetObject"]
-      resources = [statement.value]
-    }
-  }
-}
-
-data "aws_iam_policy_document" "ingest" {
-  source_policy_documents = [data.aws_iam_policy_document.common["ingest"].json]
-  # Tags for tag filters; HEAD (s3:GetObject) for a replica's provenance in two-way
-  # replication.
-  statement {
-    sid       = "ReadTagsAndProvenance"
-    actions   = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"]
-    resources = local.source_objects
-  }
-  # Without ListBucket, S3 answers a HEAD of a missing key with 403, not 404.
-  statement {
-    sid       = "MissingKeysAre404"
-    actions   = ["s3:ListBucket"]
-    resources = local.source_buckets
-  }
-  statement {
-    sid       = "SendJobsAndParkNotifications"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.work.arn, aws_sqs_queue.failed.arn]
-  }
-}
-
-data "aws_iam_policy_document" "replicate" {
-  source_policy_documents = [data.aws_iam_policy_document.common["replicate"].json]
-  statement {
-    sid = "ReadSources"
-    actions = [
-      "s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging",
-      "s3:GetObjectVersionTagging", "s3:GetObjectAcl", "s3:GetObjectVersionAcl",
-    ]
-    resources = local.source_objects
-  }
-  statement {
-    sid       = "BucketOwnershipAndListing"
-    actions   = ["s3:GetBucketOwnershipControls", "s3:ListBucket"]
-    resources = concat(local.source_buckets, local.destination_buckets)
-  }
-  # Find the multipart uploads a crashed attempt left, to abort them.
-  statement {
-    sid       = "DestinationUploads"
-    actions   = ["s3:ListBucketMultipartUploads"]
-    resources = local.destination_buckets
-  }
-  statement {
-    sid = "WriteReplicas"
-    # Reads: a replica's provenance (HEAD) and tags (two-way tag sync compares).
-    actions = [
-      "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectAcl",
-      "s3:PutObjectTagging", "s3:DeleteObject", "s3:DeleteObjectTagging",
-      # Multipart copies: resume after a crash, abort what cannot finish.
-      "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload",
-    ]
-    resources = local.destination_objects
-  }
-  # A multipart copy out of time continues in a new job on the work queue.
-  statement {
-    sid       = "ContinueCopies"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.work.arn]
-  }
-  statement {
-    sid       = "ForwardAndParkFailures"
-    actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
-    resources = [aws_sqs_queue.retry.arn, aws_sqs_queue.failed.arn]
-  }
-  dynamic "statement" {
-    for_each = length(var.kms_key_arns) == 0 ? [] : [1]
-    content {
-      sid       = "EncryptedObjects"
-      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-      resources = var.kms_key_arns
-    }
-  }
-  dynamic "statement" {
-    for_each = length(var.destination_secret_arns) == 0 ? [] : [1]
-    content {
-      sid       = "DestinationCredentials"
-      actions   = ["secretsmanager:GetSecretValue"]
-      resources = var.destination_secret_arns
-    }
-  }
-}
-
-data "aws_iam_policy_document" "retry" {
-  source_policy_documents = [data.aws_iam_policy_document.common["retry"].json]
-  statement {
-    sid       = "RequeueAndPark"
-    actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
-    resources = [aws_sqs_queue.work.arn, aws_sqs_queue.failed.arn]
-  }
-}
-
-locals {
-  policies = {
-    ingest    = data.aws_iam_policy_document.ingest.json
-    replicate = data.aws_iam_policy_document.replicate.json
-    retry     = data.aws_iam_policy_document.retry.json
-  }
+  log_group_arns = { for f, g in aws_cloudwatch_log_group.function : f => g.arn }
 }
 
 resource "aws_iam_role_policy" "function" {
   for_each = local.functions
   name     = "${var.name_prefix}-${each.key}"
   role     = aws_iam_role.function[each.key].id
-  policy   = local.policies[each.key]
+  policy   = module.policies.documents[each.key]
 }
 
 # ---------------------------------------------------------------- alarms

@@ -25,6 +25,12 @@ variable "destination_bucket_names" {
   type        = list(string)
 }
 
+variable "destination_account_ids" {
+  description = "Accounts that own the destination buckets (each rule's Destination.Account); empty: this account. Replicas are written only to buckets these accounts own."
+  type        = list(string)
+  default     = []
+}
+
 variable "kms_key_arns" {
   description = "KMS keys of SSE-KMS sources and replica keys, if any."
   type        = list(string)

@@ -1,0 +1,481 @@
+//! The functions as they are deployed: the `ingest`, `replicate` and `retry` binaries
+//! under the Lambda Runtime API (tests/src/lambda.rs), each signing with the keys of
+//! an IAM user that holds exactly the policy the SAM template (or the Terraform
+//! module) renders for it, against the IAM-enforcing moto server of the local stack.
+//! The worker runs under the union of the three.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use integration_tests::fault_proxy::{FaultProxy, Faults};
+use integration_tests::iam::{self, Deployment, Template};
+use integration_tests::lambda::{binary, LambdaFunction};
+use integration_tests::{
+    object_state, put_job, secret_keys, sqs_batch, unique, Queue, Stack, ACCOUNT, REGION,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const KEY: &str = "photos/2024/beach day+1.jpg";
+const LONG: Duration = Duration::from_secs(120);
+
+/// Buckets, queues, a secret-keyed destination at s3s-fs, and one IAM principal per
+/// function holding its shipped policy.
+struct Deployed {
+    admin: Stack,
+    proxy: FaultProxy,
+    source: String,
+    replica: String,
+    strict: String,
+    strict_stack: Stack,
+    queues: BTreeMap<&'static str, Queue>,
+    config: String,
+    policies: BTreeMap<String, Value>,
+    keys: BTreeMap<String, (String, String)>,
+}
+
+impl Deployed {
+    async fn new(template: Template) -> Deployed {
+        let admin = Stack::iam_admin().await;
+        // Every request of the functions passes a recording proxy: the actions they
+        // need are read off the wire.
+        let proxy = FaultProxy::start(&admin.endpoint, Faults::none()).await;
+        let source = admin.bucket("deployed-src").await;
+        admin
+            .s3
+            .put_bucket_versioning()
+            .bucket(&source)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let replica = admin.bucket("deployed-dst").await;
+        let mut queues = BTreeMap::new();
+        for role in ["events", "work", "retry", "failed"] {
+            queues.insert(role, admin.queue(&format!("deployed-{role}")).await);
+        }
+        // Keys of another provider (s3s-fs, which checks signatures), kept in a
+        // secret on the IAM-enforcing server.
+        let strict_stack = Stack::s3s_fs().await;
+        let strict = unique("deployed-strict");
+        strict_stack
+            .s3
+            .create_bucket()
+            .bucket(&strict)
+            .send()
+            .await
+            .unwrap();
+        let secret = unique("deployed-keys");
+        let secret_arn = aws_sdk_secretsmanager::Client::new(&admin.sdk)
+            .create_secret()
+            .name(&secret)
+            .secret_string(secret_keys(
+                &std::env::var("S3R_TEST_S3S_ACCESS_KEY").unwrap(),
+                &std::env::var("S3R_TEST_S3S_SECRET_KEY").unwrap(),
+            ))
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap();
+        let config = format!(
+            r#"{{"Sources": [{{"Bucket": "{source}", "ReplicationConfiguration": {{"Role": "x", "Rules": [
+  {{"ID": "same", "Priority": 1, "Status": "Enabled", "Filter": {{"Prefix": "photos/"}},
+    "Destination": {{"Bucket": "arn:aws:s3:::{replica}", "Account": "{ACCOUNT}"}},
+    "DeleteMarkerReplication": {{"Status": "Enabled"}}}},
+  {{"ID": "strict", "Priority": 2, "Status": "Enabled",
+    "Filter": {{"And": {{"Prefix": "photos/", "Tags": [{{"Key": "trip", "Value": "beach"}}]}}}},
+    "Destination": {{"Bucket": "{strict}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true,
+      "AclMode": "none", "Credentials": {{"Secret": "{secret}"}}}}}},
+    "DeleteMarkerReplication": {{"Status": "Disabled"}}}},
+  {{"ID": "unreachable", "Priority": 3, "Status": "Enabled", "Filter": {{"Prefix": "unreachable/"}},
+    "Destination": {{"Bucket": "nowhere", "Replicator": {{"EndpointUrl": "http://127.0.0.1:9", "ForcePathStyle": true,
+      "AclMode": "none", "Credentials": {{"DefaultChain": true}}}}}},
+    "DeleteMarkerReplication": {{"Status": "Disabled"}}}}]}}}}]}}"#,
+            strict_stack.endpoint
+        );
+        let deployment = Deployment {
+            sources: vec![source.clone()],
+            destinations: vec![replica.clone(), strict.clone(), "nowhere".into()],
+            queues: queues.iter().map(|(k, q)| (*k, q.arn.clone())).collect(),
+            secret_arns: vec![secret_arn],
+        };
+        let policies = deployment.render(template);
+        assert_eq!(
+            policies.keys().collect::<Vec<_>>(),
+            ["ingest", "replicate", "retry"],
+            "the template deploys these functions"
+        );
+        let mut keys = BTreeMap::new();
+        for (function, policy) in &policies {
+            let keys_of = iam::principal(&admin, function, &iam::bridge_for_moto(policy)).await;
+            keys.insert(function.clone(), keys_of);
+        }
+        Deployed {
+            admin,
+            proxy,
+            source,
+            replica,
+            strict,
+            strict_stack,
+            queues,
+            config,
+            policies,
+            keys,
+        }
+    }
+
+    /// The environment the templates give a function, with `keys` as its role.
+    fn env(&self, keys: &(String, String)) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.proxy.endpoint.clone()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_ACCESS_KEY_ID", keys.0.clone()),
+            ("AWS_SECRET_ACCESS_KEY", keys.1.clone()),
+            ("REPLICATOR_CONFIG", self.config.clone()),
+            ("WORK_QUEUE_URL", self.queues["work"].url.clone()),
+            ("RETRY_QUEUE_URL", self.queues["retry"].url.clone()),
+            ("FAILED_QUEUE_URL", self.queues["failed"].url.clone()),
+            ("RETRY_MAX_ATTEMPTS", "3".into()),
+            ("RETRY_BASE_DELAY_SECONDS", "1".into()),
+        ]
+    }
+
+    async fn start(&self, function: &str) -> LambdaFunction {
+        let f = LambdaFunction::start(function, &binary(function), &self.env(&self.keys[function]))
+            .await;
+        assert!(
+            f.ready(Duration::from_secs(30)).await.is_some(),
+            "{function} did not start under its shipped policy: {:?}\n{}",
+            f.init_error(),
+            f.logs().join("\n")
+        );
+        f
+    }
+
+    /// A fixture notification, made to describe the test's object.
+    fn notification(&self, fixture: &str, etag: &str, version: &str) -> Value {
+        let text = fixture
+            .replace("amzn-s3-demo-bucket", &self.source)
+            .replace("b21b84d653bb07b05b1e6b33684dc11b", etag)
+            .replace("096fKKXTRTtl3on89fVO.nfljtsv6qko", version)
+            .replace("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", version);
+        serde_json::from_str(&text).expect("fixture")
+    }
+
+    /// Receives everything on a queue as Lambda's SQS trigger would hand it over.
+    async fn batch(&self, role: &str) -> (Value, Vec<String>) {
+        let bodies = self.admin.drain(&self.queues[role]).await;
+        (serde_json::to_value(sqs_batch(&bodies)).unwrap(), bodies)
+    }
+
+    /// The actions each principal's requests needed, from the proxy's record.
+    fn exercised(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let by_key: BTreeMap<&String, &String> = self
+            .keys
+            .iter()
+            .map(|(f, (access, _))| (access, f))
+            .collect();
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for head in self.proxy.heads.lock().unwrap().iter() {
+            for a in iam::actions_of(head) {
+                if let Some(f) = by_key.get(&a.access_key) {
+                    out.entry((*f).clone()).or_default().insert(a.action);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn failures(response: &Value) -> Vec<Value> {
+    response["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an SQS batch response: {response}"))
+        .clone()
+}
+
+fn sha(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+async fn run_as_deployed(template: Template) {
+    let d = Deployed::new(template).await;
+    // All three start under their shipped policies with a secret-keyed destination in
+    // the configuration: only replicate reads the secret.
+    let ingest = d.start("ingest").await;
+    let replicate = d.start("replicate").await;
+    let retry = d.start("retry").await;
+
+    let body: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let put = d
+        .admin
+        .s3
+        .put_object()
+        .bucket(&d.source)
+        .key(KEY)
+        .body(ByteStream::from(body.clone()))
+        .content_type("image/jpeg")
+        .metadata("camera", "x100")
+        .tagging("trip=beach")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    let etag = put.e_tag().unwrap().trim_matches('"').to_string();
+    let version = put.version_id().unwrap().to_string();
+
+    // ingest: a notification delivered directly, in SQS, in SNS, from EventBridge.
+    for (fixture, expect_batch) in [
+        (include_str!("../fixtures/events/s3-put.json"), false),
+        (include_str!("../fixtures/events/sqs-s3.json"), true),
+        (include_str!("../fixtures/events/sns-s3.json"), false),
+        (
+            include_str!("../fixtures/events/eventbridge-created.json"),
+            false,
+        ),
+    ] {
+        let payload = d.notification(fixture, &etag, &version);
+        let response = ingest.invoke(&payload, LONG).await.response();
+        if expect_batch {
+            assert!(failures(&response).is_empty(), "{response}");
+        }
+    }
+    let (jobs, bodies) = d.batch("work").await;
+    // Two destinations match the key; the SQS fixture also holds an s3:TestEvent.
+    assert_eq!(bodies.len(), 8, "{bodies:#?}");
+    assert_eq!(
+        bodies.iter().filter(|b| b.contains("\"same\"")).count(),
+        4,
+        "{bodies:#?}"
+    );
+
+    // replicate: the jobs, a job whose destination cannot be reached (transient: to
+    // the retry queue) and a message that is no job (permanent: parked).
+    let mut batch: Vec<String> = bodies.clone();
+    let mut unreachable = put_job(&d.source, "unreachable/x", "nowhere");
+    unreachable.rule_id = "unreachable".into();
+    d.admin.put(&d.source, "unreachable/x", b"x").await;
+    batch.push(unreachable.to_body());
+    batch.push("{\"v\": 1, \"op\": \"put\"".into());
+    let response = replicate
+        .invoke(&serde_json::to_value(sqs_batch(&batch)).unwrap(), LONG)
+        .await
+        .response();
+    assert!(failures(&response).is_empty(), "{response}");
+    drop(jobs);
+
+    let replica = object_state(&d.admin.s3, &d.replica, KEY)
+        .await
+        .expect("replica");
+    assert_eq!(replica.sha256, sha(&body));
+    assert_eq!(replica.content_type.as_deref(), Some("image/jpeg"));
+    assert_eq!(
+        replica.metadata.get("camera").map(String::as_str),
+        Some("x100")
+    );
+    assert_eq!(replica.tags.get("trip").map(String::as_str), Some("beach"));
+    let strict = d
+        .strict_stack
+        .s3
+        .get_object()
+        .bucket(&d.strict)
+        .key(KEY)
+        .send()
+        .await
+        .expect("the replica at the other provider, written with the secret's keys");
+    assert_eq!(
+        sha(&strict.body.collect().await.unwrap().into_bytes()),
+        sha(&body)
+    );
+    let logs = replicate.json_logs();
+    assert!(
+        logs.iter()
+            .any(|l| l["outcome"] == "replicated" && l["key"] == KEY),
+        "no replicated line for {KEY}: {logs:#?}"
+    );
+
+    // A tag change (the tags removed at the source) and a delete marker reach the
+    // replica through the same functions.
+    d.admin
+        .s3
+        .delete_object_tagging()
+        .bucket(&d.source)
+        .key(KEY)
+        .send()
+        .await
+        .unwrap();
+    let tags_event = d.notification(
+        include_str!("../fixtures/events/eventbridge-tags.json"),
+        &etag,
+        &version,
+    );
+    ingest.invoke(&tags_event, LONG).await.response();
+    let (tag_jobs, bodies) = d.batch("work").await;
+    assert_eq!(
+        bodies.len(),
+        1,
+        "the tag filter no longer matches at the other provider: {bodies:#?}"
+    );
+    let response = replicate.invoke(&tag_jobs, LONG).await.response();
+    assert!(failures(&response).is_empty(), "{response}");
+    let replica = object_state(&d.admin.s3, &d.replica, KEY)
+        .await
+        .expect("replica");
+    assert!(replica.tags.is_empty(), "{:?}", replica.tags);
+    let marker = d
+        .admin
+        .delete(&d.source, KEY)
+        .await
+        .expect("a delete marker");
+    let delete_event = d.notification(
+        &include_str!("../fixtures/events/s3-delete-marker.json")
+            .replace("1fjGXn2fT0pzWzNCVdvvhlZA2dV9wRPG", &marker),
+        &etag,
+        &version,
+    );
+    ingest.invoke(&delete_event, LONG).await.response();
+    let (delete_jobs, bodies) = d.batch("work").await;
+    assert!(!bodies.is_empty());
+    let response = replicate.invoke(&delete_jobs, LONG).await.response();
+    assert!(failures(&response).is_empty(), "{response}");
+    assert!(
+        object_state(&d.admin.s3, &d.replica, KEY).await.is_none(),
+        "the delete marker reached the replica"
+    );
+
+    // Every request to the destination that names its Account carries the owner.
+    let heads = d.proxy.heads.lock().unwrap().clone();
+    let to_replica: Vec<&String> = heads
+        .iter()
+        .filter(|h| {
+            h.split(' ')
+                .nth(1)
+                .is_some_and(|t| t.starts_with(&format!("/{}", d.replica)))
+        })
+        .collect();
+    assert!(!to_replica.is_empty());
+    for head in &to_replica {
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("x-amz-expected-bucket-owner: {ACCOUNT}")),
+            "a request to the destination without its expected owner:\n{head}"
+        );
+    }
+    assert!(heads
+        .iter()
+        .filter(|h| h
+            .split(' ')
+            .nth(1)
+            .is_some_and(|t| t.starts_with(&format!("/{}/", d.source))))
+        .all(|h| !h
+            .to_ascii_lowercase()
+            .contains("x-amz-expected-bucket-owner")));
+
+    // retry: the transient failure goes back to work with a delay; a spent budget
+    // is parked with its reason.
+    let (_, retried) = d.batch("retry").await;
+    assert_eq!(retried.len(), 1, "{retried:#?}");
+    assert!(
+        retried[0].contains("NetworkError") || retried[0].contains("Timeout"),
+        "{}",
+        retried[0]
+    );
+    let mut spent = replicator::job::Job::parse(&retried[0]).unwrap();
+    spent.attempts = 3;
+    let response = retry
+        .invoke(
+            &serde_json::to_value(sqs_batch(&[retried[0].clone(), spent.to_body()])).unwrap(),
+            LONG,
+        )
+        .await
+        .response();
+    assert!(failures(&response).is_empty(), "{response}");
+    let parked = d.admin.drain(&d.queues["failed"]).await;
+    assert_eq!(
+        parked.len(),
+        2,
+        "the unparsable message and the spent job: {parked:#?}"
+    );
+    assert!(
+        parked.iter().any(|p| p.contains("MalformedMessage")),
+        "{parked:#?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let requeued = d.admin.drain(&d.queues["work"]).await;
+    assert_eq!(requeued.len(), 1, "{requeued:#?}");
+    assert!(requeued[0].contains("unreachable/x"));
+
+    // What the shipped policies grant and no request above needed. Each exception
+    // says why it cannot be seen here.
+    let exercised = d.exercised();
+    let unexercised: Vec<String> = d
+        .policies
+        .iter()
+        .flat_map(|(f, policy)| {
+            let seen = exercised.get(f).cloned().unwrap_or_default();
+            iam::granted_actions(policy)
+                .into_iter()
+                .filter(move |(_, a)| !seen.contains(a))
+                .map(move |(sid, a)| format!("{f} {sid} {a}"))
+        })
+        .filter(|g| !expected_unexercised(g))
+        .collect();
+    assert!(
+        unexercised.is_empty(),
+        "granted but never exercised (remove them, or exercise them here):\n{}",
+        unexercised.join("\n")
+    );
+}
+
+/// Grants no test here can exercise, and why.
+fn expected_unexercised(grant: &str) -> bool {
+    let (function, rest) = grant.split_once(' ').unwrap_or_default();
+    let (sid, action) = rest.split_once(' ').unwrap_or_default();
+    // Used by the Lambda service for the function, not by its code: CloudWatch Logs,
+    // and what the SQS trigger reads of its queue (the worker test exercises those).
+    if sid == "Logs"
+        || (sid.starts_with("ConsumeTrigger")
+            && [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+            ]
+            .contains(&action))
+    {
+        return true;
+    }
+    matches!(
+        (function, action),
+        // No request is a listing: S3 needs ListBucket to answer a HEAD of a missing
+        // key with 404 instead of 403 (moto answers 404 regardless).
+        (_, "s3:ListBucket")
+        // ingest HEADs an object only when a destination can replicate back into its
+        // bucket (two-way), and reads tags without a version only for events that
+        // carry none; the source here is versioned and one-way.
+        | ("ingest", "s3:GetObject" | "s3:GetObjectTagging")
+        // The same for replicate's reads of an unversioned source.
+        | ("replicate", "s3:GetObjectAcl")
+        // Multipart copies at the same endpoint start above 1 GiB; their requests
+        // (and the lease extension of a job that outlasts half the visibility
+        // timeout) are exercised against the same code by tests/tests/large_objects.rs
+        // and the deadline test below, not under IAM.
+        | ("replicate", "s3:ListMultipartUploadParts" | "s3:AbortMultipartUpload"
+            | "s3:ListBucketMultipartUploads" | "sqs:ChangeMessageVisibility")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_functions_run_as_lambdas_under_the_sam_policies() {
+    run_as_deployed(Template::Sam).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_functions_run_as_lambdas_under_the_terraform_policies() {
+    run_as_deployed(Template::Terraform).await;
+}
