@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Least privilege for the SAM template: every IAM statement must name its actions and
-resources. checkov does not look inside a Serverless::Function's inline Policies, so
+"""Least privilege for the SAM template: every function has a Role of its own, and every
+IAM statement must name its actions and resources. checkov does not look inside a Serverless::Function's inline Policies, so
 this does: no "*" or "service:*" action, no "*" resource, in any function's Policies or
 any IAM policy resource.
 
@@ -39,6 +39,13 @@ def statements(template):
 
 def problems(template):
     found = []
+    # A function without a Role of its own gets one from SAM, with managed policies
+    # (AWSLambdaSQSQueueExecutionRole: every queue, "*") beside its Policies.
+    for name, resource in (template.get("Resources") or {}).items():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            props = resource.get("Properties") or {}
+            if "Role" not in props:
+                found.append(f"{name}: no Role: SAM would attach managed policies wider than its statements")
     for where, st in statements(template):
         if st.get("Effect", "Allow") != "Allow":
             continue
@@ -76,7 +83,7 @@ def main(argv):
             f.write(BROAD)
             f.flush()
             found = problems(cfn_yaml.load(f.name))
-        assert len(found) == 2, found
+        assert len(found) == 3, found
         print("lint_iam self-test: a broad statement is rejected:", "; ".join(found))
         return 0
     bad = []

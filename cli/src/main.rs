@@ -251,7 +251,7 @@ fn print_summary(config: &Config) {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             println!(
-                "    {:<24} {:<8} priority {:<4} prefix {:?}{} -> {}{} class {} deletes {} acl {}",
+                "    {:<24} {:<8} priority {:<4} prefix {:?}{} -> {}{} class {} deletes {} acl {}{}",
                 rule.id,
                 if rule.enabled { "enabled" } else { "DISABLED" },
                 rule.priority
@@ -272,9 +272,27 @@ fn print_summary(config: &Config) {
                 d.storage_class.as_deref().unwrap_or("as source"),
                 d.delete_mode,
                 d.acl_mode,
+                credentials_note(d),
             );
         }
     }
+}
+
+/// Whose keys a destination is written with, and whose bucket it must be.
+fn credentials_note(d: &replicator::config::Destination) -> String {
+    let mut note = String::new();
+    if d.endpoint.endpoint_url.is_some() {
+        note.push_str(&format!(" keys {}", d.endpoint.credentials));
+        if d.endpoint.credentials == replicator::config::CredentialSource::DefaultChain {
+            note.push_str(" (sent to that endpoint on purpose: DefaultChain)");
+        }
+    } else if d.endpoint.credentials != replicator::config::CredentialSource::DefaultChain {
+        note.push_str(&format!(" keys {}", d.endpoint.credentials));
+    }
+    if let Some(account) = &d.account {
+        note.push_str(&format!(" owner {account}"));
+    }
+    note
 }
 
 async fn dlq(command: DlqCommand) -> anyhow::Result<()> {

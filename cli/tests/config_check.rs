@@ -46,6 +46,11 @@ fn a_valid_document_is_summarized_and_exits_0() {
             && stdout.contains("acl owner-override"),
         "{stdout}"
     );
+    // Whose keys go to the other provider, and whose bucket a destination must be.
+    assert!(
+        stdout.contains("acl none keys profile \"ovh\"") && stdout.contains("owner 444455556666"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -16,6 +16,17 @@ use crate::replicate::Replicator;
 use crate::retry::{Retrier, RetryPolicy};
 use crate::settings::{ConfigSource, Queues};
 
+/// The value of a start-up step, or the end of a process that cannot start: one
+/// readable error line (the configuration's path, the destination's name), then exit
+/// status 1, which Lambda reports as the init error.
+pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot start");
+        eprintln!("s3-replicator: cannot start: {e}");
+        std::process::exit(1)
+    })
+}
+
 pub struct Process {
     pub config: Arc<Config>,
     sdk: SdkConfig,

@@ -21,6 +21,13 @@ pub const LAMBDA_VARS: &[&str] = &[
     crate::retry::BASE_DELAY_VAR,
 ];
 
+/// Set by Lambda itself, from the function's LoggingConfig (the templates' JSON format,
+/// an ApplicationLogLevel if one is chosen); never in a template's environment.
+pub const LAMBDA_RUNTIME_VARS: &[&str] = &[
+    crate::telemetry::LOG_FORMAT_VAR,
+    crate::telemetry::LOG_LEVEL_VAR,
+];
+
 /// Read by `s3-replicator run` only: a Lambda's trigger hands it the events instead.
 pub const WORKER_ONLY_VARS: &[&str] = &[EVENTS_QUEUE_VAR];
 

@@ -28,6 +28,7 @@ pub struct Deployment {
     /// Queue ARNs by role: events, work, retry, failed.
     pub queues: BTreeMap<&'static str, String>,
     pub secret_arns: Vec<String>,
+    pub kms_key_arns: Vec<String>,
 }
 
 fn repo() -> PathBuf {
@@ -67,6 +68,7 @@ impl Deployment {
                         "SourceBucketNames": self.sources.join(","),
                         "DestinationBucketNames": self.destinations.join(","),
                         "DestinationSecretArns": self.secret_arns.join(","),
+                        "KmsKeyArns": self.kms_key_arns.join(","),
                     },
                     "Resources": resources,
                     "AccountId": ACCOUNT,
@@ -97,7 +99,7 @@ impl Deployment {
   source_bucket_names      = {}
   destination_bucket_names = {}
   destination_account_ids  = ["{ACCOUNT}"]
-  kms_key_arns             = []
+  kms_key_arns             = {}
   destination_secret_arns  = {}
   config_object_arn        = ""
   queue_arns = {{ events = "{}", work = "{}", retry = "{}", failed = "{}" }}
@@ -110,6 +112,7 @@ output "documents" {{
                     module.display(),
                     list(&self.sources),
                     list(&self.destinations),
+                    list(&self.kms_key_arns),
                     list(&self.secret_arns),
                     self.queues["events"],
                     self.queues["work"],

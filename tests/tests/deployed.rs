@@ -104,6 +104,7 @@ impl Deployed {
             destinations: vec![replica.clone(), strict.clone(), "nowhere".into()],
             queues: queues.iter().map(|(k, q)| (*k, q.arn.clone())).collect(),
             secret_arns: vec![secret_arn],
+            kms_key_arns: Vec::new(),
         };
         let policies = deployment.render(template);
         assert_eq!(
@@ -158,9 +159,11 @@ impl Deployed {
         f
     }
 
-    /// A fixture notification, made to describe the test's object.
+    /// A fixture notification, made to describe the test's object (every delivery of
+    /// the one write carries the same sequencer, as S3's do).
     fn notification(&self, fixture: &str, etag: &str, version: &str) -> Value {
         let text = fixture
+            .replace("617f08299329d189", "0C0F6F405D6ED209E1")
             .replace("amzn-s3-demo-bucket", &self.source)
             .replace("b21b84d653bb07b05b1e6b33684dc11b", etag)
             .replace("096fKKXTRTtl3on89fVO.nfljtsv6qko", version)
@@ -346,7 +349,8 @@ async fn run_as_deployed(template: Template) {
     assert!(failures(&response).is_empty(), "{response}");
     assert!(
         object_state(&d.admin.s3, &d.replica, KEY).await.is_none(),
-        "the delete marker reached the replica"
+        "the delete marker did not reach the replica: {bodies:#?}\n{}",
+        replicate.logs().join("\n")
     );
 
     // Every request to the destination that names its Account carries the owner.
@@ -478,4 +482,329 @@ async fn the_functions_run_as_lambdas_under_the_sam_policies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_functions_run_as_lambdas_under_the_terraform_policies() {
     run_as_deployed(Template::Terraform).await;
+}
+
+/// `s3-replicator run` under the union of the three policies: S3 notifications in,
+/// replicas out, and the SQS trigger's own actions (receive, delete, attributes)
+/// exercised on each function's queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_runs_under_the_union_of_the_three() {
+    let mut d = Deployed::new(Template::Sam).await;
+    let union = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": d.policies.iter().flat_map(|(f, p)| {
+            p["Statement"].as_array().cloned().unwrap_or_default().into_iter().map(move |mut st| {
+                st["Sid"] = format!("{f}{}", st["Sid"].as_str().unwrap_or_default()).into();
+                st
+            })
+        }).collect::<Vec<_>>(),
+    });
+    let keys = iam::principal(&d.admin, "worker", &iam::bridge_for_moto(&union)).await;
+    d.keys.insert("worker".into(), keys.clone());
+    d.admin.notify(&d.source, &d.queues["events"]).await;
+    let body = b"replicated by the worker".to_vec();
+    d.admin
+        .s3
+        .put_object()
+        .bucket(&d.source)
+        .key("photos/worker.txt")
+        .body(ByteStream::from(body.clone()))
+        .tagging("trip=beach")
+        .send()
+        .await
+        .unwrap();
+    let mut env = d.env(&keys);
+    env.push(("EVENTS_QUEUE_URL", d.queues["events"].url.clone()));
+    let out = tokio::process::Command::new(binary("s3-replicator"))
+        .args(["run", "--exit-when-idle", "3"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env)
+        .output();
+    let out = tokio::time::timeout(LONG, out)
+        .await
+        .expect("the worker stops when idle")
+        .unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{logs}", out.status);
+    for (s3, bucket) in [(&d.admin.s3, &d.replica), (&d.strict_stack.s3, &d.strict)] {
+        let got = s3
+            .get_object()
+            .bucket(bucket)
+            .key("photos/worker.txt")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{bucket}: {}\n{logs}", replicator::errors::describe(&e)));
+        assert_eq!(
+            got.body.collect().await.unwrap().into_bytes().to_vec(),
+            body
+        );
+    }
+    let worker = d.exercised().remove("worker").unwrap_or_default();
+    for action in [
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    ] {
+        assert!(worker.contains(action), "{action}: {worker:?}");
+    }
+}
+
+/// A paused multipart copy, as Lambda's deadline makes it: the invocation whose
+/// `Lambda-Runtime-Deadline-Ms` is near hands the copy on through the work queue,
+/// and the next invocation finishes it from the parts already uploaded (s3s-fs:
+/// moto 5.2.5's ListParts answer is one the SDK refuses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_deadline_pauses_a_multipart_copy_and_the_next_invocation_finishes_it() {
+    let stack = Stack::main().await;
+    let s3s = Stack::s3s_fs().await;
+    let source = stack.bucket("deadline-src").await;
+    let work = stack.queue("deadline-work").await;
+    let failed = stack.queue("deadline-failed").await;
+    let (dst, destination) =
+        integration_tests::s3s_destination(&stack, &s3s, r#", "PartSize": 5242880"#).await;
+    let config = integration_tests::one_rule(&source, &destination);
+    // Above the 64 MiB threshold of streamed copies: 14 parts of 5 MiB, eight at once.
+    let body: Vec<u8> = (0..(66u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    stack.put(&source, "big.bin", &body).await;
+    let env = vec![
+        ("AWS_ENDPOINT_URL", stack.endpoint.clone()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("REPLICATOR_CONFIG", config),
+        ("WORK_QUEUE_URL", work.url.clone()),
+        ("FAILED_QUEUE_URL", failed.url.clone()),
+    ];
+    let replicate = LambdaFunction::start("replicate", &binary("replicate"), &env).await;
+    let job = put_job(&source, "big.bin", &dst).to_body();
+    // Less than the 20 s the handler keeps in reserve: one round of parts, then pause.
+    let response = replicate
+        .invoke(
+            &serde_json::to_value(sqs_batch(&[job])).unwrap(),
+            Duration::from_secs(5),
+        )
+        .await
+        .response();
+    assert!(failures(&response).is_empty(), "{response}");
+    let handed_on = stack.drain(&work).await;
+    assert_eq!(handed_on.len(), 1, "{handed_on:?}");
+    let continuation: Value = serde_json::from_str(&handed_on[0]).unwrap();
+    assert!(
+        continuation["upload"]["upload_id"].is_string(),
+        "{continuation}"
+    );
+    assert!(
+        s3s.s3
+            .head_object()
+            .bucket(&dst)
+            .key("big.bin")
+            .send()
+            .await
+            .is_err(),
+        "no replica before the copy completes"
+    );
+    let logs = replicate.json_logs();
+    assert!(logs.iter().any(|l| l["outcome"] == "paused"), "{logs:#?}");
+
+    let response = replicate
+        .invoke(&serde_json::to_value(sqs_batch(&handed_on)).unwrap(), LONG)
+        .await
+        .response();
+    assert!(failures(&response).is_empty(), "{response}");
+    let got = s3s
+        .s3
+        .get_object()
+        .bucket(&dst)
+        .key("big.bin")
+        .send()
+        .await
+        .expect("replica");
+    assert_eq!(
+        sha(&got.body.collect().await.unwrap().into_bytes()),
+        sha(&body)
+    );
+    assert_eq!(
+        integration_tests::part_count(&s3s.s3, &dst, "big.bin").await,
+        14
+    );
+    assert!(stack.drain(&work).await.is_empty());
+}
+
+/// `Credentials: {"Profile": ...}` signs with that profile even when the
+/// environment holds other keys; a profile or secret that cannot be read stops the
+/// start with the destination's name (ingest and retry never read them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_credentials_come_from_what_the_document_names_and_nothing_else() {
+    let stack = Stack::main().await;
+    let s3s = Stack::s3s_fs().await;
+    let source = stack.bucket("profile-src").await;
+    let work = stack.queue("profile-work").await;
+    let dst = unique("profile-dst");
+    s3s.s3.create_bucket().bucket(&dst).send().await.unwrap();
+    let dir = std::env::temp_dir().join(unique("aws-config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("credentials"),
+        format!(
+            "[strict]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            std::env::var("S3R_TEST_S3S_ACCESS_KEY").unwrap(),
+            std::env::var("S3R_TEST_S3S_SECRET_KEY").unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("config"), "").unwrap();
+    let config = |credentials: &str| {
+        integration_tests::one_rule(
+            &source,
+            &format!(
+                r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true,
+                    "AclMode": "none", "Credentials": {credentials}}}}}"#,
+                s3s.endpoint
+            ),
+        )
+    };
+    let env = |config: String| {
+        vec![
+            ("AWS_ENDPOINT_URL", stack.endpoint.clone()),
+            ("AWS_REGION", REGION.to_string()),
+            // The environment's keys: the default chain would pick these.
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.join("credentials").display().to_string(),
+            ),
+            ("AWS_CONFIG_FILE", dir.join("config").display().to_string()),
+            ("REPLICATOR_CONFIG", config),
+            ("WORK_QUEUE_URL", work.url.clone()),
+        ]
+    };
+    stack.put(&source, "p.txt", b"signed by the profile").await;
+    let replicate = LambdaFunction::start(
+        "replicate",
+        &binary("replicate"),
+        &env(config(r#"{"Profile": "strict"}"#)),
+    )
+    .await;
+    let job = put_job(&source, "p.txt", &dst).to_body();
+    let response = replicate
+        .invoke(&serde_json::to_value(sqs_batch(&[job])).unwrap(), LONG)
+        .await
+        .response();
+    assert!(failures(&response).is_empty(), "{response}");
+    s3s.s3
+        .head_object()
+        .bucket(&dst)
+        .key("p.txt")
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "s3s-fs accepted the profile's signature: {}\n{:#?}",
+                replicator::errors::describe(&e),
+                replicate.logs()
+            )
+        });
+
+    for (credentials, named) in [
+        (r#"{"Profile": "absent"}"#, "profile \"absent\""),
+        (r#"{"Secret": "s3r/absent"}"#, "secret \"s3r/absent\""),
+    ] {
+        let replicate =
+            LambdaFunction::start("replicate", &binary("replicate"), &env(config(credentials)))
+                .await;
+        let status = replicate.exit_status(Duration::from_secs(30)).await;
+        assert!(
+            status.is_some(),
+            "replicate started without its destination's keys"
+        );
+        let error = replicate
+            .init_error()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            + &replicate.logs().join("\n");
+        assert!(error.contains(&dst) && error.contains(named), "{error}");
+        // ingest and retry start: they never write to destinations.
+        for function in ["ingest", "retry"] {
+            let mut env = env(config(credentials));
+            env.push(("FAILED_QUEUE_URL", work.url.clone()));
+            let f = LambdaFunction::start(function, &binary(function), &env).await;
+            assert!(
+                f.ready(Duration::from_secs(30)).await.is_some(),
+                "{function}: {:?}\n{}",
+                f.init_error(),
+                f.logs().join("\n")
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Lambda's logging controls: JSON by default; `AWS_LAMBDA_LOG_FORMAT=Text` and
+/// `AWS_LAMBDA_LOG_LEVEL` as the function's LoggingConfig sets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_functions_honour_lambdas_logging_controls() {
+    let stack = Stack::main().await;
+    let source = stack.bucket("logs-src").await;
+    let work = stack.queue("logs-work").await;
+    let config = integration_tests::one_rule(&source, r#"{"Bucket": "logs-dst"}"#);
+    let env = |extra: &[(&'static str, &str)]| {
+        let mut env = vec![
+            ("AWS_ENDPOINT_URL", stack.endpoint.clone()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            ("REPLICATOR_CONFIG", config.clone()),
+            ("WORK_QUEUE_URL", work.url.clone()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        env
+    };
+    // A job that does not parse: an error line (the message is parked nowhere).
+    let batch = serde_json::to_value(sqs_batch(&["not a job".to_string()])).unwrap();
+    let put = serde_json::to_value(sqs_batch(&[
+        put_job(&source, "absent", "logs-dst").to_body()
+    ]))
+    .unwrap();
+    for (extra, json, info_lines) in [
+        (&[][..], true, true),
+        (
+            &[
+                ("AWS_LAMBDA_LOG_FORMAT", "Text"),
+                ("AWS_LAMBDA_LOG_LEVEL", "WARN"),
+            ][..],
+            false,
+            false,
+        ),
+        (
+            &[
+                ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+                ("AWS_LAMBDA_LOG_LEVEL", "ERROR"),
+            ][..],
+            true,
+            false,
+        ),
+    ] {
+        let f = LambdaFunction::start("replicate", &binary("replicate"), &env(extra)).await;
+        f.invoke(&batch, LONG).await.response();
+        f.invoke(&put, LONG).await.response();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let logs = f.logs();
+        let error = logs
+            .iter()
+            .find(|l| l.contains("does not parse"))
+            .unwrap_or_else(|| panic!("{extra:?}: no error line in {logs:#?}"));
+        assert_eq!(
+            serde_json::from_str::<Value>(error).is_ok(),
+            json,
+            "{extra:?}: {error}"
+        );
+        // The skipped job's outcome is an INFO line.
+        let info = logs.iter().any(|l| l.contains("SourceDeleted"));
+        assert_eq!(info, info_lines, "{extra:?}: {logs:#?}");
+    }
 }

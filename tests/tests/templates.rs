@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use replicator::settings::{LAMBDA_VARS, WORKER_ONLY_VARS};
+use replicator::settings::{LAMBDA_RUNTIME_VARS, LAMBDA_VARS, WORKER_ONLY_VARS};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -87,7 +87,11 @@ fn the_lists_name_every_variable_the_code_defines() {
             }
         }
     }
-    let listed = set(LAMBDA_VARS.iter().chain(WORKER_ONLY_VARS).copied());
+    let listed = set(LAMBDA_VARS
+        .iter()
+        .chain(WORKER_ONLY_VARS)
+        .chain(LAMBDA_RUNTIME_VARS)
+        .copied());
     assert_eq!(defined, listed);
 }
 
@@ -130,4 +134,62 @@ fn every_function_in_the_templates_is_a_crate() {
         tf, crates,
         "Terraform local.functions and crates under functions/"
     );
+}
+
+/// What moto cannot enforce, read off the rendered policies of both templates: every
+/// grant on a destination bucket is conditioned on the owner's account, KMS keys are
+/// usable only through S3, and every queue refuses requests without TLS.
+#[test]
+fn destination_grants_name_their_owner_and_kms_goes_through_s3() {
+    use integration_tests::iam::{Deployment, Template};
+    let deployment = Deployment {
+        sources: vec!["src".into()],
+        destinations: vec!["dst".into()],
+        queues: ["events", "work", "retry", "failed"]
+            .into_iter()
+            .map(|q| (q, format!("arn:aws:sqs:us-east-1:123456789012:{q}")))
+            .collect(),
+        secret_arns: vec!["arn:aws:secretsmanager:us-east-1:123456789012:secret:k".into()],
+        kms_key_arns: vec!["arn:aws:kms:us-east-1:123456789012:key/k".into()],
+    };
+    for template in [Template::Sam, Template::Terraform] {
+        let policies = deployment.render(template);
+        let mut kms = 0;
+        for (function, policy) in &policies {
+            for st in policy["Statement"].as_array().unwrap() {
+                let text = st["Resource"].to_string();
+                if text.contains("arn:aws:s3:::dst") {
+                    assert_eq!(
+                        st["Condition"]["StringEquals"]["s3:ResourceAccount"],
+                        serde_json::json!(["123456789012"]),
+                        "{template:?} {function}: {st}"
+                    );
+                }
+                if st["Action"].to_string().contains("kms:") {
+                    kms += 1;
+                    assert_eq!(
+                        st["Condition"]["StringLike"]["kms:ViaService"], "s3.*.amazonaws.com",
+                        "{template:?} {function}: {st}"
+                    );
+                }
+            }
+        }
+        assert_eq!(kms, 1, "{template:?}: one KMS statement, replicate's");
+    }
+    let sam = read("infra/sam/template.yaml");
+    let tf = read("infra/terraform/modules/s3-replicator/main.tf");
+    // The events queue's policy, and one over the other four (SAM) or one each (TF).
+    assert_eq!(sam.matches("aws:SecureTransport").count(), 2);
+    assert!(sam.contains(
+        "Queues: [!Ref EventsDeadLetterQueue, !Ref WorkQueue, !Ref RetryQueue, !Ref FailedQueue]"
+    ));
+    assert_eq!(tf.matches("aws:SecureTransport").count(), 2);
+    for q in ["events_dlq", "work", "retry", "failed"] {
+        assert!(
+            tf.contains(&format!("{q} = aws_sqs_queue.{q}.arn"))
+                || tf.contains(&format!("{q}       = aws_sqs_queue.{q}.arn"))
+                || tf.contains(&format!("aws_sqs_queue.{q}.arn")),
+            "{q}"
+        );
+    }
 }

@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use replicator::bootstrap::Process;
+use replicator::bootstrap::{or_exit, Process};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     replicator::telemetry::init();
-    let replicator = Arc::new(Process::from_env(None).await?.replicator().await?);
+    let replicator = Arc::new(or_exit(
+        or_exit(Process::from_env(None).await).replicator().await,
+    ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let replicator = replicator.clone();
         async move { replicator.handle(event).await }

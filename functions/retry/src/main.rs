@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use replicator::bootstrap::Process;
+use replicator::bootstrap::{or_exit, Process};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     replicator::telemetry::init();
-    let retrier = Arc::new(Process::from_env(None).await?.retrier()?);
+    let retrier = Arc::new(or_exit(or_exit(Process::from_env(None).await).retrier()));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let retrier = retrier.clone();
         async move { retrier.handle(event).await }
