@@ -275,8 +275,19 @@ pub fn put_job(source: &str, key: &str, destination: &str) -> replicator::job::J
 pub async fn s3s_destination(stack: &Stack, s3s: &Stack, extra: &str) -> (String, String) {
     let dst = unique("strict");
     s3s.s3.create_bucket().bucket(&dst).send().await.unwrap();
+    let (secret, _) = s3s_secret(stack).await;
+    let destination = format!(
+        r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none",
+            "Credentials": {{"Secret": "{secret}"}}{extra}}}}}"#,
+        s3s.endpoint
+    );
+    (dst, destination)
+}
+
+/// A new Secrets Manager secret on `stack` holding s3s-fs's keys: its name and ARN.
+pub async fn s3s_secret(stack: &Stack) -> (String, String) {
     let secret = unique("s3s-keys");
-    aws_sdk_secretsmanager::Client::new(&stack.sdk)
+    let arn = aws_sdk_secretsmanager::Client::new(&stack.sdk)
         .create_secret()
         .name(&secret)
         .secret_string(secret_keys(
@@ -285,13 +296,10 @@ pub async fn s3s_destination(stack: &Stack, s3s: &Stack, extra: &str) -> (String
         ))
         .send()
         .await
-        .unwrap();
-    let destination = format!(
-        r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none",
-            "Credentials": {{"Secret": "{secret}"}}{extra}}}}}"#,
-        s3s.endpoint
-    );
-    (dst, destination)
+        .unwrap()
+        .arn
+        .unwrap_or_default();
+    (secret, arn)
 }
 
 /// A secret's text as destinations' `Credentials.Secret` read it.

@@ -11,9 +11,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use integration_tests::fault_proxy::{FaultProxy, Faults};
 use integration_tests::iam::{self, Deployment, Template};
 use integration_tests::lambda::{binary, LambdaFunction};
-use integration_tests::{
-    object_state, put_job, secret_keys, sqs_batch, unique, Queue, Stack, ACCOUNT, REGION,
-};
+use integration_tests::{object_state, put_job, sqs_batch, unique, Queue, Stack, ACCOUNT, REGION};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -70,19 +68,7 @@ impl Deployed {
             .send()
             .await
             .unwrap();
-        let secret = unique("deployed-keys");
-        let secret_arn = aws_sdk_secretsmanager::Client::new(&admin.sdk)
-            .create_secret()
-            .name(&secret)
-            .secret_string(secret_keys(
-                &std::env::var("S3R_TEST_S3S_ACCESS_KEY").unwrap(),
-                &std::env::var("S3R_TEST_S3S_SECRET_KEY").unwrap(),
-            ))
-            .send()
-            .await
-            .unwrap()
-            .arn
-            .unwrap();
+        let (secret, secret_arn) = integration_tests::s3s_secret(&admin).await;
         let config = format!(
             r#"{{"Sources": [{{"Bucket": "{source}", "ReplicationConfiguration": {{"Role": "x", "Rules": [
   {{"ID": "same", "Priority": 1, "Status": "Enabled", "Filter": {{"Prefix": "photos/"}},

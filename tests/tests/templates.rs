@@ -178,18 +178,24 @@ fn destination_grants_name_their_owner_and_kms_goes_through_s3() {
     }
     let sam = read("infra/sam/template.yaml");
     let tf = read("infra/terraform/modules/s3-replicator/main.tf");
-    // The events queue's policy, and one over the other four (SAM) or one each (TF).
+    // SAM: the events queue's policy, and one over the other four queues.
     assert_eq!(sam.matches("aws:SecureTransport").count(), 2);
     assert!(sam.contains(
         "Queues: [!Ref EventsDeadLetterQueue, !Ref WorkQueue, !Ref RetryQueue, !Ref FailedQueue]"
     ));
-    assert_eq!(tf.matches("aws:SecureTransport").count(), 2);
-    for q in ["events_dlq", "work", "retry", "failed"] {
+    // One statement for every queue; the events queue's policy includes it.
+    assert_eq!(tf.matches("aws:SecureTransport").count(), 1);
+    let tls_only = &tf[tf
+        .find("data \"aws_iam_policy_document\" \"tls_only\"")
+        .unwrap()..];
+    let for_each = &tls_only[..tls_only.find('}').unwrap()];
+    for q in ["events", "events_dlq", "work", "retry", "failed"] {
         assert!(
-            tf.contains(&format!("{q} = aws_sqs_queue.{q}.arn"))
-                || tf.contains(&format!("{q}       = aws_sqs_queue.{q}.arn"))
-                || tf.contains(&format!("aws_sqs_queue.{q}.arn")),
-            "{q}"
+            for_each.contains(&format!("= aws_sqs_queue.{q}.arn")),
+            "{q}: {for_each}"
         );
     }
+    assert!(tf.contains(
+        "source_policy_documents = [data.aws_iam_policy_document.tls_only[\"events\"].json]"
+    ));
 }

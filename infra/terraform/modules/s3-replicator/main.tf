@@ -73,6 +73,7 @@ resource "aws_sqs_queue" "failed" {
 }
 
 data "aws_iam_policy_document" "events_queue" {
+  source_policy_documents = [data.aws_iam_policy_document.tls_only["events"].json]
   statement {
     sid       = "S3Notifications"
     actions   = ["sqs:SendMessage"]
@@ -92,26 +93,12 @@ data "aws_iam_policy_document" "events_queue" {
       values   = local.source_buckets
     }
   }
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["sqs:*"]
-    resources = [aws_sqs_queue.events.arn]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
 }
 
 # Every queue refuses requests that do not use TLS.
 data "aws_iam_policy_document" "tls_only" {
   for_each = {
+    events     = aws_sqs_queue.events.arn
     events_dlq = aws_sqs_queue.events_dlq.arn
     work       = aws_sqs_queue.work.arn
     retry      = aws_sqs_queue.retry.arn
@@ -134,8 +121,9 @@ data "aws_iam_policy_document" "tls_only" {
   }
 }
 
+# The events queue's policy (below) includes its own.
 resource "aws_sqs_queue_policy" "tls_only" {
-  for_each  = data.aws_iam_policy_document.tls_only
+  for_each  = { for q, doc in data.aws_iam_policy_document.tls_only : q => doc if q != "events" }
   queue_url = { events_dlq = aws_sqs_queue.events_dlq.id, work = aws_sqs_queue.work.id, retry = aws_sqs_queue.retry.id, failed = aws_sqs_queue.failed.id }[each.key]
   policy    = each.value.json
 }
