@@ -277,18 +277,21 @@ pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> F
 
 /// One line for an SDK error: its code and message when the service sent them, else the
 /// whole chain of sources (the SDK's Display alone says only "service error").
-pub fn describe<E, R>(err: &SdkError<E, R>) -> String
+pub fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
 {
     if let SdkError::ServiceError(service) = err {
         let e = service.err();
-        return format!(
-            "{} ({})",
-            e.code().unwrap_or("no error code"),
-            e.message().unwrap_or("no message")
-        );
+        // An answer the SDK could not read an error code from still has a status.
+        let status = service.raw().status().as_u16();
+        return match e.code() {
+            Some(code) => format!("{code} ({})", e.message().unwrap_or("no message")),
+            None => format!(
+                "HTTP {status} without an error code ({})",
+                e.message().unwrap_or("no message")
+            ),
+        };
     }
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
