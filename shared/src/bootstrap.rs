@@ -22,7 +22,6 @@ use crate::settings::{ConfigSource, Queues};
 pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
     result.unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot start");
-        eprintln!("s3-replicator: cannot start: {e}");
         std::process::exit(1)
     })
 }
