@@ -274,6 +274,10 @@ fn print_summary(config: &Config) {
                 d.acl_mode,
                 credentials_note(d),
             );
+            if let Some(key) = d.replica_kms_key_id.as_deref() {
+                println!("      replicas encrypted with KMS key {key}");
+            }
+            println!("      skips {}", rule.skipped_objects().join("; "));
         }
     }
 }

@@ -46,6 +46,31 @@ fn a_valid_document_is_summarized_and_exits_0() {
             && stdout.contains("acl owner-override"),
         "{stdout}"
     );
+    // Which encrypted objects each rule replicates, and which it skips.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let after = |rule: &str| {
+        let i = lines.iter().position(|l| l.contains(rule)).unwrap();
+        lines[i + 1..]
+            .iter()
+            .take_while(|l| l.starts_with("      "))
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let archive = after("raw-to-archive");
+    assert!(
+        archive.contains("replicas encrypted with KMS key arn:aws:kms:us-east-1:444455556666:key/")
+            && !archive.contains("SSE-KMS")
+            && archive.contains("SSE-C objects"),
+        "{archive}"
+    );
+    let offsite = after("offsite");
+    assert!(
+        offsite.contains("skips SSE-KMS and DSSE-KMS objects (SourceSelectionCriteria.SseKmsEncryptedObjects is not Enabled)")
+            && offsite.contains("GLACIER, DEEP_ARCHIVE")
+            && offsite.contains("replicas of other buckets"),
+        "{offsite}"
+    );
     // Whose keys go to the other provider, and whose bucket a destination must be.
     assert!(
         stdout.contains("acl none keys profile \"ovh\"") && stdout.contains("owner 444455556666"),

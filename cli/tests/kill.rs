@@ -33,13 +33,10 @@ async fn a_worker_killed_mid_batch_and_restarted_replicates_everything() {
     let slow = FaultProxy::start(
         &stack.endpoint,
         Faults {
-            slow_down: 0.0,
-            internal_error: 0.0,
-            reset_before: 0.0,
-            reset_after: 0.0,
             delay: 1.0,
             delay_for: Duration::from_millis(150),
             seed: 1,
+            ..Faults::none()
         },
     )
     .await;

@@ -38,6 +38,26 @@ pub struct Rule {
     pub has_filter: bool,
     pub destination: Destination,
     pub replica_modifications: bool,
+    /// `SourceSelectionCriteria.SseKmsEncryptedObjects`: SSE-KMS (and DSSE-KMS) objects
+    /// replicate only under a rule that enables this (and names a `ReplicaKmsKeyID`).
+    pub sse_kms_objects: bool,
+}
+
+impl Rule {
+    /// What this rule leaves where it is, as S3 would, for `config check` to say.
+    pub fn skipped_objects(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.sse_kms_objects {
+            out.push("SSE-KMS and DSSE-KMS objects (SourceSelectionCriteria.SseKmsEncryptedObjects is not Enabled)");
+        }
+        out.push("SSE-C objects");
+        out.push("objects in GLACIER, DEEP_ARCHIVE or an Intelligent-Tiering archive tier");
+        if !self.destination.replicate_replicas {
+            out.push("replicas of other buckets (Replicator.ReplicateReplicas is not true)");
+        }
+        out.push("lifecycle expirations");
+        out
+    }
 }
 
 /// What an object must look like for a rule to apply: a key prefix and tags that must
@@ -73,6 +93,9 @@ pub struct Destination {
     pub delete_mode: DeleteMode,
     pub acl_mode: AclMode,
     pub part_size: Option<u64>,
+    /// `Replicator.ReplicateReplicas`: objects that are themselves replicas (A -> B ->
+    /// C) travel on. Off by default, as on S3, where replicas are never replicated.
+    pub replicate_replicas: bool,
 }
 
 impl Destination {
@@ -425,9 +448,11 @@ impl Walker {
             self.bucket_name(b, &format!("{path}.Bucket"));
         }
         let rules = match self.field(&mut obj, "ReplicationConfiguration") {
-            Some(rc) => {
-                self.replication_configuration(rc, &format!("{path}.ReplicationConfiguration"))
-            }
+            Some(rc) => self.replication_configuration(
+                rc,
+                &format!("{path}.ReplicationConfiguration"),
+                bucket.as_deref(),
+            ),
             None => {
                 self.problem(&format!("{path}.ReplicationConfiguration"), "is required");
                 Vec::new()
@@ -440,7 +465,12 @@ impl Walker {
         })
     }
 
-    fn replication_configuration(&mut self, value: &Value, path: &str) -> Vec<Rule> {
+    fn replication_configuration(
+        &mut self,
+        value: &Value,
+        path: &str,
+        bucket: Option<&str>,
+    ) -> Vec<Rule> {
         let Some(mut obj) = self.obj(value, path) else {
             return Vec::new();
         };
@@ -451,6 +481,15 @@ impl Walker {
             Some(Value::Array(items)) => {
                 if items.is_empty() {
                     self.problem(&format!("{path}.Rules"), "lists no rule");
+                }
+                if items.len() > MAX_RULES {
+                    self.problem(
+                        &format!("{path}.Rules"),
+                        format!(
+                            "lists {} rules; S3 allows at most {MAX_RULES} per source bucket",
+                            items.len()
+                        ),
+                    );
                 }
                 for (i, item) in items.iter().enumerate() {
                     if let Some(rule) = self.rule(item, &format!("{path}.Rules[{i}]"), i) {
@@ -466,6 +505,17 @@ impl Walker {
         }
         self.finish(obj);
         self.rules_together(&rules, path);
+        for (i, rule) in &rules {
+            // The worker would rewrite the source object in place with each event.
+            if Some(rule.destination.bucket.as_str()) == bucket
+                && rule.destination.is_same_endpoint()
+            {
+                self.problem(
+                    &format!("{path}.Rules[{i}].Destination.Bucket"),
+                    "is the rule's own source bucket; a bucket cannot replicate to itself",
+                );
+            }
+        }
         rules.into_iter().map(|(_, rule)| rule).collect()
     }
 
@@ -530,6 +580,12 @@ impl Walker {
             }
         }
         let priority = self.integer(&mut obj, "Priority");
+        if let Some(p) = priority.filter(|p| *p < 0) {
+            self.problem(
+                &format!("{path}.Priority"),
+                format!("{p} is negative; S3 takes priorities from 0 up"),
+            );
+        }
         let enabled = self.status(&mut obj);
         let legacy_prefix = self.string(&mut obj, "Prefix", false);
         let filter_value = self.field(&mut obj, "Filter");
@@ -549,12 +605,13 @@ impl Walker {
             }),
             (None, None) => Some(Filter::default()),
         };
-        // S3 requires DeleteMarkerReplication with Filter; absent, deletes are not
-        // replicated, which is what S3 does for V1 rules.
+        // S3 requires DeleteMarkerReplication with Filter (absent, deletes are not
+        // replicated); a rule in the older schema (a top-level Prefix, no Filter)
+        // replicates delete markers, as S3 does for such rules.
         let dmr = self.status_switch(&mut obj, "DeleteMarkerReplication");
-        let replica_modifications = match self.field(&mut obj, "SourceSelectionCriteria") {
+        let selection = match self.field(&mut obj, "SourceSelectionCriteria") {
             Some(v) => self.source_selection(v, &format!("{path}.SourceSelectionCriteria")),
-            None => false,
+            None => Selection::default(),
         };
         if let Some(v) = self.field(&mut obj, "ExistingObjectReplication") {
             let mut inner = self.obj(v, &format!("{path}.ExistingObjectReplication"));
@@ -566,7 +623,7 @@ impl Walker {
             }
         }
         let destination = match self.field(&mut obj, "Destination") {
-            Some(v) => self.destination(v, &format!("{path}.Destination"), dmr),
+            Some(v) => self.destination(v, &format!("{path}.Destination"), dmr, !has_filter),
             None => {
                 self.problem(&format!("{path}.Destination"), "is required");
                 None
@@ -574,6 +631,14 @@ impl Walker {
         };
         self.finish(obj);
 
+        if let (true, Some(d)) = (selection.sse_kms, &destination) {
+            if d.replica_kms_key_id.is_none() {
+                self.problem(
+                    &format!("{path}.Destination.EncryptionConfiguration.ReplicaKmsKeyID"),
+                    "is required when SourceSelectionCriteria.SseKmsEncryptedObjects is Enabled (the key the replicas are encrypted with; S3 requires it too)",
+                );
+            }
+        }
         if let (Some(filter), Some(true)) = (&filter, dmr) {
             if filter.needs_tags() {
                 self.problem(
@@ -589,7 +654,8 @@ impl Walker {
             filter: filter?,
             has_filter,
             destination: destination?,
-            replica_modifications,
+            replica_modifications: selection.replica_modifications,
+            sse_kms_objects: selection.sse_kms,
         })
     }
 
@@ -643,6 +709,14 @@ impl Walker {
                     ),
                     None => {}
                 }
+                let conditions =
+                    usize::from(and_obj.map.contains_key("Prefix")) + filter.tags.len();
+                if conditions < 2 {
+                    self.problem(
+                        &and_path,
+                        format!("has {conditions} condition(s); S3 needs And to combine two or more (use Prefix or Tag alone instead)"),
+                    );
+                }
                 self.finish(and_obj);
             }
         }
@@ -658,20 +732,31 @@ impl Walker {
         Some((key?, val?))
     }
 
-    fn source_selection(&mut self, value: &Value, path: &str) -> bool {
+    fn source_selection(&mut self, value: &Value, path: &str) -> Selection {
         let Some(mut obj) = self.obj(value, path) else {
-            return false;
+            return Selection::default();
         };
-        let replica_modifications = self
-            .status_switch(&mut obj, "ReplicaModifications")
-            .unwrap_or(false);
-        // SSE-KMS objects are copied whether or not this is set; accepted for pasting.
-        let _ = self.status_switch(&mut obj, "SseKmsEncryptedObjects");
+        let selection = Selection {
+            replica_modifications: self
+                .status_switch(&mut obj, "ReplicaModifications")
+                .unwrap_or(false),
+            sse_kms: self
+                .status_switch(&mut obj, "SseKmsEncryptedObjects")
+                .unwrap_or(false),
+        };
         self.finish(obj);
-        replica_modifications
+        selection
     }
 
-    fn destination(&mut self, value: &Value, path: &str, dmr: Option<bool>) -> Option<Destination> {
+    /// `dmr` is the rule's DeleteMarkerReplication, if written; `legacy` says the rule
+    /// uses the older schema, whose delete markers S3 replicates.
+    fn destination(
+        &mut self,
+        value: &Value,
+        path: &str,
+        dmr: Option<bool>,
+        legacy: bool,
+    ) -> Option<Destination> {
         let mut obj = self.obj(value, path)?;
         let bucket = self.string(&mut obj, "Bucket", true).and_then(|b| {
             let name = b.strip_prefix("arn:aws:s3:::").unwrap_or(&b).to_string();
@@ -742,7 +827,7 @@ impl Walker {
         self.finish(obj);
         let ext = ext?;
 
-        let default_delete = if dmr == Some(true) {
+        let default_delete = if dmr.unwrap_or(legacy) {
             DeleteMode::Markers
         } else {
             DeleteMode::None
@@ -786,6 +871,7 @@ impl Walker {
             delete_mode,
             acl_mode,
             part_size: ext.part_size,
+            replicate_replicas: ext.replicate_replicas,
         })
     }
 
@@ -803,6 +889,7 @@ impl Walker {
         }
         ext.endpoint.region = self.string(&mut obj, "Region", false);
         ext.endpoint.force_path_style = self.boolean(&mut obj, "ForcePathStyle").unwrap_or(false);
+        ext.replicate_replicas = self.boolean(&mut obj, "ReplicateReplicas").unwrap_or(false);
         let mut explicit_default = false;
         if let Some(v) = self.field(&mut obj, "Credentials") {
             let cred_path = format!("{path}.Credentials");
@@ -944,7 +1031,18 @@ struct Extension {
     delete_mode: Option<DeleteMode>,
     acl_mode: Option<AclMode>,
     part_size: Option<u64>,
+    replicate_replicas: bool,
 }
+
+/// What a rule's `SourceSelectionCriteria` enables.
+#[derive(Default)]
+struct Selection {
+    replica_modifications: bool,
+    sse_kms: bool,
+}
+
+/// S3's limit on rules in one replication configuration.
+const MAX_RULES: usize = 1000;
 
 fn kind(v: &Value) -> &'static str {
     match v {
@@ -1138,6 +1236,95 @@ mod tests {
         ] {
             assert!(!problems(text).is_empty(), "{text:?} should be rejected");
         }
+    }
+
+    /// What S3 itself checks of a rule set, and how it reads the older schema.
+    #[test]
+    fn rules_as_s3_reads_them() {
+        let doc = |rules: &str| {
+            format!(
+                r#"{{"Sources":[{{"Bucket":"src","ReplicationConfiguration":{{"Rules":[{rules}]}}}}]}}"#
+            )
+        };
+        // The older schema replicates delete markers; DeleteMode can still say none.
+        let legacy = Config::parse(&doc(
+            r#"{"Status":"Enabled","Prefix":"a/","Destination":{"Bucket":"dst"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            legacy.sources[0].rules[0].destination.delete_mode,
+            DeleteMode::Markers
+        );
+        let quiet = Config::parse(&doc(
+            r#"{"Status":"Enabled","Prefix":"a/","Destination":{"Bucket":"dst","Replicator":{"DeleteMode":"none"}}}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            quiet.sources[0].rules[0].destination.delete_mode,
+            DeleteMode::None
+        );
+        // A V2 rule without DeleteMarkerReplication does not.
+        let v2 = Config::parse(&doc(
+            r#"{"Status":"Enabled","Priority":0,"Filter":{},"Destination":{"Bucket":"dst"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            v2.sources[0].rules[0].destination.delete_mode,
+            DeleteMode::None
+        );
+        assert!(!v2.sources[0].rules[0].destination.replicate_replicas);
+
+        for (rules, expected) in [
+            (
+                r#"{"Status":"Enabled","Priority":1,"Filter":{},"Destination":{"Bucket":"src"}}"#,
+                "Rules[0].Destination.Bucket: is the rule's own source bucket",
+            ),
+            (
+                r#"{"Status":"Enabled","Priority":-1,"Filter":{},"Destination":{"Bucket":"dst"}}"#,
+                "Rules[0].Priority: -1 is negative",
+            ),
+            (
+                r#"{"Status":"Enabled","Priority":1,"Filter":{"And":{"Prefix":"a/"}},"Destination":{"Bucket":"dst"}}"#,
+                "Rules[0].Filter.And: has 1 condition(s)",
+            ),
+            (
+                r#"{"Status":"Enabled","Priority":1,"Filter":{"And":{"Tags":[{"Key":"k","Value":"v"}]}},"Destination":{"Bucket":"dst"}}"#,
+                "Rules[0].Filter.And: has 1 condition(s)",
+            ),
+            (
+                r#"{"Status":"Enabled","Priority":1,"Filter":{},"SourceSelectionCriteria":{"SseKmsEncryptedObjects":{"Status":"Enabled"}},"Destination":{"Bucket":"dst"}}"#,
+                "Rules[0].Destination.EncryptionConfiguration.ReplicaKmsKeyID: is required when SourceSelectionCriteria.SseKmsEncryptedObjects is Enabled",
+            ),
+        ] {
+            let found = problems(&doc(rules));
+            assert!(
+                found.len() == 1 && found[0].contains(expected),
+                "{rules}: {found:?}"
+            );
+        }
+        // The same bucket name at another endpoint is another bucket.
+        let elsewhere = doc(
+            r#"{"Status":"Enabled","Priority":1,"Filter":{},"Destination":{"Bucket":"src","Replicator":{"Region":"eu-west-1"}}}"#,
+        );
+        assert!(problems(&elsewhere).is_empty());
+        let both = Config::parse(&doc(
+            r#"{"Status":"Enabled","Priority":1,"Filter":{"And":{"Prefix":"a/","Tags":[{"Key":"k","Value":"v"}]}},
+                "SourceSelectionCriteria":{"SseKmsEncryptedObjects":{"Status":"Enabled"}},
+                "Destination":{"Bucket":"dst","EncryptionConfiguration":{"ReplicaKmsKeyID":"arn:aws:kms:us-east-1:111122223333:key/k"},
+                               "Replicator":{"ReplicateReplicas":true}}}"#,
+        ))
+        .unwrap();
+        let rule = &both.sources[0].rules[0];
+        assert!(rule.sse_kms_objects && rule.destination.replicate_replicas);
+
+        let many: Vec<String> = (0..1001)
+            .map(|i| format!(r#"{{"ID":"r{i}","Status":"Enabled","Priority":{i},"Filter":{{}},"Destination":{{"Bucket":"dst"}}}}"#))
+            .collect();
+        let found = problems(&doc(&many.join(",")));
+        assert!(
+            found.len() == 1 && found[0].contains("lists 1001 rules; S3 allows at most 1000"),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum Outcome {
 pub struct SourceState {
     pub head: HeadObjectOutput,
     pub provenance: Option<Provenance>,
+    /// When the HEAD answered: a copy that lands long after this may have overwritten
+    /// a newer replica, and is checked again.
+    pub read_at: std::time::Instant,
 }
 
 impl SourceState {
@@ -61,15 +64,58 @@ impl SourceState {
         SourceState {
             head,
             provenance: None,
+            read_at: std::time::Instant::now(),
         }
     }
 
-    /// What the replica's user metadata will be: the source's, with our provenance.
-    pub fn replica_metadata(&self) -> HashMap<String, String> {
-        match &self.provenance {
-            Some(p) => p.metadata_for(self.head.metadata()),
-            None => crate::provenance::user_metadata(self.head.metadata()),
+    /// Why S3 would not replicate this object, if it would not: an SSE-C object (no
+    /// one can read it without the customer's key), an SSE-KMS or DSSE-KMS object the
+    /// rule does not select, an object in an archive class or tier.
+    pub fn not_replicated(&self, rule: &crate::config::Rule) -> Option<&'static str> {
+        let head = &self.head;
+        if head.sse_customer_algorithm().is_some() {
+            return Some("SseCustomerKeyEncrypted");
         }
+        let kms = matches!(
+            head.server_side_encryption(),
+            Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+        );
+        if kms && !rule.sse_kms_objects {
+            return Some("SseKmsNotSelected");
+        }
+        let archived = matches!(
+            head.storage_class(),
+            Some(StorageClass::Glacier | StorageClass::DeepArchive)
+        ) || head.archive_status().is_some();
+        if archived {
+            return Some("ObjectInArchive");
+        }
+        None
+    }
+
+    /// Whether `now` (a later HEAD) is the state this one read: the same version, or
+    /// on an unversioned source the same ETag and modification time.
+    pub fn same_object(&self, now: &HeadObjectOutput) -> bool {
+        let then = &self.head;
+        match (then.version_id(), now.version_id()) {
+            (Some(a), Some(b)) if a != "null" || b != "null" => a == b,
+            _ => then.e_tag() == now.e_tag() && then.last_modified() == now.last_modified(),
+        }
+    }
+
+    /// What the replica's user metadata will be: the source's, with as much of our
+    /// provenance as fits in S3's 2 KB beside it (what does not fit is logged).
+    pub fn replica_metadata(&self) -> HashMap<String, String> {
+        let Some(p) = &self.provenance else {
+            return crate::provenance::user_metadata(self.head.metadata());
+        };
+        let (metadata, left_out) = p.metadata_for(self.head.metadata());
+        if !left_out.is_empty() {
+            tracing::warn!(source_bucket = %p.source_bucket, left_out = %left_out.join(","),
+                user_metadata_bytes = crate::provenance::metadata_size(&crate::provenance::user_metadata(self.head.metadata())),
+                "the object's own metadata leaves too little of S3's 2 KB for all of the replica's provenance; written without these keys");
+        }
+        metadata
     }
 
     /// The provenance the source object itself carries, when it is a replica.
@@ -143,7 +189,61 @@ pub async fn head_source(
     match result {
         Ok(head) => Ok(Some(SourceState::new(head))),
         Err(err) if status(&err) == Some(404) => Ok(None),
+        // S3 answers a HEAD of an SSE-C object made without the customer's key with a
+        // bare 400; a one-byte GET says why. Such an object is what its HEAD would have
+        // said, had it answered: encrypted with a customer key, which rules skip.
+        Err(err) if status(&err) == Some(400) && needs_customer_key(client, job).await => {
+            let head = HeadObjectOutput::builder()
+                .sse_customer_algorithm("AES256")
+                .build();
+            Ok(Some(SourceState::new(head)))
+        }
         Err(err) => Err(ReplicationError::from_sdk(S3Step::SourceHead, &err)),
+    }
+}
+
+/// Whether reading the object needs a customer-provided key (SSE-C).
+async fn needs_customer_key(client: &Client, job: &Job) -> bool {
+    let get = client
+        .get_object()
+        .bucket(&job.source.bucket)
+        .key(&job.source.key)
+        .range("bytes=0-0")
+        .send()
+        .await;
+    match get {
+        Err(e) => e
+            .as_service_error()
+            .and_then(|s| s.meta().message())
+            .is_some_and(|m| {
+                let m = m.to_ascii_lowercase();
+                m.contains("server side encryption") || m.contains("customer")
+            }),
+        Ok(_) => false,
+    }
+}
+
+/// How the replica is encrypted: never weaker than its source. A replica KMS key, when
+/// the destination names one (with the source's DSSE when it has it); else SSE-S3 when
+/// the source has it and the destination is on AWS (every new S3 object has it, and
+/// other providers refuse the header without a KMS of their own); else the
+/// destination bucket's default.
+pub fn replica_encryption(
+    destination: &Destination,
+    head: &HeadObjectOutput,
+) -> (Option<ServerSideEncryption>, Option<String>) {
+    let source = head.server_side_encryption();
+    match (&destination.replica_kms_key_id, source) {
+        (Some(key), Some(ServerSideEncryption::AwsKmsDsse)) => {
+            (Some(ServerSideEncryption::AwsKmsDsse), Some(key.clone()))
+        }
+        (Some(key), _) => (Some(ServerSideEncryption::AwsKms), Some(key.clone())),
+        (None, Some(ServerSideEncryption::Aes256))
+            if destination.endpoint.endpoint_url.is_none() =>
+        {
+            (Some(ServerSideEncryption::Aes256), None)
+        }
+        (None, _) => (None, None),
     }
 }
 
@@ -254,7 +354,8 @@ pub(crate) fn expires(head: &HeadObjectOutput) -> Option<DateTime> {
 
 /// CopyObject and PutObject take the same replica properties through builders that
 /// share method names but no trait; this sets them on either: user metadata, content
-/// headers, the storage class, and the ACL as the destination's mode says.
+/// headers, the storage class, the encryption, and the ACL as the destination's mode
+/// says.
 macro_rules! with_replica_properties {
     ($request:expr, $source:expr, $destination:expr, $grants:expr) => {{
         let (source, destination): (&$crate::copy::SourceState, &$crate::config::Destination) =
@@ -270,6 +371,10 @@ macro_rules! with_replica_properties {
             .set_expires($crate::copy::expires(head))
             .set_website_redirect_location(head.website_redirect_location().map(str::to_string))
             .storage_class($crate::copy::replica_class(destination, head));
+        let (sse, kms_key) = $crate::copy::replica_encryption(destination, head);
+        let request = request
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key);
         match (destination.acl_mode, $grants) {
             ($crate::config::AclMode::OwnerOverride, _) => {
                 request.acl(aws_sdk_s3::types::ObjectCannedAcl::BucketOwnerFullControl)
@@ -306,8 +411,7 @@ pub async fn copy_same_endpoint(
         .metadata_directive(MetadataDirective::Replace)
         .tagging_directive(TaggingDirective::Copy)
         .set_checksum_algorithm(source.checksum_algorithm());
-    let mut request = with_replica_properties!(request, source, destination, grants);
-    request = encryption(request, destination, head);
+    let request = with_replica_properties!(request, source, destination, grants);
     let out = request
         .send()
         .await
@@ -319,22 +423,6 @@ pub async fn copy_same_endpoint(
         size: None,
         kms: Written::kms(out.server_side_encryption()),
     })
-}
-
-fn encryption(
-    request: aws_sdk_s3::operation::copy_object::builders::CopyObjectFluentBuilder,
-    destination: &Destination,
-    head: &HeadObjectOutput,
-) -> aws_sdk_s3::operation::copy_object::builders::CopyObjectFluentBuilder {
-    if let Some(key) = &destination.replica_kms_key_id {
-        request
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(key)
-    } else if head.server_side_encryption() == Some(&ServerSideEncryption::Aes256) {
-        request.server_side_encryption(ServerSideEncryption::Aes256)
-    } else {
-        request
-    }
 }
 
 /// The source's tags as a PutObject `x-amz-tagging` query string.
@@ -410,12 +498,7 @@ pub async fn copy_streamed(
         .content_length(source.size() as i64)
         .set_checksum_algorithm(source.checksum_algorithm())
         .set_tagging(tagging);
-    let mut request = with_replica_properties!(request, source, destination, grants);
-    if let Some(key) = &destination.replica_kms_key_id {
-        request = request
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(key);
-    }
+    let request = with_replica_properties!(request, source, destination, grants);
     let out = request
         .send()
         .await
@@ -431,6 +514,47 @@ pub async fn copy_streamed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_s3::types::ArchiveStatus;
+
+    /// What S3 does not replicate, read from a HEAD.
+    #[test]
+    fn what_s3_does_not_replicate() {
+        let cfg = crate::config::Config::parse(
+            r#"{"Sources": [{"Bucket": "src", "ReplicationConfiguration": {"Rules": [
+                {"Status": "Enabled", "Priority": 1, "Filter": {}, "Destination": {"Bucket": "dst"}}]}}]}"#,
+        )
+        .unwrap();
+        let rule = &cfg.sources[0].rules[0];
+        let reason = |head: HeadObjectOutput| SourceState::new(head).not_replicated(rule);
+        let base = || HeadObjectOutput::builder().content_length(1);
+        assert_eq!(reason(base().build()), None);
+        assert_eq!(
+            reason(base().storage_class(StorageClass::GlacierIr).build()),
+            None
+        );
+        for head in [
+            base().storage_class(StorageClass::Glacier).build(),
+            base().storage_class(StorageClass::DeepArchive).build(),
+            base()
+                .storage_class(StorageClass::IntelligentTiering)
+                .archive_status(ArchiveStatus::DeepArchiveAccess)
+                .build(),
+        ] {
+            assert_eq!(reason(head), Some("ObjectInArchive"));
+        }
+        assert_eq!(
+            reason(base().sse_customer_algorithm("AES256").build()),
+            Some("SseCustomerKeyEncrypted")
+        );
+        assert_eq!(
+            reason(
+                base()
+                    .server_side_encryption(ServerSideEncryption::AwsKmsDsse)
+                    .build()
+            ),
+            Some("SseKmsNotSelected")
+        );
+    }
 
     #[test]
     fn copy_source_is_percent_encoded() {

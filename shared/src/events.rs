@@ -230,7 +230,8 @@ fn s3_record(record: &Value, path: &str) -> Result<Decoded, EventError> {
     let version_id = r.s3.object.version_id.filter(|v| !v.is_empty());
     let change = match short.split(':').next().unwrap_or("") {
         "ObjectCreated" => Some(Change::Created),
-        "ObjectRemoved" | "LifecycleExpiration" => Some(removal(short, version_id.is_some())),
+        "ObjectRemoved" => Some(removal(short, version_id.is_some())),
+        "LifecycleExpiration" => return Ok(ignored(name, LIFECYCLE)),
         "ObjectTagging" => Some(Change::TagsChanged),
         "ObjectAcl" => Some(Change::AclChanged),
         _ => None,
@@ -270,6 +271,11 @@ fn removal(event: &str, has_version: bool) -> Change {
     }
 }
 
+/// S3 never replicates what a lifecycle rule does (expirations, transitions): a source
+/// that expires objects after 30 days must not empty its long-term replica.
+pub const LIFECYCLE: &str =
+    "lifecycle expiration: lifecycle actions are not replicated (give the destination its own lifecycle rule)";
+
 fn ignored(event_name: String, reason: &'static str) -> Decoded {
     Decoded {
         events: Vec::new(),
@@ -287,6 +293,11 @@ fn eventbridge(map: &serde_json::Map<String, Value>, path: &str) -> Result<Decod
         .get("detail")
         .ok_or_else(|| EventError::new(format!("{path}.detail"), "is missing"))?;
     let deletion = detail.get("deletion-type").and_then(Value::as_str);
+    if detail_type == "Object Deleted"
+        && detail.get("reason").and_then(Value::as_str) == Some("Lifecycle Expiration")
+    {
+        return Ok(ignored(detail_type, LIFECYCLE));
+    }
     let change = match detail_type.as_str() {
         "Object Created" => Change::Created,
         "Object Deleted" => match deletion {
@@ -416,6 +427,25 @@ mod tests {
             .unwrap()
             .remove("versionId");
         assert_eq!(decode(&v).unwrap().events[1].change, Change::DeleteMarker);
+    }
+
+    #[test]
+    fn lifecycle_expirations_are_skipped_with_a_reason() {
+        for d in [
+            decode(&fixture!("s3-lifecycle-expiration.json")).unwrap(),
+            decode(&fixture!("eventbridge-lifecycle-expiration.json")).unwrap(),
+        ] {
+            assert!(d.events.is_empty(), "{d:?}");
+            assert!(!d.ignored.is_empty());
+            assert!(d.ignored.iter().all(|i| i.reason == LIFECYCLE), "{d:?}");
+        }
+        assert_eq!(
+            decode(&fixture!("s3-lifecycle-expiration.json"))
+                .unwrap()
+                .ignored
+                .len(),
+            2
+        );
     }
 
     #[test]

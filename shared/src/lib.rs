@@ -8,7 +8,8 @@
 //! - [`copy`], [`multipart`], [`verify`]: the copy engine, its multipart copies
 //!   (which continue across invocations), and the check of what was written
 //! - [`secrets`]: destination credentials from AWS Secrets Manager
-//! - [`ordering`], [`provenance`]: sequencers, and what a replica records of its source
+//! - [`ordering`], [`provenance`], [`overlap`]: sequencers, what a replica records of its
+//!   source, and which keys this process just wrote
 //! - [`worker`]: the long-lived poller behind `s3-replicator run`
 
 pub mod batch;
@@ -25,6 +26,7 @@ pub mod lease;
 pub mod multipart;
 pub mod notifications;
 pub mod ordering;
+pub mod overlap;
 pub mod parking;
 pub mod provenance;
 pub mod replicate;

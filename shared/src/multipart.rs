@@ -14,7 +14,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
-    ServerSideEncryption,
 };
 use aws_sdk_s3::Client;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -204,12 +203,7 @@ pub async fn start(
         .set_tagging(tagging)
         .set_checksum_algorithm(algorithm.clone())
         .set_checksum_type(algorithm.as_ref().and_then(full_object_type));
-    let mut create = copy::with_replica_properties!(create, source, destination, grants);
-    if let Some(key) = &destination.replica_kms_key_id {
-        create = create
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(key);
-    }
+    let create = copy::with_replica_properties!(create, source, destination, grants);
     let upload_id = create
         .send()
         .await

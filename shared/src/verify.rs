@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, ServerSideEncryption};
 
 use crate::copy::SourceState;
 use crate::errors::{FailureReason, ReplicationError};
@@ -160,7 +160,7 @@ pub fn verify(
         });
     }
     let source_sums = checksums_of!(head);
-    if let Some((algorithm, expected)) = source_sums.full_object() {
+    if let Some((algorithm, expected)) = source_full_object(head, &source_sums) {
         if let Some(actual) = written.checksums.get(&algorithm) {
             if !actual.contains('-') {
                 let name = checksum_name(&algorithm);
@@ -175,6 +175,34 @@ pub fn verify(
         }
     }
     written.size.map(|_| Ok(Verified::Size))
+}
+
+/// The source's full-object checksum, if it has one. S3 says which kind a checksum is
+/// with `x-amz-checksum-type`; without it (older objects, moto), an object written in
+/// parts (an ETag ending in `-N`) has a composite checksum of its parts, whether or not
+/// the value carries the `-N` suffix, unless the algorithm is CRC64NVME, which is always
+/// full-object.
+pub fn source_full_object<'a>(
+    head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+    sums: &'a Checksums,
+) -> Option<(ChecksumAlgorithm, &'a str)> {
+    let (algorithm, value) = sums.full_object()?;
+    let full = match head.checksum_type() {
+        Some(ChecksumType::FullObject) => true,
+        Some(ChecksumType::Composite) => false,
+        _ => {
+            algorithm == ChecksumAlgorithm::Crc64Nvme
+                || !head.e_tag().is_some_and(is_multipart_etag)
+        }
+    };
+    full.then_some((algorithm, value))
+}
+
+/// A multipart upload's ETag: an MD5 of the parts' MD5s, then `-` and the part count.
+fn is_multipart_etag(etag: &str) -> bool {
+    etag.trim_matches('"')
+        .rsplit_once('-')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 pub fn checksum_name(algorithm: &ChecksumAlgorithm) -> &'static str {
@@ -264,5 +292,41 @@ mod tests {
             &written("\"abc-3\"", None, Some(9), false),
         );
         assert!(v.unwrap().unwrap_err().detail.contains("size"));
+    }
+
+    /// A multipart CRC32 upload (the AWS CLI's and boto3's default above 8 MiB) has a
+    /// composite checksum, which no single-part replica can match: it is no evidence,
+    /// whether S3 marks it with a `-N` suffix and `x-amz-checksum-type` or, as moto
+    /// 5.2.5 does, with neither. A full-object type says otherwise.
+    #[test]
+    fn composite_checksums_are_recognised_by_type_and_part_count() {
+        let replica = Written {
+            etag: Some("\"abc-2\"".into()),
+            checksums: Checksums {
+                crc32: Some("BBBBBB==".into()),
+                ..Default::default()
+            },
+            size: Some(10),
+            kms: false,
+        };
+        let head = |kind: Option<ChecksumType>| {
+            SourceState::new(
+                HeadObjectOutput::builder()
+                    .content_length(10)
+                    .e_tag("\"3f025a3c3053e7d9169797b811dea893-3\"")
+                    .checksum_crc32("4KQh4Q==")
+                    .set_checksum_type(kind)
+                    .build(),
+            )
+        };
+        for kind in [None, Some(ChecksumType::Composite)] {
+            let v = verify(&head(kind.clone()), &replica);
+            assert_eq!(v.unwrap().unwrap(), Verified::Size, "{kind:?}");
+        }
+        let v = verify(&head(Some(ChecksumType::FullObject)), &replica);
+        assert!(v.unwrap().unwrap_err().detail.contains("CRC32"));
+        assert!(
+            is_multipart_etag("\"abc-12\"") && !is_multipart_etag(MD5) && !is_multipart_etag("a-")
+        );
     }
 }

@@ -22,6 +22,9 @@ pub struct Faults {
     pub reset_after: f64,
     pub delay: f64,
     pub delay_for: Duration,
+    /// When set, only requests whose head contains this text are delayed (a header
+    /// name such as `x-amz-copy-source` picks out the copies); the others pass.
+    pub delay_only: Option<&'static str>,
     pub seed: u64,
 }
 
@@ -35,6 +38,7 @@ impl Faults {
             reset_after: 0.0,
             delay: 0.0,
             delay_for: Duration::ZERO,
+            delay_only: None,
             seed: 0,
         }
     }
@@ -112,7 +116,7 @@ impl FaultProxy {
                     client,
                     upstream.clone(),
                     fault,
-                    faults.delay_for,
+                    (faults.delay_for, faults.delay_only),
                     task_counts.clone(),
                     task_heads.clone(),
                 ));
@@ -194,7 +198,7 @@ async fn serve(
     mut client: TcpStream,
     upstream: String,
     fault: Fault,
-    delay_for: Duration,
+    (delay_for, delay_only): (Duration, Option<&'static str>),
     counts: Arc<FaultCounts>,
     heads: Arc<Mutex<Vec<String>>>,
 ) {
@@ -202,6 +206,10 @@ async fn serve(
         return;
     };
     heads.lock().expect("heads").push(head.clone());
+    let fault = match (fault, delay_only) {
+        (Fault::Delay, Some(text)) if !head.to_ascii_lowercase().contains(text) => Fault::Pass,
+        (fault, _) => fault,
+    };
     match fault {
         Fault::SlowDown => {
             counts.slow_down.fetch_add(1, Ordering::Relaxed);

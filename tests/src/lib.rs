@@ -105,6 +105,49 @@ impl Stack {
         (s3_client(&self.sdk, Some(&log)), log)
     }
 
+    /// Turns versioning on for a bucket.
+    pub async fn enable_versioning(&self, bucket: &str) {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        self.s3
+            .put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("enable versioning");
+    }
+
+    /// An S3 client with this stack's keys that reaches it through `endpoint` (a
+    /// proxy in front of it).
+    pub fn s3_through(&self, endpoint: &str) -> aws_sdk_s3::Client {
+        s3_client(&self.sdk.to_builder().endpoint_url(endpoint).build(), None)
+    }
+
+    /// Replaces an object's tags with one tag.
+    pub async fn set_tag(&self, bucket: &str, key: &str, tag: (&str, &str)) {
+        let tag = aws_sdk_s3::types::Tag::builder()
+            .key(tag.0)
+            .value(tag.1)
+            .build()
+            .expect("key and value are set");
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .tag_set(tag)
+            .build()
+            .expect("tags are set");
+        self.s3
+            .put_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("tag {key}: {}", replicator::errors::describe(&e)));
+    }
+
     pub async fn bucket(&self, prefix: &str) -> String {
         let name = unique(prefix);
         self.s3

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use futures::StreamExt;
+use integration_tests::fault_proxy::{FaultProxy, Faults};
 use integration_tests::history::{self, Sequencers};
 use integration_tests::{config, object_state, provenance, sqs_batch, Pipeline, Stack};
 use rand::rngs::StdRng;
@@ -48,21 +48,6 @@ fn document(sources: &[(&str, Vec<String>)]) -> Arc<Config> {
     config(&format!(r#"{{"Sources": [{}]}}"#, sources.join(",")))
 }
 
-async fn enable_versioning(stack: &Stack, bucket: &str) {
-    stack
-        .s3
-        .put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("enable versioning");
-}
-
 async fn states(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -94,8 +79,9 @@ const KEYS: [&str; 3] = ["a b+c.txt", "dir/ü €.bin", "k"];
 /// The randomized convergence test. For each seed: random puts, overwrites, metadata
 /// and tag changes, deletes and (on versioned buckets) permanent version deletes on a
 /// real source bucket; the events S3 would send for them, shuffled, one in four
-/// delivered twice; two workers running at once. When the queues drain, the
-/// destination must equal the source key by key, field by field.
+/// delivered twice; two workers running at once, one of them (every third seed) with a
+/// third of its copies held 1.5 s. When the queues drain, the destination must equal
+/// the source key by key, field by field.
 ///
 /// `S3R_SEED=N` replays one seed; `S3R_SEEDS=N` runs seeds 0..N (default 24).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -127,15 +113,33 @@ async fn one_history(stack: &Stack, seed: u64) -> Option<String> {
     let versioned = seed % 2 == 1;
     let p = Pipeline::unwired(stack).await;
     if versioned {
-        enable_versioning(stack, &p.source).await;
+        stack.enable_versioning(&p.source).await;
     }
     let dst = stack.bucket("dst").await;
     let cfg = document(&[(&p.source, vec![rule("all", 1, &dst, "all", "")])]);
     let happened = history::generate(stack, &p.source, &KEYS, versioned, 18, &mut rng).await;
     let deliveries = history::deliveries(&happened, &mut rng);
     history::send_all(stack, &p.events.url, &deliveries).await;
-    // Two workers on the same queues, each running its jobs concurrently.
-    tokio::join!(p.run_worker(&cfg), p.run_worker(&cfg));
+    // Two workers on the same queues, each running its jobs concurrently. On every
+    // third seed one of them reaches S3 through a proxy that holds a third of its
+    // copies for 1.5 s, so an old state's copy can land after a newer one's.
+    if seed % 3 == 2 {
+        let proxy = FaultProxy::start(
+            &stack.endpoint,
+            Faults {
+                delay: 0.33,
+                delay_for: std::time::Duration::from_millis(1500),
+                delay_only: Some("x-amz-copy-source"),
+                seed,
+                ..Faults::none()
+            },
+        )
+        .await;
+        let delayed = stack.s3_through(&proxy.endpoint);
+        tokio::join!(p.run_worker(&cfg), p.run_worker_on(&cfg, delayed));
+    } else {
+        tokio::join!(p.run_worker(&cfg), p.run_worker(&cfg));
+    }
 
     let source = states(&stack.s3, &p.source, &KEYS).await;
     let replica = states(&stack.s3, &dst, &KEYS).await;
@@ -238,7 +242,7 @@ async fn each_delete_mode_on_versioned_and_unversioned_sources() {
     for versioned in [false, true] {
         let p = Pipeline::unwired(&stack).await;
         if versioned {
-            enable_versioning(&stack, &p.source).await;
+            stack.enable_versioning(&p.source).await;
         }
         let none = stack.bucket("none").await;
         let markers = stack.bucket("markers").await;
@@ -582,6 +586,33 @@ async fn two_way_replication_settles() {
         states(&stack.s3, &a, &keys).await,
         states(&stack.s3, &b, &keys).await
     );
+
+    // A delete at B of an object first written at A (B holds its replica) reaches A,
+    // as a delete marker placed in either bucket does on S3. Last-Modified has a
+    // one-second grain: the delete comes more than a second after the write.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    stack.delete(&b, "a3").await;
+    assert_eq!(rounds().await, vec![1, 1, 0]);
+    assert!(object_state(&stack.s3, &a, "a3").await.is_none());
+    assert!(object_state(&stack.s3, &b, "a3").await.is_none());
+
+    // An object written at A after B's delete is someone's new write: it stays, and
+    // goes to B.
+    stack.put(&a, "late", b"first").await;
+    assert_eq!(rounds().await, vec![1, 0]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    stack.delete(&b, "late").await;
+    stack.put(&a, "late", b"written again at A").await;
+    assert_eq!(rounds().await, vec![2, 0]);
+    let keys = ["a1", "a2", "a3", "b1", "b2", "late"];
+    assert_eq!(
+        object_state(&stack.s3, &a, "late").await.unwrap().size,
+        "written again at A".len()
+    );
+    assert_eq!(
+        states(&stack.s3, &a, &keys).await,
+        states(&stack.s3, &b, &keys).await
+    );
     assert!(stack.drain(&p.failed).await.is_empty());
 }
 
@@ -618,26 +649,7 @@ async fn tag_and_acl_changes_sync_without_copying_bytes() {
     replicator.run(&job(Operation::Put)).await.unwrap();
     log.take();
 
-    stack
-        .s3
-        .put_object_tagging()
-        .bucket(&source)
-        .key("doc")
-        .tagging(
-            aws_sdk_s3::types::Tagging::builder()
-                .tag_set(
-                    aws_sdk_s3::types::Tag::builder()
-                        .key("stage")
-                        .value("final")
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    stack.set_tag(&source, "doc", ("stage", "final")).await;
     let outcome = replicator.run(&job(Operation::Tags)).await.unwrap();
     assert_eq!(outcome, Outcome::Updated);
     let requests = log.take();

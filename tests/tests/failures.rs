@@ -32,6 +32,7 @@ async fn under_injected_faults_every_object_is_replicated_or_parked_with_a_reaso
             reset_after: 0.05,
             delay: 0.05,
             delay_for: Duration::from_millis(300),
+            delay_only: None,
             seed: 20261122,
         },
     )

@@ -520,22 +520,10 @@ fn tag(key: &str, value: &str) -> aws_sdk_s3::types::Tag {
 /// source holds now, so the replica never goes back to the old bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_event_for_an_old_version_copies_the_current_object() {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
     let stack = Stack::main().await;
     let source = stack.bucket("versioned").await;
     let dst = stack.bucket("dst").await;
-    stack
-        .s3
-        .put_bucket_versioning()
-        .bucket(&source)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    stack.enable_versioning(&source).await;
     let put = |body: &'static [u8]| {
         let s3 = stack.s3.clone();
         let bucket = source.clone();

@@ -78,8 +78,20 @@ fn the_lists_name_every_variable_the_code_defines() {
     // Every `..._VAR: &str = "NAME"` in the library is listed as a Lambda's or the
     // worker's, so a new variable cannot be read without the templates being checked.
     let mut defined = BTreeSet::new();
-    for entry in std::fs::read_dir(root().join("shared/src")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    let mut files = Vec::new();
+    let mut folders = vec![root().join("shared/src")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
         for line in text.lines() {
             let line = line.trim();
             if line.starts_with("pub const ") && line.contains("_VAR: &str = \"") {

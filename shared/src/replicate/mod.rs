@@ -1,27 +1,36 @@
 //! The replicate handler: a batch of jobs in, partial batch failures out, so one bad
 //! job never makes its neighbours run again. Permanent failures go to the failed queue
 //! at once (when one is configured) instead of burning receives.
+//!
+//! This module runs a job to its outcome; the operations live beside it: `copying`
+//! (puts, and the copies other operations fall back on), `deletes`, and `sync`
+//! (tag and ACL changes).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use aws_sdk_s3::types::{ObjectCannedAcl, Tagging};
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 
 use crate::batch::retry_these;
 use crate::clients::S3Clients;
-use crate::config::{AclMode, Config, Destination, Rule};
+use crate::config::{Config, Destination};
 use crate::copy::{self, AclSupport, Outcome};
 use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
 use crate::job::{Continuation, Job, Operation};
 use crate::lease::Lease;
-use crate::multipart::{self, MemoryBudget, MultipartSettings, Progress};
+use crate::multipart::{self, MemoryBudget, MultipartSettings};
+use crate::overlap::RecentWrites;
 use crate::parking::Parking;
 use crate::provenance::Provenance;
-use crate::verify::{self, Verified, Written};
+
+mod copying;
+mod deletes;
+mod sync;
+
+use sync::{Failed, ReplicaMissing};
 
 /// Jobs of one batch run at once, at most this many.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -29,6 +38,16 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 /// Time kept back from a Lambda invocation's deadline: multipart copies start no new
 /// part after that, and the parts in flight finish and are handed on in it.
 pub const DEFAULT_PAUSE_RESERVE: Duration = Duration::from_secs(20);
+
+/// A copy whose write lands this long after its source was read looks at the source
+/// again: a newer version's job may have finished in between. Another job's event must
+/// travel S3 -> queue -> ingest -> queue -> HEAD -> write inside that window, which
+/// takes longer than this; overlaps inside one process are caught whatever their length.
+pub const DEFAULT_RECHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// How many times a copy chases a source that keeps changing before it hands the job
+/// back to be retried.
+const MAX_RECOPIES: usize = 3;
 
 /// What replicate needs, built once per process.
 #[derive(Debug)]
@@ -49,6 +68,9 @@ pub struct Replicator {
     pub work_queue_url: Option<String>,
     /// Kept back from each invocation's deadline; see [`DEFAULT_PAUSE_RESERVE`].
     pub pause_reserve: Duration,
+    /// See [`DEFAULT_RECHECK_AFTER`].
+    pub recheck_after: Duration,
+    writes: RecentWrites,
     /// Bytes of streamed parts in memory across all jobs, sized from `multipart` at
     /// the first streamed part.
     memory: OnceLock<MemoryBudget>,
@@ -76,6 +98,8 @@ impl Replicator {
             multipart: MultipartSettings::default(),
             work_queue_url: None,
             pause_reserve: DEFAULT_PAUSE_RESERVE,
+            recheck_after: DEFAULT_RECHECK_AFTER,
+            writes: RecentWrites::default(),
             memory: OnceLock::new(),
             acls: AclSupport::default(),
         }
@@ -244,6 +268,9 @@ impl Replicator {
             // replica should become what the source holds now.
             Operation::Delete => self.reconcile(job, destination, dst).await,
             Operation::Tags | Operation::Acl => {
+                if let Some(reason) = self.modification_not_synced(job, rule).await? {
+                    return Ok(Outcome::Skipped { reason });
+                }
                 let synced = if job.op == Operation::Tags {
                     self.sync_tags(job, rule, dst).await
                 } else {
@@ -262,446 +289,14 @@ impl Replicator {
             }
         }
     }
-
-    /// A created object. Copies what the source holds now. When the event carries a
-    /// sequencer it is ordered against the replica first: an event no newer than the
-    /// replica was done already (one HEAD, nothing written), and an event the source
-    /// has since moved past is superseded (the newer write's own event copies it).
-    async fn put(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-    ) -> Result<Outcome, ReplicationError> {
-        let sequencer = job.sequencer();
-        if sequencer.is_some() {
-            let replica = replica_provenance(dst, destination, &job.source.key).await?;
-            let newer = replica.and_then(|p| p.is_at_least(&job.source.bucket, sequencer));
-            if newer == Some(true) {
-                return Ok(Outcome::Skipped {
-                    reason: "ReplicaUpToDate",
-                });
-            }
-        }
-        let Some(state) = copy::head_source(&self.s3.source, job).await? else {
-            return Ok(SOURCE_DELETED);
-        };
-        let current = describes_current(job, &state.head);
-        if sequencer.is_some() && !current {
-            return Ok(Outcome::Skipped {
-                reason: "Superseded",
-            });
-        }
-        // Here a sequencer, if any, is that of an event describing exactly this state.
-        self.copy(job, destination, dst, state, sequencer).await
-    }
-
-    /// Copies the source's current state, recording its provenance on the replica.
-    /// `sequencer` says the copied state is at least as new as that event (the event
-    /// described exactly this state, or happened before it was read); `None` when
-    /// nothing is known.
-    async fn copy(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-        mut state: copy::SourceState,
-        sequencer: Option<&str>,
-    ) -> Result<Outcome, ReplicationError> {
-        let own = state.own_provenance();
-        // Two-way replication: this object is itself a copy of what the destination
-        // holds. Sending it back would start the loop that provenance exists to stop.
-        if destination.is_same_endpoint()
-            && own
-                .as_ref()
-                .is_some_and(|p| p.came_from(&destination.bucket))
-        {
-            return Ok(Outcome::Skipped {
-                reason: "ReplicaOfDestination",
-            });
-        }
-        let version = state.head.version_id().map(str::to_string);
-        state.provenance = Some(Provenance::of_copy(
-            &job.source.bucket,
-            version.as_deref(),
-            sequencer,
-            own.as_ref(),
-        ));
-        let src = &self.s3.source;
-        let grants = self
-            .grants_to_copy(job, destination, dst, version.as_deref())
-            .await?;
-        let same = destination.is_same_endpoint();
-        if state.size() > self.multipart.threshold(same) {
-            let upload =
-                multipart::start(src, dst, job, destination, &state, grants, &self.multipart)
-                    .await?;
-            return self.proceed(job, destination, dst, &upload).await;
-        }
-        let written = if same {
-            copy::copy_same_endpoint(src, job, destination, &state, grants).await?
-        } else {
-            copy::copy_streamed(src, dst, job, destination, &state, grants).await?
-        };
-        self.verified(job, destination, dst, &state, written).await
-    }
-
-    /// Checks what a copy wrote against its source. When the write's answer holds
-    /// nothing comparable (a KMS-encrypted or multipart-sourced object without a
-    /// full-object checksum), one HEAD of the replica gives at least its size.
-    async fn verified(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-        source: &copy::SourceState,
-        written: Written,
-    ) -> Result<Outcome, ReplicationError> {
-        let verified = match verify::verify(source, &written) {
-            Some(result) => result?,
-            None => {
-                let written = multipart::written_object(dst, destination, &job.source.key).await?;
-                verify::verify(source, &written).unwrap_or(Ok(Verified::Size))?
-            }
-        };
-        Ok(Outcome::Replicated {
-            bytes: source.size(),
-            verified,
-        })
-    }
-
-    /// Runs a new multipart copy's parts until it completes or pauses.
-    async fn proceed(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-        upload: &Continuation,
-    ) -> Result<Outcome, ReplicationError> {
-        let progress = self.run_parts(job, destination, dst, upload).await?;
-        self.outcome_of(job, destination, dst, progress).await
-    }
-
-    async fn run_parts(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-        upload: &Continuation,
-    ) -> Result<Progress, ReplicationError> {
-        let settings = &self.multipart;
-        let memory = self
-            .memory
-            .get_or_init(|| MemoryBudget::new(settings.memory_budget()));
-        let src = &self.s3.source;
-        multipart::proceed(
-            src,
-            dst,
-            job,
-            destination,
-            upload,
-            settings.concurrency,
-            memory,
-        )
-        .await
-    }
-
-    async fn outcome_of(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-        progress: Progress,
-    ) -> Result<Outcome, ReplicationError> {
-        match progress {
-            Progress::Done { written, source } => {
-                self.verified(job, destination, dst, &source, written).await
-            }
-            Progress::Paused(upload) => Ok(Outcome::Paused(Box::new(upload))),
-            Progress::Skipped(reason) => Ok(Outcome::Skipped { reason }),
-            Progress::UploadGone => Err(ReplicationError::new(
-                FailureReason::PreconditionFailed,
-                "the multipart upload is gone (aborted by a cleanup or a lifecycle rule)",
-            )),
-        }
-    }
-
-    /// A continuation: the parts ListParts does not show are uploaded, then the upload
-    /// completes. An upload that is gone makes the job start afresh, as a put.
-    async fn resume(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-        upload: &Continuation,
-    ) -> Result<Outcome, ReplicationError> {
-        tracing::info!(key = %job.source.key, upload_id = %upload.upload_id, parts_done = upload.parts_done,
-            invocation = upload.invocations + 1, "continuing a multipart copy");
-        let progress = self.run_parts(job, destination, dst, upload).await?;
-        match progress {
-            Progress::UploadGone => self.put(&job.without_upload(), destination, dst).await,
-            progress => self.outcome_of(job, destination, dst, progress).await,
-        }
-    }
-
-    /// The source's grants, when the mode copies them and both buckets use ACLs.
-    async fn grants_to_copy(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-        version: Option<&str>,
-    ) -> Result<Option<copy::GrantHeaders>, ReplicationError> {
-        if destination.acl_mode != AclMode::Copy
-            || !self
-                .acls
-                .uses_acls(&self.s3.source, &job.source.bucket)
-                .await
-            || !self.acls.uses_acls(dst, &destination.bucket).await
-        {
-            return Ok(None);
-        }
-        copy::source_grants(&self.s3.source, job, version).await
-    }
-
-    /// A delete marker, or a plain delete on an unversioned source. It removes only a
-    /// replica this source made, and never one newer than the delete: sequencers
-    /// decide when both sides have one, otherwise the source does (if it holds an
-    /// object under the key again, the delete is stale).
-    async fn delete(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-    ) -> Result<Outcome, ReplicationError> {
-        let replica = match self.our_replica(job, destination, dst).await? {
-            Ok(replica) => replica,
-            Err(skipped) => return Ok(skipped),
-        };
-        match replica.is_at_least(&job.source.bucket, job.sequencer()) {
-            Some(true) => Ok(Outcome::Skipped {
-                reason: "ReplicaNewer",
-            }),
-            Some(false) => self.delete_replica(job, destination, dst).await,
-            None if copy::head_source(&self.s3.source, job).await?.is_some() => {
-                Ok(Outcome::Skipped {
-                    reason: "SupersededBySourceObject",
-                })
-            }
-            None => self.delete_replica(job, destination, dst).await,
-        }
-    }
-
-    /// Makes the replica what the source holds now: a copy of the current version, or
-    /// no replica when there is none. Costs two HEADs when nothing needs doing.
-    async fn reconcile(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-    ) -> Result<Outcome, ReplicationError> {
-        let source = copy::head_source(&self.s3.source, job).await?;
-        let replica = match self.our_replica(job, destination, dst).await? {
-            Ok(replica) => Some(replica),
-            Err(skipped) if source.is_none() => return Ok(skipped),
-            Err(_) => None,
-        };
-        match (source, replica) {
-            (None, _) => self.delete_replica(job, destination, dst).await,
-            (Some(state), Some(replica))
-                if replica.version_id.is_some()
-                    && replica.version_id.as_deref() == state.head.version_id() =>
-            {
-                Ok(Outcome::Skipped {
-                    reason: "ReplicaUpToDate",
-                })
-            }
-            // The version is gone, so what is current now is at least as new as the
-            // event: its sequencer bounds the replica's recency from below.
-            (Some(state), _) => {
-                self.copy(job, destination, dst, state, job.sequencer())
-                    .await
-            }
-        }
-    }
-
-    /// The replica's provenance when it is a replica this source made; otherwise the
-    /// reason to leave the destination alone (nothing there, or an object some one
-    /// else wrote: we delete only what we replicated).
-    async fn our_replica(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-    ) -> Result<Result<Provenance, Outcome>, ReplicationError> {
-        let Some(head) = replica_head(dst, destination, &job.source.key).await? else {
-            return Ok(Err(Outcome::Skipped {
-                reason: "ReplicaAbsent",
-            }));
-        };
-        match Provenance::read(head.metadata()) {
-            Some(p) if p.source_bucket == job.source.bucket => Ok(Ok(p)),
-            _ => Ok(Err(Outcome::Skipped {
-                reason: "NotAReplicaOfSource",
-            })),
-        }
-    }
-
-    /// Deletes the replica, then looks at the source once more: a put that raced this
-    /// delete may have copied an object the delete just removed. If the source holds
-    /// an object now, the replica becomes a copy of it again.
-    async fn delete_replica(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-    ) -> Result<Outcome, ReplicationError> {
-        dst.delete_object()
-            .bucket(&destination.bucket)
-            .key(&job.source.key)
-            .send()
-            .await
-            .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationDelete, &e))?;
-        match copy::head_source(&self.s3.source, job).await? {
-            // What the source holds after this delete is newer than it: the delete's
-            // sequencer is a safe lower bound for the restored replica.
-            Some(state) => {
-                self.copy(job, destination, dst, state, job.sequencer())
-                    .await
-            }
-            None => Ok(Outcome::Deleted),
-        }
-    }
-
-    /// Tag changes: the replica's tags become the source's, no bytes copied.
-    async fn sync_tags(
-        &self,
-        job: &Job,
-        rule: &Rule,
-        dst: &aws_sdk_s3::Client,
-    ) -> Result<Outcome, SyncError> {
-        let destination = &rule.destination;
-        let result = self
-            .s3
-            .source
-            .get_object_tagging()
-            .bucket(&job.source.bucket)
-            .key(&job.source.key)
-            .send()
-            .await;
-        let tags = match result {
-            Ok(out) => out.tag_set().to_vec(),
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                return Ok(SOURCE_DELETED)
-            }
-            Err(e) => {
-                return Err(Failed(ReplicationError::from_sdk(
-                    S3Step::SourceTagging,
-                    &e,
-                )))
-            }
-        };
-        let step = S3Step::DestinationTagging;
-        // A rule that syncs replica modifications is one half of two-way replication:
-        // writing unchanged tags would raise an event on the other side, and so on
-        // forever. Compare first, and write only a change.
-        if rule.replica_modifications {
-            let replica = dst
-                .get_object_tagging()
-                .bucket(&destination.bucket)
-                .key(&job.source.key)
-                .send()
-                .await
-                .map_err(|e| SyncError::from_destination(step, &e))?;
-            if same_tags(replica.tag_set(), &tags) {
-                return Ok(Outcome::Skipped {
-                    reason: "TagsUnchanged",
-                });
-            }
-        }
-        if tags.is_empty() {
-            dst.delete_object_tagging()
-                .bucket(&destination.bucket)
-                .key(&job.source.key)
-                .send()
-                .await
-                .map_err(|e| SyncError::from_destination(step, &e))?;
-        } else {
-            let tagging = Tagging::builder()
-                .set_tag_set(Some(tags))
-                .build()
-                .map_err(|e| {
-                    Failed(ReplicationError::new(
-                        FailureReason::InvalidRequest,
-                        e.to_string(),
-                    ))
-                })?;
-            dst.put_object_tagging()
-                .bucket(&destination.bucket)
-                .key(&job.source.key)
-                .tagging(tagging)
-                .send()
-                .await
-                .map_err(|e| SyncError::from_destination(step, &e))?;
-        }
-        Ok(Outcome::Updated)
-    }
-
-    /// ACL changes: the replica's ACL becomes what the mode says, no bytes copied.
-    async fn sync_acl(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-    ) -> Result<Outcome, SyncError> {
-        let step = S3Step::DestinationAcl;
-        let request = dst
-            .put_object_acl()
-            .bucket(&destination.bucket)
-            .key(&job.source.key);
-        let request = match destination.acl_mode {
-            AclMode::None => {
-                return Ok(Outcome::Skipped {
-                    reason: "AclModeNone",
-                })
-            }
-            AclMode::OwnerOverride => request.acl(ObjectCannedAcl::BucketOwnerFullControl),
-            AclMode::Copy => match self.grants_to_copy(job, destination, dst, None).await {
-                Ok(Some(g)) => request
-                    .set_grant_full_control(g.full_control)
-                    .set_grant_read(g.read)
-                    .set_grant_read_acp(g.read_acp)
-                    .set_grant_write_acp(g.write_acp),
-                Ok(None) => request.acl(ObjectCannedAcl::Private),
-                Err(e) => return Err(Failed(e)),
-            },
-        };
-        request
-            .send()
-            .await
-            .map_err(|e| SyncError::from_destination(step, &e))?;
-        Ok(Outcome::Updated)
-    }
 }
 
+const SOURCE_DELETED_REASON: &str = "SourceDeleted";
+/// The destination holds an object this source did not make: deletes leave it alone.
+const NOT_OURS: &str = "NotAReplicaOfSource";
 const SOURCE_DELETED: Outcome = Outcome::Skipped {
-    reason: "SourceDeleted",
+    reason: SOURCE_DELETED_REASON,
 };
-
-/// Whether the event describes what the source holds now: the same version, or (on
-/// an unversioned source) the same ETag. An event that says neither is taken at its word.
-fn describes_current(job: &Job, head: &HeadObjectOutput) -> bool {
-    let unquote = |s: &str| s.trim_matches('"').to_string();
-    if let (Some(event), Some(now)) = (job.source.version_id.as_deref(), head.version_id()) {
-        if now != "null" {
-            return event == now;
-        }
-    }
-    match (job.source.etag.as_deref(), head.e_tag()) {
-        (Some(event), Some(now)) => unquote(event) == unquote(now),
-        _ => true,
-    }
-}
 
 /// HEADs the replica; `None` when there is none.
 async fn replica_head(
@@ -731,45 +326,6 @@ async fn replica_provenance(
     Ok(replica_head(dst, destination, key)
         .await?
         .and_then(|head| Provenance::read(head.metadata())))
-}
-
-fn same_tags(a: &[aws_sdk_s3::types::Tag], b: &[aws_sdk_s3::types::Tag]) -> bool {
-    let pairs = |tags: &[aws_sdk_s3::types::Tag]| {
-        let mut v: Vec<(String, String)> = tags
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
-        v.sort();
-        v
-    };
-    pairs(a) == pairs(b)
-}
-
-/// A tag or ACL sync either fails, or finds no replica to update yet.
-enum SyncError {
-    ReplicaMissing,
-    Failed(ReplicationError),
-}
-use SyncError::{Failed, ReplicaMissing};
-
-impl SyncError {
-    fn from_destination<E>(
-        step: S3Step,
-        err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-    ) -> Self
-    where
-        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        let code = match err {
-            aws_sdk_s3::error::SdkError::ServiceError(s) => s.err().code(),
-            _ => None,
-        };
-        if code == Some("NoSuchKey") {
-            ReplicaMissing
-        } else {
-            Failed(ReplicationError::from_sdk(step, err))
-        }
-    }
 }
 
 /// One line per job outcome.
@@ -809,6 +365,7 @@ fn log_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::Verified;
     use aws_sdk_s3::operation::head_object::HeadObjectOutput;
     use aws_sdk_sqs::operation::send_message::SendMessageOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
@@ -841,7 +398,7 @@ mod tests {
     fn batch() -> SqsEvent {
         let mut m = SqsMessage::default();
         m.message_id = Some("m1".into());
-        m.body = Some(include_str!("../../tests/fixtures/jobs/put.json").to_string());
+        m.body = Some(include_str!("../../../tests/fixtures/jobs/put.json").to_string());
         let mut e = SqsEvent::default();
         e.records.push(m);
         e
@@ -912,6 +469,63 @@ mod tests {
         }
     }
 
+    /// An SSE-C object cannot be read without the customer's key: S3 answers its HEAD
+    /// with a bare 400, and a GET says why. It is skipped with that reason (S3 does not
+    /// replicate SSE-C objects either), not parked; any other 400 stays a failure.
+    #[tokio::test]
+    async fn an_sse_c_object_is_skipped_with_its_reason() {
+        use aws_sdk_s3::operation::get_object::GetObjectOutput;
+        for (get_code, get_message, expected) in [
+            (
+                "InvalidRequest",
+                "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.",
+                Ok("SseCustomerKeyEncrypted"),
+            ),
+            ("InvalidArgument", "Invalid argument.", Err(())),
+        ] {
+            let no_replica = mock!(aws_sdk_s3::Client::head_object)
+                .match_requests(|r| r.bucket() == Some("photos-replica"))
+                .then_http_response(|| {
+                    HttpResponse::new(StatusCode::try_from(404).unwrap(), SdkBody::empty())
+                });
+            let head = mock!(aws_sdk_s3::Client::head_object)
+                .match_requests(|r| r.bucket() == Some("photos"))
+                .then_http_response(|| {
+                    HttpResponse::new(StatusCode::try_from(400).unwrap(), SdkBody::empty())
+                });
+            let get = mock!(aws_sdk_s3::Client::get_object)
+                .match_requests(|r| r.range() == Some("bytes=0-0"))
+                .then_http_response(move || {
+                    HttpResponse::new(
+                        StatusCode::try_from(400).unwrap(),
+                        SdkBody::from(format!("<?xml version=\"1.0\"?><Error><Code>{get_code}</Code><Message>{get_message}</Message></Error>")),
+                    )
+                });
+            let never = mock!(aws_sdk_s3::Client::get_object)
+                .match_requests(|r| r.range().is_none())
+                .then_output(|| GetObjectOutput::builder().build());
+            let copy = mock!(aws_sdk_s3::Client::copy_object).then_http_response(|| {
+                HttpResponse::new(StatusCode::try_from(500).unwrap(), SdkBody::empty())
+            });
+            let s3 = mock_client!(
+                aws_sdk_s3,
+                RuleMode::MatchAny,
+                [&no_replica, &head, &get, &never, &copy]
+            );
+            let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, []);
+            let job = Job::parse(include_str!("../../../tests/fixtures/jobs/put.json")).unwrap();
+            let result = replicator(s3, sqs).run(&job).await;
+            match expected {
+                Ok(reason) => assert_eq!(result.unwrap(), Outcome::Skipped { reason }),
+                Err(()) => {
+                    let err = result.unwrap_err();
+                    assert_eq!(err.reason, FailureReason::InvalidRequest, "{err}");
+                }
+            }
+            assert_eq!((get.num_calls(), copy.num_calls(), never.num_calls()), (1, 0, 0));
+        }
+    }
+
     /// What a copy wrote is checked against the source: a different ETag is a
     /// `ChecksumMismatch` naming both; a KMS replica (whose ETag is not an MD5) costs a
     /// HEAD, and then its size decides.
@@ -972,7 +586,7 @@ mod tests {
             });
             let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&source, &replica, &copy]);
             let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, []);
-            let job = Job::parse(include_str!("../../tests/fixtures/jobs/put.json")).unwrap();
+            let job = Job::parse(include_str!("../../../tests/fixtures/jobs/put.json")).unwrap();
             let result = replicator(s3, sqs).run(&job).await;
             match expected {
                 Ok(verified) => assert_eq!(
