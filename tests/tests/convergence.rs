@@ -80,7 +80,7 @@ const KEYS: [&str; 3] = ["a b+c.txt", "dir/ü €.bin", "k"];
 /// and tag changes, deletes and (on versioned buckets) permanent version deletes on a
 /// real source bucket; the events S3 would send for them, shuffled, one in four
 /// delivered twice; two workers running at once, one of them (every third seed) with a
-/// third of its copies held 1.5 s. When the queues drain, the destination must equal
+/// half of its copies held 1.5 s. When the queues drain, the destination must equal
 /// the source key by key, field by field.
 ///
 /// `S3R_SEED=N` replays one seed; `S3R_SEEDS=N` runs seeds 0..N (default 24).
@@ -121,13 +121,13 @@ async fn one_history(stack: &Stack, seed: u64) -> Option<String> {
     let deliveries = history::deliveries(&happened, &mut rng);
     history::send_all(stack, &p.events.url, &deliveries).await;
     // Two workers on the same queues, each running its jobs concurrently. On every
-    // third seed one of them reaches S3 through a proxy that holds a third of its
+    // third seed one of them reaches S3 through a proxy that holds half of its
     // copies for 1.5 s, so an old state's copy can land after a newer one's.
     if seed % 3 == 2 {
         let proxy = FaultProxy::start(
             &stack.endpoint,
             Faults {
-                delay: 0.33,
+                delay: 0.5,
                 delay_for: std::time::Duration::from_millis(1500),
                 delay_only: Some("x-amz-copy-source"),
                 seed,
