@@ -153,6 +153,9 @@ async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Re
     replicator::telemetry::init();
     let process = Process::from_env(None).await?;
     let work_queue_url = process.queues.require_work()?.to_string();
+    Worker::check_queues(&process.sqs, &process.queues.named())
+        .await
+        .context("a queue the worker needs does not answer")?;
     let ingest = match &process.queues.events {
         Some(url) => Some((Arc::new(process.ingest()?), url.clone())),
         None => None,

@@ -42,6 +42,12 @@ impl Process {
     /// replicator writes to destinations, and only its role may read their secrets.
     pub async fn from_env(log: Option<&RequestLog>) -> Result<Process, ConfigError> {
         let sdk = clients::load_sdk_config().await;
+        if sdk.region().is_none() {
+            return Err(ConfigError::Environment {
+                name: "AWS_REGION",
+                reason: "is not set, and no profile names a region: S3 and SQS cannot be reached without one".into(),
+            });
+        }
         let source = clients::source_s3(&sdk, log);
         let config = ConfigSource::from_env()?.load(&source).await?;
         Ok(Process {

@@ -78,6 +78,18 @@ pub fn s3_timeouts() -> aws_sdk_s3::config::timeout::TimeoutConfig {
 /// Loads the SDK's shared configuration from the environment (AWS_REGION,
 /// AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SQS, credentials chain).
 pub async fn load_sdk_config() -> SdkConfig {
+    // An endpoint variable set to nothing (a template's or a shell's empty default)
+    // means no endpoint, not one the SDK cannot parse.
+    for var in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    ] {
+        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(var);
+        }
+    }
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 

@@ -71,6 +71,9 @@ pub enum FailureReason {
     SrcGetObjectTaggingNotPermitted,
     SrcGetAclNotPermitted,
     SrcBucketNotFound,
+    /// The source object (or the version a copy was pinned to) went away under a copy:
+    /// a race with a delete, which the copy settles by looking again.
+    SrcObjectNotFound,
     SrcObjectInArchive,
     DstBucketNotFound,
     DstHeadObjectNotPermitted,
@@ -101,6 +104,7 @@ impl FailureReason {
             FailureReason::SrcGetObjectTaggingNotPermitted => "SrcGetObjectTaggingNotPermitted",
             FailureReason::SrcGetAclNotPermitted => "SrcGetAclNotPermitted",
             FailureReason::SrcBucketNotFound => "SrcBucketNotFound",
+            FailureReason::SrcObjectNotFound => "SrcObjectNotFound",
             FailureReason::SrcObjectInArchive => "SrcObjectInArchive",
             FailureReason::DstBucketNotFound => "DstBucketNotFound",
             FailureReason::DstHeadObjectNotPermitted => "DstHeadObjectNotPermitted",
@@ -134,6 +138,7 @@ impl FailureReason {
                 | FailureReason::Timeout
                 | FailureReason::NetworkError
                 | FailureReason::PreconditionFailed
+                | FailureReason::SrcObjectNotFound
                 // A transfer damaged on the way can succeed the next time; one that
                 // never does ends in the failed queue with both values.
                 | FailureReason::ChecksumMismatch
@@ -245,6 +250,8 @@ pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> F
         Some("NoSuchBucket") => FailureReason::DstBucketNotFound,
         Some("InvalidStorageClass") => FailureReason::InvalidStorageClass,
         Some("InvalidObjectState") => FailureReason::SrcObjectInArchive,
+        // Every request of a copy names the source's key: a missing key is the source's.
+        Some("NoSuchKey" | "NoSuchVersion") => FailureReason::SrcObjectNotFound,
         Some(
             "SlowDown"
             | "Throttling"

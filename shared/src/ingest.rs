@@ -104,7 +104,12 @@ impl Ingest {
                 None => Err(EventError::new("$", "message has no body").into()),
             };
             let Err(err) = result else { continue };
-            if !err.is_retryable() && self.park(message.body.as_deref().unwrap_or(""), &err).await {
+            // Only a notification that can never be read is parked (as MalformedMessage,
+            // which redrive refuses). A refused tag read or HEAD is the bucket's policy,
+            // or a moment's trouble: SQS delivers it again, and the events queue's own
+            // dead-letter queue keeps it, whole and redrivable, if that never helps.
+            let malformed = matches!(err, IngestError::Malformed(_));
+            if malformed && self.park(message.body.as_deref().unwrap_or(""), &err).await {
                 continue;
             }
             tracing::error!(message_id = %id, error = %err, retryable = err.is_retryable(), "notification not ingested");
@@ -342,11 +347,15 @@ mod tests {
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
     fn ingest(sqs: aws_sdk_sqs::Client) -> Ingest {
+        ingest_on(mock_client!(aws_sdk_s3, []), sqs)
+    }
+
+    fn ingest_on(s3: aws_sdk_s3::Client, sqs: aws_sdk_sqs::Client) -> Ingest {
         let config =
             Config::parse(include_str!("../../tests/fixtures/config/matching.json")).unwrap();
         Ingest {
             config: Arc::new(config),
-            s3: mock_client!(aws_sdk_s3, []),
+            s3,
             sqs,
             work_queue_url: "https://sqs.us-east-1.amazonaws.com/111122223333/work".into(),
             failed_queue_url: None,
@@ -460,6 +469,47 @@ mod tests {
         );
         assert!(err.to_string().contains("InvalidParameterValue"), "{err}");
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// A tag read the bucket refuses (a rule filters on tags) is no malformed
+    /// notification: it is not parked as one (redrive would refuse it), but left to
+    /// SQS's redelivery and the events queue's dead-letter queue, whole.
+    #[tokio::test]
+    async fn a_refused_tag_read_is_redelivered_not_parked_as_malformed() {
+        use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        let denied = mock!(aws_sdk_s3::Client::get_object_tagging).then_http_response(|| {
+            HttpResponse::new(
+                StatusCode::try_from(403).unwrap(),
+                SdkBody::from("<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>denied</Message></Error>"),
+            )
+        });
+        let parked = mock!(aws_sdk_sqs::Client::send_message).then_output(|| {
+            aws_sdk_sqs::operation::send_message::SendMessageOutput::builder().build()
+        });
+        let sent = mock!(aws_sdk_sqs::Client::send_message_batch)
+            .then_output(|| SendMessageBatchOutput::builder().build().unwrap());
+        let mut ingest = ingest_on(
+            mock_client!(aws_sdk_s3, [&denied]),
+            mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&parked, &sent]),
+        );
+        ingest.failed_queue_url = Some("https://sqs.us-east-1.amazonaws.com/1/failed".into());
+        // A put under docs/ in "src": the "secret" rule filters on tags.
+        let body = include_str!("../../tests/fixtures/events/s3-put.json")
+            .replace("amzn-s3-demo-bucket", "src")
+            .replace("photos%2F2024", "docs%2F2024");
+        let batch: SqsEvent = serde_json::from_value(serde_json::json!({"Records": [
+            {"messageId": "n1", "eventSource": "aws:sqs", "body": body}
+        ]}))
+        .unwrap();
+        let response = ingest.handle_sqs(batch).await;
+        assert_eq!(response.batch_item_failures.len(), 1);
+        assert_eq!(response.batch_item_failures[0].item_identifier, "n1");
+        assert_eq!(
+            (denied.num_calls(), parked.num_calls(), sent.num_calls()),
+            (1, 0, 0)
+        );
     }
 
     #[tokio::test]

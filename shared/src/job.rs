@@ -58,6 +58,12 @@ pub struct Job {
     pub first_failure: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+    /// Set when the replicate handler forwards its own failure to the retry queue (the
+    /// attempt is already counted). A job that reaches the retry queue without it was
+    /// redriven there by SQS: the worker holding it crashed or timed out, and that
+    /// attempt is counted by the retry handler.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
     /// A multipart copy that did not finish in one Lambda invocation: the next one
     /// carries on from the parts already uploaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,6 +123,7 @@ impl Job {
             attempts: 0,
             first_failure: None,
             last_error: None,
+            forwarded: false,
             upload: None,
         }
     }
@@ -195,6 +202,7 @@ impl Job {
         self.attempts = 0;
         self.first_failure = None;
         self.last_error = None;
+        self.forwarded = false;
     }
 
     pub fn to_body(&self) -> String {

@@ -118,13 +118,25 @@ impl Retrier {
 
     /// Decides what becomes of a job that failed, and does it.
     pub async fn retry(&self, mut job: Job) -> Result<Decision, QueueError> {
-        if job.last_error.is_none() {
-            // Redriven by SQS without a recorded error: its receives ran out while a
-            // worker held it (a crash, a timeout) more than once.
+        if !std::mem::take(&mut job.forwarded) {
+            // Redriven by SQS, not forwarded by a worker: its receives ran out while a
+            // worker held it (a crash, a timeout). Every such redrive counts, so a job
+            // that kills its worker spends its budget like any other failure.
             job.attempts += 1;
+            const LOST: &str =
+                "the work queue redrove this job: the worker holding it stopped or timed out";
+            let detail = match &job.last_error {
+                Some(e) if e.reason == FailureReason::LeaseExpired => e.detail.clone(),
+                Some(e) => format!(
+                    "{LOST} (the failure before: {}: {})",
+                    e.reason.as_str(),
+                    e.detail
+                ),
+                None => LOST.to_string(),
+            };
             job.last_error = Some(LastError {
                 reason: FailureReason::LeaseExpired,
-                detail: "the work queue redrove this job without a recorded error: the worker holding it stopped or timed out".into(),
+                detail,
             });
         }
         job.first_failure.get_or_insert_with(now_rfc3339);

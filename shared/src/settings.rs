@@ -51,6 +51,19 @@ impl Queues {
         }
     }
 
+    /// Each queue that is set, with the variable that names it.
+    pub fn named(&self) -> Vec<(&'static str, &str)> {
+        [
+            (EVENTS_QUEUE_VAR, &self.events),
+            (WORK_QUEUE_VAR, &self.work),
+            (RETRY_QUEUE_VAR, &self.retry),
+            (FAILED_QUEUE_VAR, &self.failed),
+        ]
+        .into_iter()
+        .filter_map(|(var, url)| url.as_deref().map(|u| (var, u)))
+        .collect()
+    }
+
     pub fn require_failed(&self) -> Result<&str, ConfigError> {
         self.failed.as_deref().ok_or(ConfigError::Environment {
             name: FAILED_QUEUE_VAR,

@@ -74,21 +74,49 @@ impl Worker {
             exit_when_idle,
             stop.clone(),
         )));
-        let mut result = Ok(());
-        for task in tasks {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = Err(e),
-                Err(join) => {
-                    result = Err(QueueError::Request {
-                        operation: "poll",
-                        queue: String::new(),
-                        detail: format!("poller stopped: {join}"),
-                    })
-                }
+        // A poller that gives up (its queue is gone, access was revoked) ends the run:
+        // a worker that polls some queues and not others looks alive and is not.
+        while !tasks.is_empty() {
+            let (finished, _, rest) = futures::future::select_all(tasks).await;
+            tasks = rest;
+            let failure = match finished {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(join) => QueueError::Request {
+                    operation: "poll",
+                    queue: String::new(),
+                    detail: format!("poller stopped: {join}"),
+                },
+            };
+            // What the others hold becomes visible again and runs elsewhere.
+            for task in &tasks {
+                task.abort();
             }
+            return Err(failure);
         }
-        result
+        Ok(())
+    }
+
+    /// Asks each queue for one attribute: a wrong URL, a missing queue or a refused
+    /// grant is one clear error at start instead of warnings and a worker that waits
+    /// for ever.
+    pub async fn check_queues(
+        sqs: &aws_sdk_sqs::Client,
+        queues: &[(&'static str, &str)],
+    ) -> Result<(), QueueError> {
+        for (var, url) in queues {
+            sqs.get_queue_attributes()
+                .queue_url(*url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .map_err(|e| QueueError::Request {
+                    operation: "GetQueueAttributes",
+                    queue: format!("{url} ({var})"),
+                    detail: describe(&e),
+                })?;
+        }
+        Ok(())
     }
 
     async fn poll(
@@ -120,8 +148,17 @@ impl Worker {
                 }
                 Err(e) => {
                     consecutive_errors += 1;
+                    // A queue that no longer exists will not come back by waiting.
+                    let gone = e.as_service_error().and_then(|s| {
+                        use aws_sdk_sqs::error::ProvideErrorMetadata;
+                        s.code()
+                    });
+                    let gone = matches!(
+                        gone,
+                        Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")
+                    );
                     tracing::warn!(queue = %url, error = %describe(&e), "receive failed");
-                    if consecutive_errors >= 10 {
+                    if gone || consecutive_errors >= 10 {
                         return Err(QueueError::Request {
                             operation: "ReceiveMessage",
                             queue: url,

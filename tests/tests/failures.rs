@@ -122,3 +122,212 @@ async fn under_injected_faults_every_object_is_replicated_or_parked_with_a_reaso
         );
     }
 }
+
+/// A job that kills its worker every time (here: the replicate function, run under the
+/// Runtime API emulator, is killed mid-copy, as Lambda ends an invocation that outlasts
+/// its timeout) is redriven by SQS to the retry queue each time. Every redrive counts:
+/// after the budget the job is parked as `LeaseExpired` with its history, instead of
+/// cycling for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_kills_its_worker_every_time_is_parked_after_its_budget() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    use integration_tests::lambda::{binary, LambdaFunction};
+    use replicator::errors::FailureReason;
+    use replicator::retry::{Retrier, RetryPolicy};
+
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let dst = stack.bucket("dst").await;
+    stack.put(&p.source, "doc", b"never copied").await;
+    // As the templates wire it: one receive, then SQS moves the job to the retry queue.
+    stack
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&p.work.url)
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            format!(
+                r#"{{"deadLetterTargetArn": "{}", "maxReceiveCount": "1"}}"#,
+                p.retry.arn
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Every copy is held far longer than any attempt lives.
+    let proxy = FaultProxy::start(
+        &stack.endpoint,
+        Faults {
+            delay: 1.0,
+            delay_for: Duration::from_secs(120),
+            delay_only: Some("x-amz-copy-source"),
+            ..Faults::none()
+        },
+    )
+    .await;
+    let config = integration_tests::one_rule(
+        &p.source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
+    );
+    let env = vec![
+        ("AWS_ENDPOINT_URL", stack.endpoint.clone()),
+        ("AWS_ENDPOINT_URL_S3", proxy.endpoint.clone()),
+        ("AWS_REGION", integration_tests::REGION.into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("REPLICATOR_CONFIG", config),
+        ("WORK_QUEUE_URL", p.work.url.clone()),
+        ("RETRY_QUEUE_URL", p.retry.url.clone()),
+        ("FAILED_QUEUE_URL", p.failed.url.clone()),
+    ];
+    const BUDGET: u32 = 3;
+    let retrier = Retrier {
+        policy: RetryPolicy {
+            max_attempts: BUDGET,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(900),
+        },
+        ..p.retrier()
+    };
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&p.work.url)
+        .message_body(integration_tests::put_job(&p.source, "doc", &dst).to_body())
+        .send()
+        .await
+        .unwrap();
+
+    let mut killed = 0;
+    for _ in 0..(BUDGET + 3) {
+        // Lambda's poller takes the job (held for 2 s) and invokes the function...
+        let received = stack
+            .sqs
+            .receive_message()
+            .queue_url(&p.work.url)
+            .visibility_timeout(2)
+            .wait_time_seconds(5)
+            .send()
+            .await
+            .unwrap();
+        let bodies: Vec<String> = received
+            .messages()
+            .iter()
+            .filter_map(|m| m.body().map(str::to_string))
+            .collect();
+        if bodies.is_empty() {
+            break;
+        }
+        let replicate = LambdaFunction::start("replicate", &binary("replicate"), &env).await;
+        assert!(replicate.ready(Duration::from_secs(30)).await.is_some());
+        let batch = serde_json::to_value(integration_tests::sqs_batch(&bodies)).unwrap();
+        let copies = || {
+            proxy
+                .heads
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|h| h.to_ascii_lowercase().contains("x-amz-copy-source"))
+                .count()
+        };
+        let before = copies();
+        let invocation = {
+            let batch = batch.clone();
+            let replicate = &replicate;
+            async move { replicate.invoke(&batch, Duration::from_secs(900)).await }
+        };
+        // ...which is killed once its copy is under way.
+        tokio::select! {
+            _ = invocation => panic!("the held copy cannot finish"),
+            _ = async {
+                while copies() == before {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            } => {}
+        }
+        replicate.kill().await;
+        killed += 1;
+        // The job comes back; its receive count is spent, so SQS moves it to the retry
+        // queue (moto does so when it is next received), and the retry function runs.
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        let moved = stack
+            .sqs
+            .receive_message()
+            .queue_url(&p.work.url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        assert!(moved.messages().is_empty(), "the job was not redriven");
+        let redriven = stack.drain(&p.retry).await;
+        assert_eq!(redriven.len(), 1, "killed {killed} times");
+        let response = retrier
+            .handle_batch(integration_tests::sqs_batch(&redriven))
+            .await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    assert_eq!(killed, BUDGET, "attempts before the job was parked");
+    let parked = stack.drain(&p.failed).await;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    let job = Job::parse(&parked[0]).unwrap();
+    assert_eq!(job.attempts, BUDGET);
+    let last = job.last_error.unwrap();
+    assert_eq!(last.reason, FailureReason::LeaseExpired);
+    assert!(
+        last.detail.contains("stopped or timed out"),
+        "{}",
+        last.detail
+    );
+    assert!(object_state(&stack.s3, &dst, "doc").await.is_none());
+}
+
+/// A source deleted between the job's HEAD and its copy (the copy is held by the proxy
+/// meanwhile) is a race with the delete, not a failure: the job ends `SourceDeleted`,
+/// nothing is parked or retried, and no replica appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_deleted_under_a_copy_is_a_skip_not_a_failure() {
+    use replicator::clients::S3Clients;
+    use replicator::copy::Outcome;
+    use replicator::replicate::Replicator;
+
+    let stack = Stack::main().await;
+    let source = stack.bucket("src").await;
+    let dst = stack.bucket("dst").await;
+    let cfg = config(&integration_tests::one_rule(
+        &source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
+    ));
+    let proxy = FaultProxy::start(
+        &stack.endpoint,
+        Faults {
+            delay: 1.0,
+            delay_for: Duration::from_millis(1500),
+            delay_only: Some("x-amz-copy-source"),
+            ..Faults::none()
+        },
+    )
+    .await;
+    let replicator = std::sync::Arc::new(Replicator::new(
+        cfg,
+        S3Clients::same_endpoint(stack.s3_through(&proxy.endpoint)),
+        stack.sqs.clone(),
+        None,
+    ));
+    stack.put(&source, "brief", b"here for a moment").await;
+    let job = integration_tests::put_job(&source, "brief", &dst);
+    let running = {
+        let (replicator, job) = (replicator.clone(), job.clone());
+        tokio::spawn(async move { replicator.run(&job).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack.delete(&source, "brief").await;
+    let outcome = running.await.unwrap();
+    assert_eq!(
+        outcome.unwrap_or_else(|e| panic!("{e}")),
+        Outcome::Skipped {
+            reason: "SourceDeleted"
+        }
+    );
+    assert_eq!(proxy.counts.delayed.load(Ordering::Relaxed), 1);
+    assert!(object_state(&stack.s3, &dst, "brief").await.is_none());
+}

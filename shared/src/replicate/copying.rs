@@ -24,7 +24,13 @@ impl Replicator {
         dst: &aws_sdk_s3::Client,
     ) -> Result<Outcome, ReplicationError> {
         let sequencer = job.sequencer();
-        if sequencer.is_some() {
+        // After a failed check the replica's record proves nothing (if its delete
+        // failed, it is still there, claiming this event).
+        let checked_before = job
+            .last_error
+            .as_ref()
+            .is_none_or(|e| e.reason != FailureReason::ChecksumMismatch);
+        if sequencer.is_some() && checked_before {
             let replica = replica_provenance(dst, destination, &job.source.key).await?;
             let newer = replica.and_then(|p| p.is_at_least(&job.source.bucket, sequencer));
             if newer == Some(true) {
@@ -66,9 +72,24 @@ impl Replicator {
         let mut sequencer = sequencer;
         for _ in 0..=MAX_RECOPIES {
             let stamp = self.writes.stamp(&destination.bucket, &job.source.key);
-            let outcome = self
+            let outcome = match self
                 .copy_once(job, destination, dst, &mut state, sequencer)
-                .await?;
+                .await
+            {
+                // Deleted (or overwritten on an unversioned bucket, its version gone)
+                // between the HEAD and the copy: a race with a delete, not a failure.
+                Err(e) if e.reason == FailureReason::SrcObjectNotFound => {
+                    match copy::head_source(&self.s3.source, job).await? {
+                        None => return Ok(SOURCE_DELETED),
+                        Some(now) => {
+                            sequencer = job.sequencer();
+                            state = now;
+                            continue;
+                        }
+                    }
+                }
+                outcome => outcome?,
+            };
             if !matches!(outcome, Outcome::Replicated { .. }) {
                 return Ok(outcome);
             }
@@ -200,6 +221,9 @@ impl Replicator {
     /// Checks what a copy wrote against its source. When the write's answer holds
     /// nothing comparable (a KMS-encrypted or multipart-sourced object without a
     /// full-object checksum), one HEAD of the replica gives at least its size.
+    ///
+    /// A replica that fails its check is deleted: it carries the provenance of the
+    /// event it was made for, and a later attempt would take it for a good replica.
     pub(super) async fn verified(
         &self,
         job: &Job,
@@ -208,11 +232,27 @@ impl Replicator {
         source: &copy::SourceState,
         written: Written,
     ) -> Result<Outcome, ReplicationError> {
-        let verified = match verify::verify(source, &written) {
-            Some(result) => result?,
+        let checked = match verify::verify(source, &written) {
+            Some(result) => result,
             None => {
                 let written = multipart::written_object(dst, destination, &job.source.key).await?;
-                verify::verify(source, &written).unwrap_or(Ok(Verified::Size))?
+                verify::verify(source, &written).unwrap_or(Ok(Verified::Size))
+            }
+        };
+        let verified = match checked {
+            Ok(verified) => verified,
+            Err(mismatch) => {
+                let removed = dst
+                    .delete_object()
+                    .bucket(&destination.bucket)
+                    .key(&job.source.key)
+                    .send()
+                    .await;
+                if let Err(e) = removed {
+                    tracing::warn!(key = %job.source.key, destination = %destination.bucket, error = %crate::errors::describe(&e),
+                        "could not delete a replica that failed its check; the retry copies it again regardless");
+                }
+                return Err(mismatch);
             }
         };
         Ok(Outcome::Replicated {

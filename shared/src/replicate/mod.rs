@@ -215,6 +215,7 @@ impl Replicator {
         };
         let mut failed = job.clone();
         failed.record_failure(err);
+        failed.forwarded = true;
         let sent = self
             .sqs
             .send_message()
@@ -395,6 +396,18 @@ mod tests {
         )
     }
 
+    /// The source "photos" holds 1,024 bytes whose ETag is a plain MD5.
+    fn source_of_1024_bytes() -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(|r| r.bucket() == Some("photos"))
+            .then_output(|| {
+                HeadObjectOutput::builder()
+                    .content_length(1024)
+                    .e_tag("\"d41d8cd98f00b204e9800998ecf8427e\"")
+                    .build()
+            })
+    }
+
     fn batch() -> SqsEvent {
         let mut m = SqsMessage::default();
         m.message_id = Some("m1".into());
@@ -555,14 +568,7 @@ mod tests {
                 Err("size"),
             ),
         ] {
-            let source = mock!(aws_sdk_s3::Client::head_object)
-                .match_requests(|r| r.bucket() == Some("photos"))
-                .then_output(|| {
-                    HeadObjectOutput::builder()
-                        .content_length(1024)
-                        .e_tag(MD5)
-                        .build()
-                });
+            let source = source_of_1024_bytes();
             // First the replica's provenance (none yet); after the copy, what it is.
             let replica = mock!(aws_sdk_s3::Client::head_object)
                 .match_requests(|r| r.bucket() == Some("photos-replica"))
@@ -584,10 +590,25 @@ mod tests {
                     .set_server_side_encryption(kms.then_some(ServerSideEncryption::AwsKms))
                     .build()
             });
-            let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&source, &replica, &copy]);
+            let delete = mock!(aws_sdk_s3::Client::delete_object)
+                .match_requests(|r| r.bucket() == Some("photos-replica"))
+                .then_output(|| {
+                    aws_sdk_s3::operation::delete_object::DeleteObjectOutput::builder().build()
+                });
+            let s3 = mock_client!(
+                aws_sdk_s3,
+                RuleMode::MatchAny,
+                [&source, &replica, &copy, &delete]
+            );
             let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, []);
             let job = Job::parse(include_str!("../../../tests/fixtures/jobs/put.json")).unwrap();
             let result = replicator(s3, sqs).run(&job).await;
+            // A replica that fails its check is removed, so nothing takes it for good.
+            assert_eq!(
+                delete.num_calls(),
+                usize::from(expected.is_err()),
+                "{copy_etag}"
+            );
             match expected {
                 Ok(verified) => assert_eq!(
                     result.unwrap(),
@@ -604,6 +625,59 @@ mod tests {
                 }
             }
             assert_eq!(replica.num_calls(), if kms { 2 } else { 1 }, "{copy_etag}");
+        }
+    }
+
+    /// The retry of a job whose copy failed its check copies again, even when the
+    /// replica (whose delete failed) claims the job's event: after a failed check the
+    /// record proves nothing. A job without that history stops at the record.
+    #[tokio::test]
+    async fn after_a_failed_check_the_replicas_record_is_not_trusted() {
+        use aws_sdk_s3::operation::copy_object::CopyObjectOutput;
+        use aws_sdk_s3::types::CopyObjectResult;
+        const MD5: &str = "\"d41d8cd98f00b204e9800998ecf8427e\"";
+        for (history, expected) in [
+            (None, "skipped"),
+            (Some(FailureReason::ChecksumMismatch), "copied"),
+        ] {
+            let claims_the_event = mock!(aws_sdk_s3::Client::head_object)
+                .match_requests(|r| r.bucket() == Some("photos-replica"))
+                .then_output(|| {
+                    HeadObjectOutput::builder()
+                        .content_length(1024)
+                        .metadata("s3r-source", "photos")
+                        .metadata("s3r-sequencer", "0055AED6DCD90281E5")
+                        .build()
+                });
+            let source = source_of_1024_bytes();
+            let copy = mock!(aws_sdk_s3::Client::copy_object).then_output(|| {
+                CopyObjectOutput::builder()
+                    .copy_object_result(CopyObjectResult::builder().e_tag(MD5).build())
+                    .build()
+            });
+            let s3 = mock_client!(
+                aws_sdk_s3,
+                RuleMode::MatchAny,
+                [&claims_the_event, &source, &copy]
+            );
+            let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, []);
+            let mut job =
+                Job::parse(include_str!("../../../tests/fixtures/jobs/put.json")).unwrap();
+            job.source.version_id = None;
+            job.source.etag = None;
+            if let Some(reason) = history {
+                job.record_failure(&ReplicationError::new(reason, "injected"));
+            }
+            let outcome = replicator(s3, sqs).run(&job).await.unwrap();
+            let got = match outcome {
+                Outcome::Skipped {
+                    reason: "ReplicaUpToDate",
+                } => "skipped",
+                Outcome::Replicated { .. } => "copied",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, expected, "{history:?}");
+            assert_eq!(copy.num_calls(), usize::from(expected == "copied"));
         }
     }
 }
