@@ -128,6 +128,8 @@ pub fn sqs(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
 pub struct S3Clients {
     pub source: aws_sdk_s3::Client,
     others: HashMap<EndpointSettings, aws_sdk_s3::Client>,
+    /// The secrets destinations' keys come from, to read again when keys are rotated.
+    secrets: HashMap<EndpointSettings, SecretCredentials>,
 }
 
 impl S3Clients {
@@ -146,19 +148,27 @@ impl S3Clients {
             None => source,
         };
         let mut others = HashMap::new();
+        let mut secrets = HashMap::new();
         for (endpoint, bucket) in config.endpoints() {
             if endpoint == EndpointSettings::default() {
                 continue;
             }
-            let client = destination_client(sdk, &endpoint, config, log)
+            let (client, secret) = destination_client(sdk, &endpoint, config, log)
                 .await
                 .map_err(|source| ConfigError::Credentials {
                     destination: bucket.clone(),
                     source,
                 })?;
+            if let Some(secret) = secret {
+                secrets.insert(endpoint.clone(), secret);
+            }
             others.insert(endpoint, client);
         }
-        Ok(S3Clients { source, others })
+        Ok(S3Clients {
+            source,
+            others,
+            secrets,
+        })
     }
 
     /// Only same-endpoint clients; enough for configurations without other providers.
@@ -166,7 +176,23 @@ impl S3Clients {
         S3Clients {
             source,
             others: HashMap::new(),
+            secrets: HashMap::new(),
         }
+    }
+
+    /// Which read of its secret a destination's keys come from (None: no secret).
+    pub fn keys_generation(&self, endpoint: &EndpointSettings) -> Option<u64> {
+        self.secrets
+            .get(endpoint)
+            .map(SecretCredentials::generation)
+    }
+
+    /// After the destination rejected keys of read `generation`: the next request
+    /// reads the secret again. False when there is no secret, or it was read since.
+    pub fn forget_keys(&self, endpoint: &EndpointSettings, generation: u64) -> bool {
+        self.secrets
+            .get(endpoint)
+            .is_some_and(|s| s.forget(generation))
     }
 
     pub fn for_destination(&self, endpoint: &EndpointSettings) -> Option<&aws_sdk_s3::Client> {
@@ -183,7 +209,8 @@ async fn destination_client(
     endpoint: &EndpointSettings,
     config: &Config,
     log: Option<&RequestLog>,
-) -> Result<aws_sdk_s3::Client, DestinationCredentialsError> {
+) -> Result<(aws_sdk_s3::Client, Option<SecretCredentials>), DestinationCredentialsError> {
+    let mut secret_keys = None;
     let mut builder = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(endpoint.force_path_style)
         .timeout_config(s3_timeouts());
@@ -194,8 +221,13 @@ async fn destination_client(
         CredentialSource::DefaultChain => {}
         CredentialSource::Secret(secret) => {
             let provider = SecretCredentials::new(sdk, secret);
-            provider.load().await?;
-            builder = builder.credentials_provider(provider);
+            provider.current().await?;
+            // The provider keeps the keys itself, and forgets them when a destination
+            // rejects them; the SDK's own cache would hold them for their lifetime.
+            builder = builder
+                .credentials_provider(provider.clone())
+                .identity_cache(aws_sdk_s3::config::IdentityCache::no_cache());
+            secret_keys = Some(provider);
         }
         CredentialSource::Profile(name) => {
             // That profile alone: the default chain would let AWS_ACCESS_KEY_ID in the
@@ -233,7 +265,7 @@ async fn destination_client(
     if let Some(log) = log {
         builder = builder.interceptor(log.clone());
     }
-    Ok(aws_sdk_s3::Client::from_conf(builder.build()))
+    Ok((aws_sdk_s3::Client::from_conf(builder.build()), secret_keys))
 }
 
 /// Sends `x-amz-expected-bucket-owner` with every request to a destination bucket

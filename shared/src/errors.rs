@@ -81,6 +81,9 @@ pub enum FailureReason {
     DstDeleteObjectNotPermitted,
     DstPutTaggingNotPermitted,
     DstPutAclNotPermitted,
+    /// The destination does not accept the keys it is written with (a wrong or
+    /// rotated key in the secret or profile).
+    DstCredentialsRejected,
     InvalidStorageClass,
     InvalidRequest,
     PreconditionFailed,
@@ -112,6 +115,7 @@ impl FailureReason {
             FailureReason::DstDeleteObjectNotPermitted => "DstDeleteObjectNotPermitted",
             FailureReason::DstPutTaggingNotPermitted => "DstPutTaggingNotPermitted",
             FailureReason::DstPutAclNotPermitted => "DstPutAclNotPermitted",
+            FailureReason::DstCredentialsRejected => "DstCredentialsRejected",
             FailureReason::InvalidStorageClass => "InvalidStorageClass",
             FailureReason::InvalidRequest => "InvalidRequest",
             FailureReason::PreconditionFailed => "PreconditionFailed",
@@ -126,6 +130,20 @@ impl FailureReason {
             FailureReason::LeaseExpired => "LeaseExpired",
             FailureReason::Unknown => "Unknown",
         }
+    }
+
+    /// A destination refused a request: its keys may have been rotated (a HEAD's 403
+    /// has no body to say which refusal it is).
+    pub fn is_destination_refusal(&self) -> bool {
+        matches!(
+            self,
+            FailureReason::DstCredentialsRejected
+                | FailureReason::DstHeadObjectNotPermitted
+                | FailureReason::DstPutObjectNotPermitted
+                | FailureReason::DstDeleteObjectNotPermitted
+                | FailureReason::DstPutTaggingNotPermitted
+                | FailureReason::DstPutAclNotPermitted
+        )
     }
 
     /// Transient reasons can succeed on a later attempt without anyone changing
@@ -239,6 +257,9 @@ impl ReplicationError {
 /// The reason for an S3 error code (or, for HEAD, which has no body, the status).
 pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> FailureReason {
     match code {
+        Some("InvalidAccessKeyId" | "SignatureDoesNotMatch") if !step.is_source() => {
+            FailureReason::DstCredentialsRejected
+        }
         Some(
             "AccessDenied"
             | "AllAccessDisabled"

@@ -5,7 +5,8 @@
 //! secret is picked up without a redeploy. No message here ever contains a value read
 //! from the secret.
 
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_credential_types::provider::error::CredentialsError;
@@ -18,10 +19,21 @@ use crate::errors::{describe, DestinationCredentialsError};
 /// How long credentials read from a secret are used before they are read again.
 const REFRESH: Duration = Duration::from_secs(15 * 60);
 
+/// Keys read from a secret, kept for [`REFRESH`] or until a destination rejects them
+/// (keys rotated under a running process), and which read they came from.
 #[derive(Debug, Clone)]
 pub struct SecretCredentials {
     client: aws_sdk_secretsmanager::Client,
     secret: String,
+    read: Arc<Mutex<Read>>,
+}
+
+#[derive(Debug, Default)]
+struct Read {
+    keys: Option<(Credentials, Instant)>,
+    /// Counts reads of the secret, so a rejection forgets only the keys it was made
+    /// with: a burst of rejected requests makes one more read, not one each.
+    generation: u64,
 }
 
 impl SecretCredentials {
@@ -30,7 +42,38 @@ impl SecretCredentials {
         SecretCredentials {
             client: aws_sdk_secretsmanager::Client::new(sdk),
             secret: secret.to_string(),
+            read: Arc::default(),
         }
+    }
+
+    /// The keys to sign with: those already read, unless they are old or forgotten.
+    pub async fn current(&self) -> Result<Credentials, DestinationCredentialsError> {
+        if let Some((keys, at)) = &self.read.lock().expect("secret lock").keys {
+            if at.elapsed() < REFRESH {
+                return Ok(keys.clone());
+            }
+        }
+        let keys = self.load().await?;
+        let mut read = self.read.lock().expect("secret lock");
+        read.keys = Some((keys.clone(), Instant::now()));
+        read.generation += 1;
+        Ok(keys)
+    }
+
+    /// Which read of the secret the current keys come from.
+    pub fn generation(&self) -> u64 {
+        self.read.lock().expect("secret lock").generation
+    }
+
+    /// Forgets the keys of read `generation` (a destination rejected them), so the next
+    /// request reads the secret again. Returns false when they were read again since.
+    pub fn forget(&self, generation: u64) -> bool {
+        let mut read = self.read.lock().expect("secret lock");
+        if read.generation != generation {
+            return false;
+        }
+        read.keys = None;
+        true
     }
 
     pub async fn load(&self) -> Result<Credentials, DestinationCredentialsError> {
@@ -66,7 +109,9 @@ impl ProvideCredentials for SecretCredentials {
         Self: 'a,
     {
         future::ProvideCredentials::new(async move {
-            self.load().await.map_err(CredentialsError::provider_error)
+            self.current()
+                .await
+                .map_err(CredentialsError::provider_error)
         })
     }
 }

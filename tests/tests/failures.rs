@@ -331,3 +331,91 @@ async fn a_source_deleted_under_a_copy_is_a_skip_not_a_failure() {
     assert_eq!(proxy.counts.delayed.load(Ordering::Relaxed), 1);
     assert!(object_state(&stack.s3, &dst, "brief").await.is_none());
 }
+
+/// A destination's keys rotated under a running process: the secret now holds new
+/// keys, the process still signs with the old ones, and the destination (s3s-fs, which
+/// checks signatures) rejects them. The secret is read again once and the job goes
+/// through, instead of every job being parked until the old keys expire. Keys that
+/// stay wrong end as a permanent refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_destination_keys_are_read_again_once() {
+    use integration_tests::{object_without_tags, put_job, secret_keys, unique};
+    use replicator::clients::S3Clients;
+    use replicator::copy::Outcome;
+    use replicator::replicate::Replicator;
+
+    let stack = Stack::main().await;
+    let s3s = Stack::s3s_fs().await;
+    let source = stack.bucket("src").await;
+    let dst = unique("strict");
+    s3s.s3.create_bucket().bucket(&dst).send().await.unwrap();
+    let secrets = aws_sdk_secretsmanager::Client::new(&stack.sdk);
+    let secret = unique("rotating-keys");
+    secrets
+        .create_secret()
+        .name(&secret)
+        .secret_string(secret_keys("OLDACCESSKEY", "old-secret-key"))
+        .send()
+        .await
+        .unwrap();
+    let cfg = config(&integration_tests::one_rule(
+        &source,
+        &format!(
+            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true,
+                "AclMode": "none", "Credentials": {{"Secret": "{secret}"}}}}}}"#,
+            s3s.endpoint
+        ),
+    ));
+    // Started with the old keys...
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
+        .await
+        .unwrap();
+    let replicator = Replicator::new(cfg, clients, stack.sqs.clone(), None);
+    // ...which are then rotated.
+    let rotate = |keys: String| {
+        let (secrets, secret) = (secrets.clone(), secret.clone());
+        async move {
+            secrets
+                .put_secret_value()
+                .secret_id(secret)
+                .secret_string(keys)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    rotate(secret_keys(
+        &std::env::var("S3R_TEST_S3S_ACCESS_KEY").unwrap(),
+        &std::env::var("S3R_TEST_S3S_SECRET_KEY").unwrap(),
+    ))
+    .await;
+    stack.put(&source, "k", b"signed with the new keys").await;
+    // With a sequencer the first request to the destination is a HEAD of the replica,
+    // whose 403 carries no code (s3s-fs closes the connection under a refused upload).
+    let mut job = put_job(&source, "k", &dst);
+    job.source.sequencer = Some("0055AED6DCD90281E5".into());
+    let outcome = replicator.run(&job).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(outcome, Outcome::Replicated { .. }), "{outcome:?}");
+    // The bytes (s3s-fs reports the upload's aws-chunked encoding as the object's).
+    let (replica, original) = (
+        object_without_tags(&s3s.s3, &dst, "k").await.unwrap(),
+        object_without_tags(&stack.s3, &source, "k").await.unwrap(),
+    );
+    assert_eq!(
+        (replica.size, replica.sha256),
+        (original.size, original.sha256)
+    );
+
+    // Keys that are wrong for good: one more read, then a permanent failure.
+    rotate(secret_keys("WRONGACCESSKEY", "wrong-secret-key")).await;
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &replicator.config, None)
+        .await
+        .unwrap();
+    let stuck = Replicator::new(replicator.config.clone(), clients, stack.sqs.clone(), None);
+    stack.put(&source, "k2", b"never").await;
+    let mut job = put_job(&source, "k2", &dst);
+    job.source.sequencer = Some("0055AED6DCD90281E5".into());
+    let err = stuck.run(&job).await.unwrap_err();
+    assert!(err.reason.is_destination_refusal(), "{err}");
+    assert!(!err.is_retryable());
+}

@@ -232,8 +232,32 @@ impl Replicator {
         }
     }
 
-    /// Runs one job to its outcome.
+    /// Runs one job to its outcome. A destination that refuses a request signed with
+    /// keys read from its secret (rotated under a running process) gets the secret read
+    /// again, once, and the job run again, instead of every job failing until the keys
+    /// expire. A refusal that stays is a permanent failure as before.
     pub async fn run(&self, job: &Job) -> Result<Outcome, ReplicationError> {
+        let endpoint = self
+            .config
+            .rule(&job.source.bucket, &job.rule_id)
+            .map(|r| &r.destination.endpoint);
+        let generation = endpoint.and_then(|e| self.s3.keys_generation(e));
+        match self.run_once(job).await {
+            Err(e) if e.reason.is_destination_refusal() => {
+                let (Some(endpoint), Some(generation)) = (endpoint, generation) else {
+                    return Err(e);
+                };
+                if self.s3.forget_keys(endpoint, generation) {
+                    tracing::info!(destination = %job.destination.bucket, error = %e.detail,
+                        "the destination rejected the keys from its secret; reading the secret again");
+                }
+                self.run_once(job).await
+            }
+            other => other,
+        }
+    }
+
+    async fn run_once(&self, job: &Job) -> Result<Outcome, ReplicationError> {
         let Some(rule) = self.config.rule(&job.source.bucket, &job.rule_id) else {
             // The configuration changed since ingest: nothing says where this goes now.
             return Err(ReplicationError::new(
