@@ -309,6 +309,13 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
         sqs: replicator::clients::sqs(&sdk),
         url: queues.require_failed()?.to_string(),
     };
+    // Everything that can be refused is refused before the scan hides the queue.
+    if let DlqCommand::Redrive { reason, all } = &command {
+        if reason.is_none() && !all {
+            anyhow::bail!("say which jobs: --reason REASON, or --all");
+        }
+        queues.require_work()?;
+    }
     let all = failed.scan().await?;
     let matching = |reason: Option<&str>| -> Vec<Parked> {
         all.iter()
@@ -321,6 +328,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             failed.release(&all).await?;
             let shown = matching(reason.as_deref());
             let oldest = shown.iter().map(|p| p.age_seconds).max().unwrap_or(0);
+            let elsewhere = failed.in_flight().await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&shown)?),
                 Output::Table => print_parked(&shown),
@@ -333,6 +341,9 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
                     .unwrap_or_default(),
                 human(oldest)
             );
+            if elsewhere > 0 {
+                eprintln!("{elsewhere} more held elsewhere right now (a redrive or another listing in progress), not listed");
+            }
         }
         DlqCommand::Show { id } => {
             failed.release(&all).await?;
@@ -347,14 +358,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&serde_json::json!({"summary": p, "message": body}))?
             );
         }
-        DlqCommand::Redrive {
-            reason,
-            all: everything,
-        } => {
-            if reason.is_none() && !everything {
-                failed.release(&all).await?;
-                anyhow::bail!("say which jobs: --reason REASON, or --all");
-            }
+        DlqCommand::Redrive { reason, .. } => {
             let chosen = matching(reason.as_deref());
             let work = queues.require_work()?;
             let sent = failed.redrive(&chosen, work).await;

@@ -127,3 +127,81 @@ async fn purge_deletes_only_the_chosen_reason() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("deleted 2 message(s)"));
     assert_eq!(stack.depth(&p.failed).await, 0);
 }
+
+/// Parks `count` jobs in the failed queue as the retry function would.
+async fn park_jobs(stack: &Stack, p: &Pipeline, count: usize) {
+    use replicator::errors::{FailureReason, ReplicationError};
+    for i in 0..count {
+        let mut job =
+            integration_tests::put_job(&p.source, &format!("k{i:02}"), "some-destination");
+        job.record_failure(&ReplicationError::new(FailureReason::Throttled, "injected"));
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&p.failed.url)
+            .message_body(job.to_body())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The failed queue's own safety: a redrive that cannot run is refused before it hides
+/// anything; `list` says what others hold; a redrive moves jobs batch by batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failed_queue_stays_visible_and_whole() {
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let doc = one_rule(&p.source, "some-destination");
+    park_jobs(&stack, &p, 23).await;
+    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    let listed = |out: std::process::Output| -> Vec<Value> {
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    // No work queue to redrive to: refused at once, nothing hidden.
+    let mut without_work = cmd();
+    without_work.env_remove("WORK_QUEUE_URL");
+    let out = run(without_work, &["dlq", "redrive", "--all"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WORK_QUEUE_URL"));
+    assert_eq!(
+        listed(run(cmd(), &["dlq", "list", "--output", "json"])).len(),
+        23
+    );
+
+    // A message someone else holds is not listed, but counted.
+    let held = stack
+        .sqs
+        .receive_message()
+        .queue_url(&p.failed.url)
+        .visibility_timeout(60)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.messages().len(), 1);
+    let out = run(cmd(), &["dlq", "list", "--output", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(listed(out).len(), 22);
+    assert!(stderr.contains("1 more held elsewhere"), "{stderr}");
+    stack
+        .sqs
+        .change_message_visibility()
+        .queue_url(&p.failed.url)
+        .receipt_handle(held.messages()[0].receipt_handle().unwrap())
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+
+    // All 23, in batches: each in exactly one queue.
+    let out = run(cmd(), &["dlq", "redrive", "--all"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("redrove 23 job(s)"));
+    assert_eq!(stack.depth(&p.failed).await, 0);
+    let redriven = stack.drain(&p.work).await;
+    assert_eq!(redriven.len(), 23);
+    assert!(redriven
+        .iter()
+        .all(|b| replicator::job::Job::parse(b).unwrap().attempts == 0));
+}

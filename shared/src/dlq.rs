@@ -5,7 +5,7 @@
 //! nothing is consumed, and each listed message's receive count goes up by one, which
 //! is all SQS requires.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_sqs::types::{
@@ -111,6 +111,31 @@ impl Parked {
     }
 }
 
+/// What a scan has received so far, each message once.
+#[derive(Default)]
+struct Seen {
+    parked: Vec<Parked>,
+    at: HashMap<String, usize>,
+}
+
+impl Seen {
+    /// Whether this message was received before. If so its hold ran out during a long
+    /// scan and it came back: only the newest receipt handle deletes it (SQS accepts
+    /// an older one and silently leaves the message), so that one is kept.
+    fn again(&mut self, id: &str, handle: &str) -> bool {
+        let Some(&i) = self.at.get(id) else {
+            return false;
+        };
+        self.parked[i].receipt_handle = handle.to_string();
+        true
+    }
+
+    fn add(&mut self, parked: Parked) {
+        self.at.insert(parked.id.clone(), self.parked.len());
+        self.parked.push(parked);
+    }
+}
+
 /// The failed queue, for an operator.
 pub struct FailedQueue {
     pub sqs: aws_sdk_sqs::Client,
@@ -123,8 +148,7 @@ const SCAN_HOLD_SECONDS: i32 = 60;
 impl FailedQueue {
     /// Every message, each once; call [`FailedQueue::release`] (or act on them) after.
     pub async fn scan(&self) -> Result<Vec<Parked>, QueueError> {
-        let mut seen = HashSet::new();
-        let mut parked = Vec::new();
+        let mut seen = Seen::default();
         let mut empty_receives = 0;
         // In-flight or delayed messages cannot be received; two empty receives in a
         // row (SQS samples servers on short polls) end the scan.
@@ -148,26 +172,31 @@ impl FailedQueue {
             empty_receives = 0;
             for m in messages {
                 let id = m.message_id.clone().unwrap_or_default();
-                if !seen.insert(id.clone()) {
+                let handle = m.receipt_handle.clone().unwrap_or_default();
+                if seen.again(&id, &handle) {
                     continue;
                 }
                 let sent = m
                     .attributes()
                     .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
                     .and_then(|t| t.parse().ok());
-                parked.push(Parked::from_message(
+                seen.add(Parked::from_message(
                     id,
-                    m.receipt_handle.clone().unwrap_or_default(),
+                    handle,
                     m.body.clone().unwrap_or_default(),
                     sent,
                 ));
             }
         }
-        Ok(parked)
+        Ok(seen.parked)
     }
 
     /// Makes scanned messages visible again at once.
     pub async fn release(&self, parked: &[Parked]) -> Result<(), QueueError> {
+        self.change_visibility(parked, 0).await
+    }
+
+    async fn change_visibility(&self, parked: &[Parked], seconds: i32) -> Result<(), QueueError> {
         for chunk in parked.chunks(10) {
             let entries = chunk
                 .iter()
@@ -176,7 +205,7 @@ impl FailedQueue {
                     ChangeMessageVisibilityBatchRequestEntry::builder()
                         .id(i.to_string())
                         .receipt_handle(&p.receipt_handle)
-                        .visibility_timeout(0)
+                        .visibility_timeout(seconds)
                         .build()
                         .expect("id and handle are set")
                 })
@@ -192,34 +221,96 @@ impl FailedQueue {
         Ok(())
     }
 
-    /// Sends each job back to the work queue with its attempts reset, then removes it
-    /// here. Returns how many went back; what is not a job stays.
+    /// Sends each job back to the work queue with its attempts reset, ten at a time,
+    /// and removes each batch here as soon as it is sent: a failure part-way leaves
+    /// every job in exactly one of the two queues. Each batch's hold is renewed first,
+    /// so no one else can take it while it moves. Returns how many went back; what is
+    /// not a job stays.
     pub async fn redrive(
         &self,
         parked: &[Parked],
         work_queue_url: &str,
     ) -> Result<usize, QueueError> {
-        let mut done = Vec::new();
-        for p in parked {
-            let Some(job) = &p.job else { continue };
-            let mut fresh = job.clone();
-            fresh.reset();
-            self.sqs
-                .send_message()
+        let jobs: Vec<&Parked> = parked.iter().filter(|p| p.job.is_some()).collect();
+        let mut moved = 0;
+        for chunk in jobs.chunks(10) {
+            let chunk: Vec<Parked> = chunk.iter().map(|p| (*p).clone()).collect();
+            self.hold(&chunk).await?;
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut fresh = p.job.clone().expect("only jobs are redriven");
+                    fresh.reset();
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(fresh.to_body())
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let out = self
+                .sqs
+                .send_message_batch()
                 .queue_url(work_queue_url)
-                .message_body(fresh.to_body())
+                .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| self.error("SendMessage", describe(&e)))?;
-            done.push(p.clone());
+                .map_err(|e| self.error("SendMessageBatch", describe(&e)))?;
+            let sent: Vec<Parked> = out
+                .successful()
+                .iter()
+                .filter_map(|s| s.id().parse::<usize>().ok())
+                .filter_map(|i| chunk.get(i).cloned())
+                .collect();
+            self.delete(&sent).await?;
+            moved += sent.len();
+            if let Some(f) = out.failed().first() {
+                return Err(QueueError::Request {
+                    operation: "SendMessageBatch",
+                    queue: work_queue_url.to_string(),
+                    detail: format!(
+                        "{} of {} not sent ({}: {}); {moved} redriven so far, the rest stay parked",
+                        out.failed().len(),
+                        chunk.len(),
+                        f.code(),
+                        f.message().unwrap_or("")
+                    ),
+                });
+            }
         }
-        self.delete(&done).await?;
-        Ok(done.len())
+        Ok(moved)
     }
 
-    /// Removes these messages for good.
+    /// Renews the hold on these messages, so they stay invisible while they are acted on.
+    async fn hold(&self, parked: &[Parked]) -> Result<(), QueueError> {
+        self.change_visibility(parked, SCAN_HOLD_SECONDS).await
+    }
+
+    /// How many messages are held by someone else right now (another listing, a
+    /// redrive in progress, a consumer): they cannot be listed, and are not gone.
+    pub async fn in_flight(&self) -> Result<u64, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| self.error("GetQueueAttributes", describe(&e)))?;
+        Ok(out
+            .attributes()
+            .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0))
+    }
+
+    /// Removes these messages for good (each batch held first, so a slow confirmation
+    /// cannot have let them go to someone else).
     pub async fn delete(&self, parked: &[Parked]) -> Result<(), QueueError> {
         for chunk in parked.chunks(10) {
+            self.hold(chunk).await?;
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -255,5 +346,32 @@ impl FailedQueue {
             queue: self.url.clone(),
             detail,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_received_again_keeps_its_newest_receipt_handle() {
+        let mut seen = Seen::default();
+        seen.add(Parked::from_message(
+            "m1".into(),
+            "first".into(),
+            "{}".into(),
+            None,
+        ));
+        seen.add(Parked::from_message(
+            "m2".into(),
+            "other".into(),
+            "{}".into(),
+            None,
+        ));
+        assert!(!seen.again("m3", "x"));
+        assert!(seen.again("m1", "second"));
+        assert_eq!(seen.parked.len(), 2);
+        assert_eq!(seen.parked[0].receipt_handle, "second");
+        assert_eq!(seen.parked[1].receipt_handle, "other");
     }
 }
