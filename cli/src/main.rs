@@ -166,10 +166,11 @@ async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Re
     };
     let mut replicator = process.replicator().await?;
     replicator.concurrency = concurrency;
+    let replicator = Arc::new(replicator);
     let worker = Arc::new(Worker {
         sqs: process.sqs.clone(),
         ingest,
-        replicator: Arc::new(replicator),
+        replicator: replicator.clone(),
         work_queue_url,
         retry,
         wait: Duration::from_secs(1),
@@ -177,8 +178,20 @@ async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Re
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("stopping after the batches in hand");
+        // Long copies pause after the parts under way and go back to the work queue
+        // with their upload, as at a Lambda deadline; nothing new is received.
+        replicator
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = stop_tx.send(true);
+        tracing::info!(jobs_in_hand = replicator.in_hand(),
+            "stopping: finishing the jobs in hand, pausing multipart copies; press Ctrl-C again to stop at once");
+        shutdown_signal().await;
+        tracing::warn!(
+            jobs_in_hand = replicator.in_hand(),
+            "stopped at once; the jobs in hand come back when their messages become visible again"
+        );
+        std::process::exit(130);
     });
     tracing::info!(events_queue = ?process.queues.events, work_queue = %worker.work_queue_url,
         retry_queue = ?process.queues.retry, "worker started");

@@ -120,3 +120,125 @@ async fn a_worker_killed_mid_batch_and_restarted_replicates_everything() {
         assert_eq!(stack.depth(queue).await, 0, "{}", queue.url);
     }
 }
+
+/// SIGTERM during a long copy: the worker does not wait for the whole copy (a
+/// container's grace period is short). The multipart copy pauses after the parts under
+/// way and goes back to the work queue with its upload id, as at a Lambda deadline; the
+/// worker says how many jobs it had in hand and exits; the next worker finishes the
+/// copy from the parts already uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_pauses_a_long_copy_and_the_next_worker_finishes_it() {
+    let stack = Stack::main().await;
+    let s3s = Stack::s3s_fs().await;
+    let p = Pipeline::unwired(&stack).await;
+    let (dst, destination) =
+        integration_tests::s3s_destination(&stack, &s3s, r#", "PartSize": 5242880"#).await;
+    // Every part upload takes a second more, so the copy is under way for a while.
+    let slow = FaultProxy::start(
+        &s3s.endpoint,
+        Faults {
+            delay: 1.0,
+            delay_for: Duration::from_secs(1),
+            delay_only: Some("partnumber="),
+            ..Faults::none()
+        },
+    )
+    .await;
+    let doc = integration_tests::one_rule(
+        &p.source,
+        &destination.replace(&s3s.endpoint, &slow.endpoint),
+    );
+    // Above the 64 MiB threshold of streamed copies: 14 parts of 5 MiB.
+    let body: Vec<u8> = (0..(66u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    stack.put(&p.source, "big.bin", &body).await;
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&p.work.url)
+        .message_body(integration_tests::put_job(&p.source, "big.bin", &dst).to_body())
+        .send()
+        .await
+        .unwrap();
+
+    let mut cmd = command(&stack, &p, &doc, &stack.endpoint);
+    cmd.env("RUST_LOG", "info");
+    let worker = cmd
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start worker");
+    let parts = || {
+        slow.heads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.to_ascii_lowercase().contains("partnumber="))
+            .count()
+    };
+    let started = Instant::now();
+    while parts() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no part started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signalled = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = worker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("\"jobs_in_hand\":1"),
+        "the worker says what it holds: {stderr}"
+    );
+    assert!(
+        parts() < 14,
+        "stopped only after every part ({:?} after the signal)",
+        signalled.elapsed()
+    );
+    // The job went back with its upload.
+    let waiting = stack.drain(&p.work).await;
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let job = replicator::job::Job::parse(&waiting[0]).unwrap();
+    let upload = job.upload.as_ref().expect("a continuation with its upload");
+    assert!(
+        upload.parts_done > 0 && upload.parts_done < 14,
+        "{upload:?}"
+    );
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&p.work.url)
+        .message_body(&waiting[0])
+        .send()
+        .await
+        .unwrap();
+
+    let mut next = command(&stack, &p, &doc, &stack.endpoint);
+    let out = next
+        .args(["run", "--exit-when-idle", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = s3s
+        .s3
+        .get_object()
+        .bucket(&dst)
+        .key("big.bin")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes().to_vec() == body);
+}

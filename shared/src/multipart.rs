@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_s3::types::{
@@ -105,23 +107,46 @@ pub fn ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// When copies stop starting parts and pause: a Lambda invocation's end (less a
+/// reserve), or a worker told to stop.
+#[derive(Clone, Debug, Default)]
+struct PauseWhen {
+    deadline: Option<Instant>,
+    stopping: Option<Arc<AtomicBool>>,
+}
+
 tokio::task_local! {
-    static DEADLINE: Instant;
+    static PAUSE: PauseWhen;
 }
 
 /// Runs `work` under a deadline (a Lambda invocation's end, less a reserve): copies
 /// inside it start no new part once it has passed, and pause instead. Without one,
-/// copies run to the end (`s3-replicator run`).
+/// copies run to the end, or until [`until_stopped`] says.
 pub async fn within<F: Future>(deadline: Option<Instant>, work: F) -> F::Output {
-    match deadline {
-        Some(deadline) => DEADLINE.scope(deadline, work).await,
-        None => work.await,
-    }
+    let stopping = PAUSE.try_with(|p| p.stopping.clone()).ok().flatten();
+    PAUSE.scope(PauseWhen { deadline, stopping }, work).await
+}
+
+/// Runs `work` so that copies inside it pause once `stopping` turns true (a worker
+/// told to stop hands its long copies on instead of finishing them). Any deadline
+/// already in force still holds.
+pub async fn until_stopped<F: Future>(stopping: Arc<AtomicBool>, work: F) -> F::Output {
+    let deadline = PAUSE.try_with(|p| p.deadline).ok().flatten();
+    let pause = PauseWhen {
+        deadline,
+        stopping: Some(stopping),
+    };
+    PAUSE.scope(pause, work).await
 }
 
 fn out_of_time() -> bool {
-    DEADLINE
-        .try_with(|deadline| Instant::now() >= *deadline)
+    PAUSE
+        .try_with(|p| {
+            p.deadline.is_some_and(|d| Instant::now() >= d)
+                || p.stopping
+                    .as_ref()
+                    .is_some_and(|s| s.load(Ordering::Relaxed))
+        })
         .unwrap_or(false)
 }
 
@@ -634,6 +659,25 @@ mod tests {
         })
         .await;
         within(None, async { assert!(!out_of_time()) }).await;
+    }
+
+    #[tokio::test]
+    async fn a_stop_pauses_copies_and_keeps_any_deadline() {
+        let stopping = Arc::new(AtomicBool::new(false));
+        until_stopped(stopping.clone(), async {
+            assert!(!out_of_time());
+            stopping.store(true, Ordering::Relaxed);
+            assert!(out_of_time());
+            stopping.store(false, Ordering::Relaxed);
+            // A Lambda deadline inside the worker's scope: both hold.
+            within(Some(Instant::now()), async { assert!(out_of_time()) }).await;
+            within(Some(Instant::now() + Duration::from_secs(60)), async {
+                stopping.store(true, Ordering::Relaxed);
+                assert!(out_of_time());
+            })
+            .await;
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! (puts, and the copies other operations fall back on), `deletes`, and `sync`
 //! (tag and ACL changes).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -71,6 +72,12 @@ pub struct Replicator {
     /// See [`DEFAULT_RECHECK_AFTER`].
     pub recheck_after: Duration,
     writes: RecentWrites,
+    /// Set when the process is told to stop: multipart copies in flight pause after the
+    /// parts under way and are handed on through the work queue, as at a Lambda
+    /// deadline, instead of holding the process until they finish.
+    pub stopping: Arc<AtomicBool>,
+    /// Jobs being run right now.
+    in_hand: AtomicUsize,
     /// Bytes of streamed parts in memory across all jobs, sized from `multipart` at
     /// the first streamed part.
     memory: OnceLock<MemoryBudget>,
@@ -99,6 +106,8 @@ impl Replicator {
             work_queue_url: None,
             pause_reserve: DEFAULT_PAUSE_RESERVE,
             recheck_after: DEFAULT_RECHECK_AFTER,
+            stopping: Arc::default(),
+            in_hand: AtomicUsize::new(0),
             writes: RecentWrites::default(),
             memory: OnceLock::new(),
             acls: AclSupport::default(),
@@ -130,12 +139,17 @@ impl Replicator {
     }
 
     pub async fn handle_batch(&self, batch: SqsEvent) -> SqsBatchResponse {
-        let failures: Vec<Option<String>> = stream::iter(batch.records)
+        let run = stream::iter(batch.records)
             .map(|message| self.handle_message(message))
             .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
+            .collect::<Vec<Option<String>>>();
+        let failures = multipart::until_stopped(self.stopping.clone(), run).await;
         retry_these(failures.into_iter().flatten())
+    }
+
+    /// How many jobs are being run right now.
+    pub fn in_hand(&self) -> usize {
+        self.in_hand.load(Ordering::Relaxed)
     }
 
     /// Runs one message; returns its id when it must be delivered again.
@@ -155,10 +169,12 @@ impl Replicator {
             }
         };
         let started = Instant::now();
+        self.in_hand.fetch_add(1, Ordering::Relaxed);
         let result = match (&self.lease, message.receipt_handle.as_deref()) {
             (Some(lease), Some(receipt)) => lease.hold(&self.sqs, receipt, self.run(&job)).await,
             _ => self.run(&job).await,
         };
+        self.in_hand.fetch_sub(1, Ordering::Relaxed);
         log_outcome(&job, &result, started, receives);
         let done = match result {
             Ok(Outcome::Paused(upload)) => self.continue_later(&job, *upload).await,
