@@ -86,6 +86,10 @@ pub struct Continuation {
     /// part must be sent with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_algorithm: Option<String>,
+    /// The source's tags the upload was created with (a query string), so a tag change
+    /// made while the copy ran is applied when it completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tagging: Option<String>,
     /// Parts done when this was written, for the log.
     pub parts_done: u32,
     /// Invocations the copy has run in so far.

@@ -225,7 +225,7 @@ pub async fn start(
         .create_multipart_upload()
         .bucket(&destination.bucket)
         .key(&job.source.key)
-        .set_tagging(tagging)
+        .set_tagging(tagging.clone())
         .set_checksum_algorithm(algorithm.clone())
         .set_checksum_type(algorithm.as_ref().and_then(full_object_type));
     let create = copy::with_replica_properties!(create, source, destination, grants);
@@ -248,6 +248,7 @@ pub async fn start(
         size: source.size(),
         part_size: settings.part_size(same, destination.part_size, source.size()),
         checksum_algorithm: algorithm.map(|a| a.as_str().to_string()),
+        tagging,
         parts_done: 0,
         invocations: 0,
     })
@@ -365,10 +366,68 @@ async fn run_parts(
         .send()
         .await
         .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
+    retag_if_changed(src, dst, job, destination, upload, &source).await?;
     Ok(Progress::Done {
         written: written_object(dst, destination, key).await?,
         source: Box::new(source),
     })
+}
+
+/// A tag change made while the parts were copied (its own job found no replica yet,
+/// or one the completion then overwrote) must not be lost: the replica gets the
+/// source's tags as they are now. One GetObjectTagging; a write only on a change.
+async fn retag_if_changed(
+    src: &Client,
+    dst: &Client,
+    job: &Job,
+    destination: &Destination,
+    upload: &Continuation,
+    source: &SourceState,
+) -> Result<(), ReplicationError> {
+    let now = copy::source_tagging(src, job, source.head.version_id()).await?;
+    if now == upload.tagging {
+        return Ok(());
+    }
+    let key = &job.source.key;
+    let tags: Vec<aws_sdk_s3::types::Tag> = form_urlencoded::parse(now.as_deref().unwrap_or("").as_bytes())
+        .filter_map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build().ok())
+        .collect();
+    let result = if tags.is_empty() {
+        dst.delete_object_tagging()
+            .bucket(&destination.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationTagging, &e))
+    } else {
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .set_tag_set(Some(tags))
+            .build()
+            .map_err(|e| ReplicationError::new(FailureReason::InvalidRequest, e.to_string()))?;
+        dst.put_object_tagging()
+            .bucket(&destination.bucket)
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationTagging, &e))
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(key = %key, destination = %destination.bucket,
+                "the source's tags changed during the copy; the replica has the new ones");
+            Ok(())
+        }
+        // A destination without tagging (some S3-compatible stores) cannot hold them.
+        Err(e) if e.detail.contains("NotImplemented") => {
+            tracing::warn!(key = %key, destination = %destination.bucket, error = %e,
+                "the destination does not implement tagging; the tag change is not carried");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn algorithm(upload: &Continuation) -> Option<ChecksumAlgorithm> {
@@ -723,6 +782,7 @@ mod tests {
             size: 25,
             part_size: 10,
             checksum_algorithm: None,
+            tagging: None,
             parts_done: 0,
             invocations: 0,
         };

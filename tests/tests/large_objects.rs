@@ -512,3 +512,74 @@ async fn a_server_side_part_copy_out_of_time_continues_too() {
     assert_eq!(stack.depth(&work).await, 0);
     assert_complete(&s3s, &dst, key, &data, &upload_id).await;
 }
+
+/// A tag change made while a first multipart copy runs (its own job finds no replica
+/// yet, or one the completion then overwrites) is not lost: the completed replica has
+/// the source's tags as they are at the end, not those read at the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_change_during_a_multipart_copy_is_not_lost() {
+    use integration_tests::fault_proxy::{FaultProxy, Faults};
+    let stack = Stack::main().await;
+    let other = Stack::other_provider().await;
+    let source = stack.bucket("src").await;
+    let dst = other.bucket("dst").await;
+    stack
+        .s3
+        .put_object()
+        .bucket(&source)
+        .key("big.bin")
+        .tagging("stage=draft")
+        .body(ByteStream::from(random_bytes(66 * MIB, 5)))
+        .send()
+        .await
+        .unwrap();
+    // Each part waits a second on its way to the other provider.
+    let slow = FaultProxy::start(
+        &other.endpoint,
+        Faults {
+            delay: 1.0,
+            delay_for: Duration::from_secs(1),
+            delay_only: Some("partnumber="),
+            ..Faults::none()
+        },
+    )
+    .await;
+    let cfg = config(&one_rule(
+        &source,
+        &format!(
+            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "PartSize": 5242880,
+                "Credentials": {{"DefaultChain": true}}}}}}"#,
+            slow.endpoint
+        ),
+    ));
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
+        .await
+        .unwrap();
+    let replicator = std::sync::Arc::new(Replicator::new(cfg, clients, stack.sqs.clone(), None));
+    let running = {
+        let (replicator, job) = (replicator.clone(), put_job(&source, "big.bin", &dst));
+        tokio::spawn(async move { replicator.run(&job).await })
+    };
+    while !slow
+        .heads
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|h| h.to_ascii_lowercase().contains("partnumber="))
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack.set_tag(&source, "big.bin", ("stage", "final")).await;
+    let outcome = running.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(outcome, Outcome::Replicated { .. }), "{outcome:?}");
+    let tags = other
+        .s3
+        .get_object_tagging()
+        .bucket(&dst)
+        .key("big.bin")
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(&str, &str)> = tags.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(tags, vec![("stage", "final")]);
+}
