@@ -170,22 +170,8 @@ async fn sigterm_pauses_a_long_copy_and_the_next_worker_finishes_it() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start worker");
-    let parts = || {
-        slow.heads
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|h| h.to_ascii_lowercase().contains("partnumber="))
-            .count()
-    };
-    let started = Instant::now();
-    while parts() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no part started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let parts = || slow.count("partnumber=");
+    slow.wait_for("partnumber=").await;
     let signalled = Instant::now();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])

@@ -85,11 +85,6 @@ impl Process {
         replicator.retry_queue_url = self.queues.retry.clone();
         replicator.work_queue_url = Some(self.queues.require_work()?.to_string());
         replicator.lease = Lease::for_queue(&self.sqs, self.queues.require_work()?).await;
-        if let Some(lease) = &replicator.lease {
-            // No live attempt holds an upload longer than a message stays invisible
-            // without pausing; older uploads of a key are left by crashed attempts.
-            replicator.multipart.stale_after = lease.visibility;
-        }
         Ok(replicator)
     }
 

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
@@ -49,10 +49,6 @@ pub struct MultipartSettings {
     pub stream_part_size: u64,
     /// Parts in flight at once.
     pub concurrency: usize,
-    /// An upload of the same key older than this belongs to an attempt that crashed
-    /// (a live attempt never outlasts the work queue's visibility timeout without
-    /// pausing); a new copy aborts it.
-    pub stale_after: Duration,
 }
 
 impl Default for MultipartSettings {
@@ -63,7 +59,6 @@ impl Default for MultipartSettings {
             stream_threshold: 64 * MIB,
             stream_part_size: 16 * MIB,
             concurrency: 8,
-            stale_after: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -218,7 +213,6 @@ pub async fn start(
             "the source reports no ETag to pin the parts to",
         )
     })?;
-    abort_stale(dst, destination, &job.source.key, settings.stale_after).await;
     let algorithm = source.checksum_algorithm();
     let tagging = copy::source_tagging(src, job, head.version_id()).await?;
     let create = dst
@@ -367,6 +361,7 @@ async fn run_parts(
         .await
         .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
     retag_if_changed(src, dst, job, destination, upload, &source).await?;
+    abort_superseded(dst, destination, key, &upload.upload_id).await;
     Ok(Progress::Done {
         written: written_object(dst, destination, key).await?,
         source: Box::new(source),
@@ -389,9 +384,16 @@ async fn retag_if_changed(
         return Ok(());
     }
     let key = &job.source.key;
-    let tags: Vec<aws_sdk_s3::types::Tag> = form_urlencoded::parse(now.as_deref().unwrap_or("").as_bytes())
-        .filter_map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build().ok())
-        .collect();
+    let tags: Vec<aws_sdk_s3::types::Tag> =
+        form_urlencoded::parse(now.as_deref().unwrap_or("").as_bytes())
+            .filter_map(|(k, v)| {
+                aws_sdk_s3::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .ok()
+            })
+            .collect();
     let result = if tags.is_empty() {
         dst.delete_object_tagging()
             .bucket(&destination.bucket)
@@ -655,10 +657,14 @@ pub async fn abort(dst: &Client, destination: &Destination, key: &str, upload_id
     }
 }
 
-/// Aborts uploads of exactly this key that are older than `stale_after`: what an
-/// attempt that crashed before it could pause or abort left behind. One
-/// ListMultipartUploads per multipart copy; failures only cost a log line.
-async fn abort_stale(dst: &Client, destination: &Destination, key: &str, stale_after: Duration) {
+/// After a copy of the key completed with what the source holds now: every other
+/// upload of exactly this key is superseded by it (a crashed attempt's, or a duplicate
+/// job's copy of the same or an older state), and is aborted. Nothing is judged by age
+/// (a paused copy waiting in the queue is as old as a crashed one), and nothing is
+/// aborted when a copy starts, so a live copy is never cut short by a duplicate job.
+/// One ListMultipartUploads per completed multipart copy; failures cost a log line
+/// (and leave the upload to a lifecycle rule for incomplete uploads).
+async fn abort_superseded(dst: &Client, destination: &Destination, key: &str, ours: &str) {
     let listed = dst
         .list_multipart_uploads()
         .bucket(&destination.bucket)
@@ -673,19 +679,13 @@ async fn abort_stale(dst: &Client, destination: &Destination, key: &str, stale_a
             return;
         }
     };
-    let cutoff = SystemTime::now()
-        .checked_sub(stale_after)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
     for upload in uploads {
-        let (Some(upload_key), Some(id), Some(initiated)) =
-            (upload.key(), upload.upload_id(), upload.initiated())
-        else {
+        let (Some(upload_key), Some(id)) = (upload.key(), upload.upload_id()) else {
             continue;
         };
-        let old = SystemTime::try_from(*initiated).is_ok_and(|t| t <= cutoff);
-        if upload_key == key && old {
+        if upload_key == key && id != ours {
             tracing::warn!(bucket = %destination.bucket, key = %key, upload_id = %id,
-                initiated = %initiated, "aborting a multipart upload left by a crashed attempt");
+                "aborting a multipart upload of this key that the completed copy supersedes (a crashed or duplicate attempt's)");
             abort(dst, destination, key, id).await;
         }
     }
@@ -694,6 +694,7 @@ async fn abort_stale(dst: &Client, destination: &Destination, key: &str, stale_a
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn parts_cover_the_object_exactly() {

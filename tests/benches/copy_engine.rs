@@ -76,7 +76,6 @@ async fn child(run: Run) {
         stream_threshold: run.stream_threshold,
         stream_part_size: run.stream_part_size,
         concurrency: run.concurrency,
-        ..MultipartSettings::default()
     };
     let job = put_job(&run.source, &run.key, &run.dst);
     let rss_before_kib = status_kib("VmRSS:");

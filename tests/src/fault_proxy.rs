@@ -131,6 +131,42 @@ impl FaultProxy {
     }
 }
 
+impl FaultProxy {
+    /// Waits until a request whose head contains `text` (case aside) has reached the
+    /// proxy, e.g. `partnumber=` for the first part of a multipart upload.
+    pub async fn wait_for(&self, text: &str) {
+        let text = text.to_ascii_lowercase();
+        let started = std::time::Instant::now();
+        loop {
+            let seen = self
+                .heads
+                .lock()
+                .expect("heads")
+                .iter()
+                .any(|h| h.to_ascii_lowercase().contains(&text));
+            if seen {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no request with {text:?} within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Requests whose head contains `text` (case aside) so far.
+    pub fn count(&self, text: &str) -> usize {
+        let text = text.to_ascii_lowercase();
+        self.heads
+            .lock()
+            .expect("heads")
+            .iter()
+            .filter(|h| h.to_ascii_lowercase().contains(&text))
+            .count()
+    }
+}
+
 fn pick(f: &Faults, r: f64) -> Fault {
     let mut edge = 0.0;
     for (share, fault) in [

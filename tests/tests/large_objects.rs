@@ -222,7 +222,6 @@ async fn an_upload_a_crashed_attempt_left_is_aborted_by_the_next() {
     replicator.multipart = MultipartSettings {
         stream_threshold: 8 * MIB,
         concurrency: 1,
-        stale_after: Duration::ZERO,
         ..MultipartSettings::default()
     };
     let o = Moto {
@@ -518,7 +517,6 @@ async fn a_server_side_part_copy_out_of_time_continues_too() {
 /// the source's tags as they are at the end, not those read at the start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_change_during_a_multipart_copy_is_not_lost() {
-    use integration_tests::fault_proxy::{FaultProxy, Faults};
     let stack = Stack::main().await;
     let other = Stack::other_provider().await;
     let source = stack.bucket("src").await;
@@ -533,42 +531,13 @@ async fn a_tag_change_during_a_multipart_copy_is_not_lost() {
         .send()
         .await
         .unwrap();
-    // Each part waits a second on its way to the other provider.
-    let slow = FaultProxy::start(
-        &other.endpoint,
-        Faults {
-            delay: 1.0,
-            delay_for: Duration::from_secs(1),
-            delay_only: Some("partnumber="),
-            ..Faults::none()
-        },
-    )
-    .await;
-    let cfg = config(&one_rule(
-        &source,
-        &format!(
-            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "PartSize": 5242880,
-                "Credentials": {{"DefaultChain": true}}}}}}"#,
-            slow.endpoint
-        ),
-    ));
-    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
-        .await
-        .unwrap();
-    let replicator = std::sync::Arc::new(Replicator::new(cfg, clients, stack.sqs.clone(), None));
+    let (slow, replicator) =
+        slowly_to_other(&stack, &source, &other, &dst, MultipartSettings::default()).await;
     let running = {
         let (replicator, job) = (replicator.clone(), put_job(&source, "big.bin", &dst));
         tokio::spawn(async move { replicator.run(&job).await })
     };
-    while !slow
-        .heads
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|h| h.to_ascii_lowercase().contains("partnumber="))
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    slow.wait_for("partnumber=").await;
     stack.set_tag(&source, "big.bin", ("stage", "final")).await;
     let outcome = running.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(outcome, Outcome::Replicated { .. }), "{outcome:?}");
@@ -580,6 +549,115 @@ async fn a_tag_change_during_a_multipart_copy_is_not_lost() {
         .send()
         .await
         .unwrap();
-    let tags: Vec<(&str, &str)> = tags.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+    let tags: Vec<(&str, &str)> = tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key(), t.value()))
+        .collect();
     assert_eq!(tags, vec![("stage", "final")]);
+}
+
+/// A live upload (a paused copy's, waiting for its next invocation; here one made by
+/// hand) is not aborted when a duplicate job for the key starts its own copy, however
+/// old it is. Once that copy completes with what the source holds now, it supersedes
+/// every other upload of the key, and they are aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_upload_survives_a_duplicate_jobs_start() {
+    let stack = Stack::main().await;
+    let other = Stack::other_provider().await;
+    let source = stack.bucket("src").await;
+    let dst = other.bucket("dst").await;
+    let data = random_bytes(12 * MIB, 9);
+    stack.put(&source, "big.bin", &data).await;
+    let live = other
+        .s3
+        .create_multipart_upload()
+        .bucket(&dst)
+        .key("big.bin")
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    let settings = MultipartSettings {
+        stream_threshold: 8 * MIB,
+        concurrency: 1,
+        ..MultipartSettings::default()
+    };
+    let (slow, replicator) = slowly_to_other(&stack, &source, &other, &dst, settings).await;
+    let running = {
+        let (replicator, job) = (replicator.clone(), put_job(&source, "big.bin", &dst));
+        tokio::spawn(async move { replicator.run(&job).await })
+    };
+    let uploads = || async {
+        let listed = other
+            .s3
+            .list_multipart_uploads()
+            .bucket(&dst)
+            .send()
+            .await
+            .unwrap();
+        listed
+            .uploads()
+            .iter()
+            .filter_map(|u| u.upload_id().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    slow.wait_for("partnumber=").await;
+    // The duplicate's copy is under way: both uploads are there.
+    let during = uploads().await;
+    assert!(
+        during.contains(&live),
+        "the live upload was aborted: {during:?}"
+    );
+    assert_eq!(during.len(), 2, "{during:?}");
+    let outcome = running.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(outcome, Outcome::Replicated { .. }), "{outcome:?}");
+    assert!(uploads().await.is_empty(), "superseded uploads are aborted");
+    assert_eq!(
+        object_state(&other.s3, &dst, "big.bin")
+            .await
+            .unwrap()
+            .sha256,
+        sha256(&data)
+    );
+}
+
+/// A replicator to `dst` at the other provider through a proxy that holds each part
+/// upload for a second, so a copy is under way long enough to act during it.
+async fn slowly_to_other(
+    stack: &Stack,
+    source: &str,
+    other: &Stack,
+    dst: &str,
+    settings: MultipartSettings,
+) -> (
+    integration_tests::fault_proxy::FaultProxy,
+    std::sync::Arc<Replicator>,
+) {
+    use integration_tests::fault_proxy::{FaultProxy, Faults};
+    let slow = FaultProxy::start(
+        &other.endpoint,
+        Faults {
+            delay: 1.0,
+            delay_for: Duration::from_secs(1),
+            delay_only: Some("partnumber="),
+            ..Faults::none()
+        },
+    )
+    .await;
+    let cfg = config(&one_rule(
+        source,
+        &format!(
+            r#"{{"Bucket": "{dst}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "PartSize": 5242880,
+                "Credentials": {{"DefaultChain": true}}}}}}"#,
+            slow.endpoint
+        ),
+    ));
+    let clients = S3Clients::build(&stack.sdk, stack.s3.clone(), &cfg, None)
+        .await
+        .unwrap();
+    let mut replicator = Replicator::new(cfg, clients, stack.sqs.clone(), None);
+    replicator.multipart = settings;
+    (slow, std::sync::Arc::new(replicator))
 }
