@@ -41,6 +41,7 @@ impl Process {
     /// Destination clients and their credentials are not built here: only the
     /// replicator writes to destinations, and only its role may read their secrets.
     pub async fn from_env(log: Option<&RequestLog>) -> Result<Process, ConfigError> {
+        crate::multipart::return_freed_part_buffers();
         let sdk = clients::load_sdk_config().await;
         if sdk.region().is_none() {
             return Err(ConfigError::Environment {

@@ -145,6 +145,20 @@ fn out_of_time() -> bool {
         .unwrap_or(false)
 }
 
+/// Makes freed part buffers go back to the system at once. glibc serves a large
+/// allocation with mmap and unmaps it on free, but after the first such free it raises
+/// its threshold to that size, so later part buffers (8-16 MiB) come from heap arenas
+/// that keep what is freed: a worker's resident memory then sits well above the parts'
+/// budget. A fixed threshold below the smallest part (5 MiB) keeps every part buffer
+/// mmapped. Called once at cold start; other allocators are left as they are.
+pub fn return_freed_part_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called at cold start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// The process's budget of bytes for streamed parts in memory, shared by every copy
 /// it runs (a Lambda batch runs several jobs at once). Counted in KiB.
 #[derive(Debug)]

@@ -38,6 +38,16 @@ struct Run {
     stream_threshold: u64,
     stream_part_size: u64,
     concurrency: usize,
+    /// More keys copied at the same time as `key`, by one replicator (one budget).
+    #[serde(default)]
+    also: Vec<String>,
+    /// Whether the child sets the allocator as the binaries do at cold start.
+    #[serde(default = "yes")]
+    return_buffers: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Serialize, Deserialize)]
@@ -65,6 +75,9 @@ async fn child(run: Run) {
     } else {
         stack.s3.clone()
     };
+    if run.return_buffers {
+        replicator::multipart::return_freed_part_buffers();
+    }
     let cfg = config(&run.document);
     let clients = S3Clients::build(&stack.sdk, source, &cfg, None)
         .await
@@ -77,12 +90,18 @@ async fn child(run: Run) {
         stream_part_size: run.stream_part_size,
         concurrency: run.concurrency,
     };
-    let job = put_job(&run.source, &run.key, &run.dst);
+    let jobs: Vec<_> = std::iter::once(&run.key)
+        .chain(&run.also)
+        .map(|key| put_job(&run.source, key, &run.dst))
+        .collect();
     let rss_before_kib = status_kib("VmRSS:");
     let started = Instant::now();
-    let outcome = replicator.run(&job).await.expect("copy");
+    let outcomes = futures::future::join_all(jobs.iter().map(|job| replicator.run(job))).await;
     let secs = started.elapsed().as_secs_f64();
-    assert!(matches!(outcome, Outcome::Replicated { .. }), "{outcome:?}");
+    for outcome in outcomes {
+        let outcome = outcome.expect("copy");
+        assert!(matches!(outcome, Outcome::Replicated { .. }), "{outcome:?}");
+    }
     let measured = Measured {
         secs,
         rss_before_kib,
@@ -187,6 +206,8 @@ async fn parent() {
         stream_threshold: defaults.stream_threshold,
         stream_part_size: defaults.stream_part_size,
         concurrency: defaults.concurrency,
+        also: Vec::new(),
+        return_buffers: true,
     };
     let size = size_mib as f64;
 
@@ -230,6 +251,43 @@ async fn parent() {
             size / m.secs,
             m.secs / secs
         );
+    }
+
+    // Several large objects at once, under one budget: resident memory against the
+    // budget, with the allocator as the binaries set it and as glibc leaves it.
+    let mix_mib: u64 = std::env::var("S3R_BENCH_MIX_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let mix: Vec<String> = (0..4).map(|i| format!("bench/mix {i}.bin")).collect();
+    for k in &mix {
+        big_object(&s3s, &s3s_source, k, mix_mib).await;
+    }
+    println!("\n## Four streamed copies of {mix_mib} MiB at once, s3s-fs -> s3s-fs\n");
+    println!("| parts | budget (part x conc) | allocator | peak RSS above start | peak / budget |");
+    println!("|---|---|---|---|---|");
+    for part in [8 * MIB, 16 * MIB] {
+        for return_buffers in [false, true] {
+            let mut r = run(true, &s3s_source, &streamed, &dst);
+            r.key = mix[0].clone();
+            r.also = mix[1..].to_vec();
+            r.stream_part_size = part;
+            r.return_buffers = return_buffers;
+            let m = measure(&r);
+            let above = m.peak_kib.saturating_sub(m.rss_before_kib);
+            let bound = (part * r.concurrency as u64) as f64 / MIB as f64;
+            println!(
+                "| {} MiB | {bound:.0} MiB | {} | {:.0} MiB | {:.2} |",
+                part / MIB,
+                if return_buffers {
+                    "as the binaries set it"
+                } else {
+                    "glibc's default"
+                },
+                mib(above),
+                mib(above) / bound
+            );
+        }
     }
 
     if std::env::var_os("S3R_BENCH_STREAMED_ONLY").is_some() {
