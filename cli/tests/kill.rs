@@ -148,10 +148,7 @@ async fn sigterm_pauses_a_long_copy_and_the_next_worker_finishes_it() {
         &p.source,
         &destination.replace(&s3s.endpoint, &slow.endpoint),
     );
-    // Above the 64 MiB threshold of streamed copies: 14 parts of 5 MiB.
-    let body: Vec<u8> = (0..(66u32 << 20))
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
+    let body = integration_tests::parts_body();
     stack.put(&p.source, "big.bin", &body).await;
     stack
         .sqs

@@ -681,6 +681,14 @@ pub async fn grants(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<Str
     lines
 }
 
+/// 66 MiB of bytes that differ from part to part: above the 64 MiB threshold of
+/// streamed copies, 14 parts of 5 MiB, so a copy of it runs in parts and can pause.
+pub fn parts_body() -> Vec<u8> {
+    (0..(66u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect()
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

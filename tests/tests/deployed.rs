@@ -548,9 +548,7 @@ async fn a_near_deadline_pauses_a_multipart_copy_and_the_next_invocation_finishe
         integration_tests::s3s_destination(&stack, &s3s, r#", "PartSize": 5242880"#).await;
     let config = integration_tests::one_rule(&source, &destination);
     // Above the 64 MiB threshold of streamed copies: 14 parts of 5 MiB, eight at once.
-    let body: Vec<u8> = (0..(66u32 << 20))
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
+    let body = integration_tests::parts_body();
     stack.put(&source, "big.bin", &body).await;
     let env = vec![
         ("AWS_ENDPOINT_URL", stack.endpoint.clone()),

@@ -188,7 +188,13 @@ impl Replicator {
             let upload =
                 multipart::start(src, dst, job, destination, state, grants, &self.multipart)
                     .await?;
-            return self.proceed(job, destination, dst, &upload).await;
+            let progress = self.run_parts(job, destination, dst, &upload).await?;
+            // The parts complete only if a HEAD just before completing finds the state
+            // they were pinned to: a late completion is measured from that read.
+            if let Progress::Done { source, .. } = &progress {
+                state.read_at = source.read_at;
+            }
+            return self.outcome_of(job, destination, dst, progress).await;
         }
         let written = if same {
             copy::copy_same_endpoint(src, job, destination, state, grants).await?
@@ -261,18 +267,6 @@ impl Replicator {
         })
     }
 
-    /// Runs a new multipart copy's parts until it completes or pauses.
-    pub(super) async fn proceed(
-        &self,
-        job: &Job,
-        destination: &Destination,
-        dst: &aws_sdk_s3::Client,
-        upload: &Continuation,
-    ) -> Result<Outcome, ReplicationError> {
-        let progress = self.run_parts(job, destination, dst, upload).await?;
-        self.outcome_of(job, destination, dst, progress).await
-    }
-
     pub(super) async fn run_parts(
         &self,
         job: &Job,
@@ -329,32 +323,16 @@ impl Replicator {
         tracing::info!(key = %job.source.key, upload_id = %upload.upload_id, parts_done = upload.parts_done,
             invocation = upload.invocations + 1, "continuing a multipart copy");
         let progress = self.run_parts(job, destination, dst, upload).await?;
-        let outcome = match progress {
-            Progress::UploadGone => return self.put(&job.without_upload(), destination, dst).await,
-            progress => self.outcome_of(job, destination, dst, progress).await?,
-        };
-        if !matches!(outcome, Outcome::Replicated { .. }) {
-            return Ok(outcome);
+        if let Progress::UploadGone = progress {
+            return self.put(&job.without_upload(), destination, dst).await;
         }
-        // A copy that spanned invocations always landed late: the source may have
-        // moved on since its parts were pinned.
-        self.writes.wrote(&destination.bucket, &job.source.key);
-        match copy::head_source(&self.s3.source, job).await? {
-            Some(now)
-                if now.head.e_tag() == Some(upload.etag.as_str())
-                    && now.head.version_id() == upload.version_id.as_deref() =>
-            {
-                Ok(outcome)
-            }
-            Some(now) => {
-                let job = job.without_upload();
-                Box::pin(self.copy(&job, destination, dst, now, job.sequencer())).await
-            }
-            None if destination.delete_mode != DeleteMode::None => {
-                Box::pin(self.delete_replica(job, destination, dst)).await
-            }
-            None => Ok(outcome),
+        // However long the copy spanned, it completed only if the source still held
+        // what its parts were pinned to (a HEAD just before completing): no further look.
+        let outcome = self.outcome_of(job, destination, dst, progress).await?;
+        if matches!(outcome, Outcome::Replicated { .. }) {
+            self.writes.wrote(&destination.bucket, &job.source.key);
         }
+        Ok(outcome)
     }
 
     /// The source's grants, when the mode copies them and both buckets use ACLs.
