@@ -156,7 +156,7 @@ locals {
         Resource  = local.destination_objects
         Condition = local.destination_accounts
       },
-      # ListBucketMultipartUploads: find the uploads a crashed attempt left.
+      # ListBucketMultipartUploads: find the uploads of a key that a completed copy supersedes (a crashed or duplicate attempt's).
       {
         Sid       = "DestinationOwnershipAndListing"
         Effect    = "Allow"
