@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use replicator::bootstrap::Process;
 use replicator::config::Config;
-use replicator::dlq::{FailedQueue, Parked};
+use replicator::dlq::{Archive, Failed, FailedQueue, Parked};
 use replicator::errors::ConfigError;
-use replicator::settings::{ConfigSource, Queues, CONFIG_VAR};
+use replicator::settings::{ArchiveSettings, ConfigSource, Queues, CONFIG_VAR};
 use replicator::worker::Worker;
 
 #[derive(Parser)]
@@ -46,7 +46,8 @@ enum Command {
         #[command(subcommand)]
         command: SetupCommand,
     },
-    /// Inspect and redrive the failed queue (FAILED_QUEUE_URL).
+    /// Inspect and redrive parked jobs: the failed queue (FAILED_QUEUE_URL) and, when
+    /// FAILED_ARCHIVE_URL is set, the archive that keeps them past SQS's retention.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
@@ -101,6 +102,9 @@ enum DlqCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Move jobs parked longer than FAILED_ARCHIVE_AFTER (default 7d) to the archive
+    /// (FAILED_ARCHIVE_URL) now; the deployed retry function does this daily.
+    Archive,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -164,6 +168,16 @@ async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Re
         Some(url) => Some((Arc::new(process.retrier()?), url.clone())),
         None => None,
     };
+    if let Some((retrier, _)) = retry.clone().filter(|(r, _)| r.failed.is_some()) {
+        // The deployed retry function sweeps daily; a worker at start and then every
+        // six hours, so a parked job reaches the archive before SQS drops it.
+        tokio::spawn(async move {
+            loop {
+                let _ = retrier.sweep().await;
+                tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+            }
+        });
+    }
     let mut replicator = process.replicator().await?;
     replicator.concurrency = concurrency;
     let replicator = Arc::new(replicator);
@@ -317,10 +331,17 @@ fn credentials_note(d: &replicator::config::Destination) -> String {
 
 async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
     let queues = Queues::from_env();
+    let archive = ArchiveSettings::from_env()?;
     let sdk = replicator::clients::load_sdk_config().await;
-    let failed = FailedQueue {
-        sqs: replicator::clients::sqs(&sdk),
-        url: queues.require_failed()?.to_string(),
+    let failed = Failed {
+        queue: FailedQueue {
+            sqs: replicator::clients::sqs(&sdk),
+            url: queues.require_failed()?.to_string(),
+        },
+        archive: archive.map(|settings| Archive {
+            s3: replicator::clients::source_s3(&sdk, None),
+            settings,
+        }),
     };
     // Everything that can be refused is refused before the scan hides the queue.
     if let DlqCommand::Redrive { reason, all } = &command {
@@ -328,6 +349,23 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             anyhow::bail!("say which jobs: --reason REASON, or --all");
         }
         queues.require_work()?;
+    }
+    if let DlqCommand::Archive = command {
+        let Some(archive) = &failed.archive else {
+            anyhow::bail!(
+                "{} is not set: name the archive, s3://BUCKET/PREFIX",
+                replicator::settings::FAILED_ARCHIVE_VAR
+            );
+        };
+        let swept = failed.sweep().await?;
+        println!(
+            "archived {} job(s) parked {} or longer to {}; {} younger stay in the failed queue",
+            swept.archived,
+            human(archive.settings.after.as_secs()),
+            archive.settings.url(),
+            swept.kept
+        );
+        return Ok(());
     }
     let all = failed.scan().await?;
     let matching = |reason: Option<&str>| -> Vec<Parked> {
@@ -363,7 +401,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             let p = all
                 .iter()
                 .find(|p| p.id == id)
-                .with_context(|| format!("no message {id} in the failed queue"))?;
+                .with_context(|| format!("no message {id} in the failed queue or the archive"))?;
             let body: serde_json::Value = serde_json::from_str(&p.body)
                 .unwrap_or_else(|_| serde_json::Value::String(p.body.clone()));
             println!(
@@ -404,6 +442,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             deleted?;
             println!("deleted {} message(s)", chosen.len());
         }
+        DlqCommand::Archive => unreachable!("answered before the scan"),
     }
     Ok(())
 }
@@ -421,17 +460,18 @@ fn confirm(question: &str) -> bool {
 
 fn print_parked(parked: &[Parked]) {
     println!(
-        "{:<38} {:<26} {:<6} {:>8} {:>9}  {:<24} KEY",
-        "ID", "REASON", "OP", "ATTEMPTS", "AGE", "DESTINATION"
+        "{:<38} {:<26} {:<6} {:>8} {:>9} {:<13}  {:<24} KEY",
+        "ID", "REASON", "OP", "ATTEMPTS", "AGE", "STORED", "DESTINATION"
     );
     for p in parked {
         println!(
-            "{:<38} {:<26} {:<6} {:>8} {:>9}  {:<24} {}",
+            "{:<38} {:<26} {:<6} {:>8} {:>9} {:<13}  {:<24} {}",
             p.id,
             p.reason,
             p.op.as_deref().unwrap_or("-"),
             p.attempts,
             human(p.age_seconds),
+            p.stored.join("+"),
             p.destination.as_deref().unwrap_or("-"),
             p.key
                 .as_deref()

@@ -130,20 +130,25 @@ async fn purge_deletes_only_the_chosen_reason() {
 
 /// Parks `count` jobs in the failed queue as the retry function would.
 async fn park_jobs(stack: &Stack, p: &Pipeline, count: usize) {
-    use replicator::errors::{FailureReason, ReplicationError};
     for i in 0..count {
-        let mut job =
-            integration_tests::put_job(&p.source, &format!("k{i:02}"), "some-destination");
-        job.record_failure(&ReplicationError::new(FailureReason::Throttled, "injected"));
-        stack
-            .sqs
-            .send_message()
-            .queue_url(&p.failed.url)
-            .message_body(job.to_body())
-            .send()
-            .await
-            .unwrap();
+        park_job(stack, p, &format!("k{i:02}")).await;
     }
+}
+
+/// Parks one job as the retry function would; its message id and body.
+async fn park_job(stack: &Stack, p: &Pipeline, key: &str) -> (String, String) {
+    use replicator::errors::{FailureReason, ReplicationError};
+    let mut job = integration_tests::put_job(&p.source, key, "some-destination");
+    job.record_failure(&ReplicationError::new(FailureReason::Throttled, "injected"));
+    let sent = stack
+        .sqs
+        .send_message()
+        .queue_url(&p.failed.url)
+        .message_body(job.to_body())
+        .send()
+        .await
+        .unwrap();
+    (sent.message_id().unwrap().to_string(), job.to_body())
 }
 
 /// The failed queue's own safety: a redrive that cannot run is refused before it hides
@@ -204,4 +209,146 @@ async fn the_failed_queue_stays_visible_and_whole() {
     assert!(redriven
         .iter()
         .all(|b| replicator::job::Job::parse(b).unwrap().attempts == 0));
+}
+
+/// Parked jobs outlive SQS's retention: `dlq archive` (what the retry function runs
+/// daily) moves those parked at least FAILED_ARCHIVE_AFTER ago to the archive, and
+/// list, show, redrive and purge read both places, acting once on a message kept in
+/// both (a sweep stopped between writing the archive and deleting from the queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_jobs_outlive_the_queue_in_the_archive() {
+    use aws_sdk_s3::primitives::ByteStream;
+    use replicator::errors::{FailureReason, ReplicationError};
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let doc = one_rule(&p.source, "some-destination");
+    let bucket = stack.bucket("archive").await;
+    park_jobs(&stack, &p, 12).await;
+    let malformed = ReplicationError::new(FailureReason::MalformedMessage, "not JSON");
+    stack
+        .send(
+            &p.failed,
+            &replicator::parking::parked_raw("unparsed-job", "not a job", &malformed),
+        )
+        .await;
+    let plain = || command(&stack, &p, &doc, &stack.endpoint);
+    let cmd = |after: &str| {
+        let mut c = plain();
+        c.env("FAILED_ARCHIVE_URL", format!("s3://{bucket}/ops/failed"))
+            .env("FAILED_ARCHIVE_AFTER", after);
+        c
+    };
+    let archived_keys = || async {
+        let out = stack
+            .s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .map(|o| o.key().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+
+    // Without an archive named, `dlq archive` says what to set; a bad age is refused.
+    let out = run(plain(), &["dlq", "archive"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED_ARCHIVE_URL"));
+    let out = run(cmd("13d"), &["dlq", "archive"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED_ARCHIVE_AFTER"));
+    assert_eq!(stack.depth(&p.failed).await, 13);
+
+    // Nothing this young moves at the default age.
+    let out = run(cmd("7d"), &["dlq", "archive"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("archived 0 job(s)") && text.contains("13 younger"),
+        "{text}"
+    );
+    assert!(archived_keys().await.is_empty());
+
+    // Old enough: each written to the archive, then gone from the queue.
+    let out = run(cmd("0s"), &["dlq", "archive"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("archived 13 job(s)"));
+    assert_eq!(stack.depth(&p.failed).await, 0);
+    let keys = archived_keys().await;
+    assert_eq!(keys.len(), 13, "{keys:?}");
+    assert!(keys
+        .iter()
+        .all(|k| k.starts_with("ops/failed/") && k.ends_with(".json")));
+
+    // A job in both places, as a sweep that stopped part-way leaves it.
+    let (both, body) = park_job(&stack, &p, "both").await;
+    stack
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key(format!("ops/failed/{both}.json"))
+        .body(ByteStream::from(body.into_bytes()))
+        .send()
+        .await
+        .unwrap();
+
+    // Listed from both places, each message once, saying where it is kept.
+    let out = run(cmd("7d"), &["dlq", "list", "--output", "json"]);
+    assert!(out.status.success());
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 14, "{listed:#?}");
+    let stored = |id: &str| {
+        listed.iter().find(|e| e["id"] == id).unwrap()["stored"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(stored(&both), ["queue", "archive"]);
+    let archived_only: Vec<&Value> = listed.iter().filter(|e| e["id"] != both.as_str()).collect();
+    assert!(archived_only
+        .iter()
+        .all(|e| e["stored"] == serde_json::json!(["archive"])));
+    assert!(archived_only.iter().all(|e| e["parked_at"].is_string()));
+    assert_eq!(
+        listed.iter().filter(|e| e["reason"] == "Throttled").count(),
+        13
+    );
+    let id = archived_only[0]["id"].as_str().unwrap();
+    let shown: Value =
+        serde_json::from_slice(&run(cmd("7d"), &["dlq", "show", id]).stdout).unwrap();
+    assert_eq!(shown["summary"]["stored"], serde_json::json!(["archive"]));
+    assert!(shown["message"]["last_error"]["reason"].is_string());
+    // Without the archive named, only the queue is read.
+    let out = run(plain(), &["dlq", "list", "--output", "json"]);
+    assert_eq!(
+        serde_json::from_slice::<Vec<Value>>(&out.stdout)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Redrive sends each job once and removes it from every place it was kept.
+    let out = run(cmd("7d"), &["dlq", "redrive", "--reason", "Throttled"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("redrove 13 job(s)"));
+    let work = stack.drain(&p.work).await;
+    assert_eq!(work.len(), 13);
+    let mut keys: Vec<String> = work
+        .iter()
+        .map(|b| replicator::job::Job::parse(b).unwrap().source.key)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 13, "a job was sent twice: {keys:?}");
+    assert_eq!(stack.depth(&p.failed).await, 0);
+    assert_eq!(
+        archived_keys().await.len(),
+        1,
+        "the unparsable message stays"
+    );
+    let out = run(
+        cmd("7d"),
+        &["dlq", "purge", "--reason", "MalformedMessage", "--yes"],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted 1 message(s)"));
+    assert!(archived_keys().await.is_empty());
 }

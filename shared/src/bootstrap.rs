@@ -8,13 +8,14 @@ use aws_config::SdkConfig;
 
 use crate::clients::{self, RequestLog, S3Clients};
 use crate::config::Config;
+use crate::dlq::{Archive, Failed, FailedQueue};
 use crate::errors::ConfigError;
 use crate::ingest::Ingest;
 use crate::lease::Lease;
 use crate::parking::Parking;
 use crate::replicate::Replicator;
 use crate::retry::{Retrier, RetryPolicy};
-use crate::settings::{ConfigSource, Queues};
+use crate::settings::{ArchiveSettings, ConfigSource, Queues};
 
 /// The value of a start-up step, or the end of a process that cannot start: one
 /// readable error line (the configuration's path, the destination's name), then exit
@@ -89,6 +90,23 @@ impl Process {
         Ok(replicator)
     }
 
+    /// The failed queue with its archive, when one is configured (`FAILED_ARCHIVE_URL`).
+    pub fn failed(&self) -> Result<Option<Failed>, ConfigError> {
+        let Some(settings) = ArchiveSettings::from_env()? else {
+            return Ok(None);
+        };
+        Ok(Some(Failed {
+            queue: FailedQueue {
+                sqs: self.sqs.clone(),
+                url: self.queues.require_failed()?.to_string(),
+            },
+            archive: Some(Archive {
+                s3: self.s3.clone(),
+                settings,
+            }),
+        }))
+    }
+
     pub fn retrier(&self) -> Result<Retrier, ConfigError> {
         Ok(Retrier {
             sqs: self.sqs.clone(),
@@ -98,6 +116,7 @@ impl Process {
                 failed_queue_url: Some(self.queues.require_failed()?.to_string()),
             },
             policy: RetryPolicy::from_env()?,
+            failed: self.failed()?,
         })
     }
 }

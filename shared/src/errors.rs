@@ -355,6 +355,35 @@ impl QueueError {
     }
 }
 
+/// The failed-job archive: S3 objects that keep parked jobs past SQS's retention.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("S3 {operation} on the failed-job archive s3://{bucket}/{key}: {detail}")]
+    Request {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        detail: String,
+    },
+}
+
+impl ArchiveError {
+    /// A later sweep or operator command tries again; nothing is deleted from the
+    /// queue until its archive copy is written.
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+}
+
+/// Operating on parked jobs, wherever they are kept.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,9 @@
 //! - [`ordering`], [`provenance`], [`overlap`]: sequencers, what a replica records of its
 //!   source, and which keys this process just wrote
 //! - [`worker`]: the long-lived poller behind `s3-replicator run`
+//! - [`retry`], [`parking`], [`dlq`]: retries with backoff, the failed queue, and the
+//!   operator's view of parked jobs in that queue and in the archive that keeps them
+//!   past SQS's retention
 
 pub mod batch;
 pub mod bootstrap;

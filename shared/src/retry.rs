@@ -11,7 +11,8 @@ use lambda_runtime::LambdaEvent;
 use rand::Rng;
 
 use crate::batch::item_failure;
-use crate::errors::{describe, FailureReason, QueueError};
+use crate::dlq::{Failed, Swept};
+use crate::errors::{describe, DlqError, FailureReason, QueueError};
 use crate::job::{Job, LastError};
 use crate::parking::{now_rfc3339, Parking};
 
@@ -83,6 +84,43 @@ pub struct Retrier {
     pub work_queue_url: String,
     pub parking: Parking,
     pub policy: RetryPolicy,
+    /// The failed queue and its archive, for the scheduled sweep; none without an
+    /// archive (`FAILED_ARCHIVE_URL`).
+    pub failed: Option<Failed>,
+}
+
+/// What the retry function is invoked with: a batch of its queue, or the schedule that
+/// moves old parked jobs to the archive (an EventBridge "Scheduled Event").
+#[derive(Debug)]
+pub enum RetryInput {
+    Batch(SqsEvent),
+    Sweep,
+}
+
+impl<'de> serde::Deserialize<'de> for RetryInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(d)?;
+        if value.get("Records").is_some() {
+            return serde_json::from_value(value)
+                .map(RetryInput::Batch)
+                .map_err(D::Error::custom);
+        }
+        if value.get("detail-type").and_then(|v| v.as_str()) == Some("Scheduled Event") {
+            return Ok(RetryInput::Sweep);
+        }
+        Err(D::Error::custom(
+            "neither an SQS batch (Records) nor an EventBridge Scheduled Event",
+        ))
+    }
+}
+
+/// What the retry function answers: the batch's failures, or what the sweep moved.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum RetryOutput {
+    Batch(SqsBatchResponse),
+    Swept(Swept),
 }
 
 /// What the retry handler decided for one job.
@@ -93,6 +131,37 @@ pub enum Decision {
 }
 
 impl Retrier {
+    /// The Lambda handler: a batch, or the scheduled sweep.
+    pub async fn invoke(
+        &self,
+        event: LambdaEvent<RetryInput>,
+    ) -> Result<RetryOutput, lambda_runtime::Error> {
+        match event.payload {
+            RetryInput::Batch(batch) => Ok(RetryOutput::Batch(self.handle_batch(batch).await)),
+            RetryInput::Sweep => Ok(RetryOutput::Swept(self.sweep().await?)),
+        }
+    }
+
+    /// Moves parked jobs that have waited `FAILED_ARCHIVE_AFTER` to the archive.
+    pub async fn sweep(&self) -> Result<Swept, DlqError> {
+        let Some(failed) = &self.failed else {
+            tracing::warn!("a sweep was asked for, but no archive is configured ({}): parked jobs stay in the failed queue", crate::settings::FAILED_ARCHIVE_VAR);
+            return Ok(Swept::default());
+        };
+        let swept = failed.sweep().await;
+        match &swept {
+            Ok(s) => tracing::info!(
+                archived = s.archived,
+                kept = s.kept,
+                outcome = "swept",
+                "parked jobs older than the archive age moved to the archive"
+            ),
+            Err(e) => tracing::error!(error = %e, outcome = "failed",
+                "the sweep to the archive stopped; what was not written stays in the failed queue"),
+        }
+        swept
+    }
+
     pub async fn handle(
         &self,
         event: LambdaEvent<SqsEvent>,
@@ -197,6 +266,30 @@ pub fn decide(policy: &RetryPolicy, job: &Job, rng: &mut impl Rng) -> Decision {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn the_function_tells_its_queue_from_its_schedule() {
+        let parse = |text: &str| serde_json::from_str::<RetryInput>(text);
+        match parse(include_str!("../../tests/fixtures/events/sqs-s3.json")).unwrap() {
+            RetryInput::Batch(batch) => assert_eq!(batch.records.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(include_str!(
+                "../../tests/fixtures/events/eventbridge-scheduled.json"
+            ))
+            .unwrap(),
+            RetryInput::Sweep
+        ));
+        // Another EventBridge event, or anything else, is refused with what was expected.
+        let other = parse(include_str!(
+            "../../tests/fixtures/events/eventbridge-created.json"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(other.contains("Scheduled Event"), "{other}");
+        assert!(parse("[]").is_err());
+    }
 
     #[test]
     fn the_schedule_doubles_jitters_and_caps() {

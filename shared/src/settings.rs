@@ -1,6 +1,8 @@
 //! What the environment tells a process: where the configuration is and which queues
 //! to use. The Lambdas and `s3-replicator run` read the same variables.
 
+use std::time::Duration;
+
 use crate::config::Config;
 use crate::errors::ConfigError;
 
@@ -9,6 +11,8 @@ pub const EVENTS_QUEUE_VAR: &str = "EVENTS_QUEUE_URL";
 pub const WORK_QUEUE_VAR: &str = "WORK_QUEUE_URL";
 pub const RETRY_QUEUE_VAR: &str = "RETRY_QUEUE_URL";
 pub const FAILED_QUEUE_VAR: &str = "FAILED_QUEUE_URL";
+pub const FAILED_ARCHIVE_VAR: &str = "FAILED_ARCHIVE_URL";
+pub const FAILED_ARCHIVE_AFTER_VAR: &str = "FAILED_ARCHIVE_AFTER";
 
 /// Every variable of our own that the Lambdas read (the SDK's `AWS_*` aside). The
 /// deployment templates must set exactly these; a test holds them to it.
@@ -19,6 +23,8 @@ pub const LAMBDA_VARS: &[&str] = &[
     FAILED_QUEUE_VAR,
     crate::retry::MAX_ATTEMPTS_VAR,
     crate::retry::BASE_DELAY_VAR,
+    FAILED_ARCHIVE_VAR,
+    FAILED_ARCHIVE_AFTER_VAR,
 ];
 
 /// Set by Lambda itself, from the function's LoggingConfig (the templates' JSON format,
@@ -77,6 +83,95 @@ impl Queues {
             reason: "is not set; jobs have nowhere to go".into(),
         })
     }
+}
+
+/// Where parked jobs are kept once they have waited `after` in the failed queue, before
+/// SQS's retention (14 days at most) would drop them: `s3://BUCKET/PREFIX`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveSettings {
+    pub bucket: String,
+    /// Empty, or ends with `/`.
+    pub prefix: String,
+    pub after: Duration,
+}
+
+/// A week in the queue (where alarms and `dlq` see it first), then the archive.
+pub const DEFAULT_ARCHIVE_AFTER: Duration = Duration::from_secs(7 * 86_400);
+/// The failed queue keeps a message 14 days; a daily sweep needs a day or two of room.
+pub const MAX_ARCHIVE_AFTER: Duration = Duration::from_secs(12 * 86_400);
+
+impl ArchiveSettings {
+    /// `FAILED_ARCHIVE_URL` and `FAILED_ARCHIVE_AFTER`; none without the first.
+    pub fn from_env() -> Result<Option<ArchiveSettings>, ConfigError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        match var(FAILED_ARCHIVE_VAR) {
+            Some(url) => {
+                ArchiveSettings::parse(&url, var(FAILED_ARCHIVE_AFTER_VAR).as_deref()).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn parse(url: &str, after: Option<&str>) -> Result<ArchiveSettings, ConfigError> {
+        let rest = url
+            .trim()
+            .strip_prefix("s3://")
+            .ok_or_else(|| ConfigError::Environment {
+                name: FAILED_ARCHIVE_VAR,
+                reason: format!("\"{url}\" is not s3://BUCKET/PREFIX"),
+            })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(ConfigError::Environment {
+                name: FAILED_ARCHIVE_VAR,
+                reason: format!("\"{url}\" names no bucket"),
+            });
+        }
+        let mut prefix = prefix.trim_start_matches('/').to_string();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        let after = match after {
+            None => DEFAULT_ARCHIVE_AFTER,
+            Some(text) => parse_duration(text).ok_or_else(|| ConfigError::Environment {
+                name: FAILED_ARCHIVE_AFTER_VAR,
+                reason: format!("\"{text}\" is not a duration such as 7d, 36h or 0s"),
+            })?,
+        };
+        if after > MAX_ARCHIVE_AFTER {
+            return Err(ConfigError::Environment {
+                name: FAILED_ARCHIVE_AFTER_VAR,
+                reason: "is longer than 12d: SQS drops a parked job after 14 days, and the daily sweep needs time to move it".into(),
+            });
+        }
+        Ok(ArchiveSettings {
+            bucket: bucket.to_string(),
+            prefix,
+            after,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// `90`, `90s`, `5m`, `12h`, `7d`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(seconds)?))
 }
 
 /// Where the configuration lives: `REPLICATOR_CONFIG` holds the document itself,
@@ -189,5 +284,41 @@ mod tests {
         for bad in ["s3://bucket-only", "s3:///key", "/etc/r.json", ""] {
             assert!(ConfigSource::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn archive_locations_and_ages() {
+        let a = ArchiveSettings::parse("s3://ops/replicator/failed", None).unwrap();
+        assert_eq!(
+            (a.bucket.as_str(), a.prefix.as_str()),
+            ("ops", "replicator/failed/")
+        );
+        assert_eq!(a.after, DEFAULT_ARCHIVE_AFTER);
+        let a = ArchiveSettings::parse("s3://ops", Some("36h")).unwrap();
+        assert_eq!(
+            (a.prefix.as_str(), a.after),
+            ("", Duration::from_secs(36 * 3600))
+        );
+        assert_eq!(
+            ArchiveSettings::parse("s3://ops/", Some("0s"))
+                .unwrap()
+                .after,
+            Duration::ZERO
+        );
+        for (url, after) in [
+            ("ops/x", None),
+            ("s3:///x", None),
+            ("s3://ops", Some("13d")),
+            ("s3://ops", Some("a week")),
+        ] {
+            assert!(
+                ArchiveSettings::parse(url, after).is_err(),
+                "{url} {after:?}"
+            );
+        }
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5 m"), None);
+        assert_eq!(parse_duration(""), None);
     }
 }

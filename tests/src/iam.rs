@@ -29,7 +29,13 @@ pub struct Deployment {
     pub queues: BTreeMap<&'static str, String>,
     pub secret_arns: Vec<String>,
     pub kms_key_arns: Vec<String>,
+    /// The failed-job archive's bucket and prefix; empty: the one the template creates.
+    pub archive_bucket: String,
+    pub archive_prefix: String,
 }
+
+/// The name the test gives the archive bucket a template creates.
+const CREATED_ARCHIVE: &str = "s3r-test-failed-jobs";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -43,6 +49,14 @@ fn log_group_arn(function: &str) -> String {
 }
 
 impl Deployment {
+    fn archive_prefix(&self) -> &str {
+        if self.archive_bucket.is_empty() {
+            "failed-jobs/"
+        } else {
+            &self.archive_prefix
+        }
+    }
+
     /// Each function's policy document as `template` renders it, by binary name.
     pub fn render(&self, template: Template) -> BTreeMap<String, Value> {
         let dir = std::env::temp_dir().join(unique("s3r-policies"));
@@ -57,6 +71,10 @@ impl Deployment {
                 ]
                 .into_iter()
                 .map(|(id, q)| (id.to_string(), json!({"Arn": self.queues[q]})))
+                .chain([(
+                    "FailedArchiveBucket".to_string(),
+                    json!({"Ref": CREATED_ARCHIVE}),
+                )])
                 .chain(["ingest", "replicate", "retry"].into_iter().map(|f| {
                     let id = format!("{}{}LogGroup", f[..1].to_uppercase(), &f[1..]);
                     // CloudFormation's LogGroup Arn attribute ends in ":*".
@@ -69,6 +87,8 @@ impl Deployment {
                         "DestinationBucketNames": self.destinations.join(","),
                         "DestinationSecretArns": self.secret_arns.join(","),
                         "KmsKeyArns": self.kms_key_arns.join(","),
+                        "FailedArchiveBucketName": self.archive_bucket,
+                        "FailedArchivePrefix": self.archive_prefix(),
                     },
                     "Resources": resources,
                     "AccountId": ACCOUNT,
@@ -102,6 +122,7 @@ impl Deployment {
   kms_key_arns             = {}
   destination_secret_arns  = {}
   config_object_arn        = ""
+  archive_objects_arn      = "arn:aws:s3:::{}/{}*"
   queue_arns = {{ events = "{}", work = "{}", retry = "{}", failed = "{}" }}
   log_group_arns = {{ ingest = "{}", replicate = "{}", retry = "{}" }}
 }}
@@ -114,6 +135,12 @@ output "documents" {{
                     list(&self.destinations),
                     list(&self.kms_key_arns),
                     list(&self.secret_arns),
+                    if self.archive_bucket.is_empty() {
+                        CREATED_ARCHIVE
+                    } else {
+                        &self.archive_bucket
+                    },
+                    self.archive_prefix(),
                     self.queues["events"],
                     self.queues["work"],
                     self.queues["retry"],

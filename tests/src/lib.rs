@@ -232,6 +232,17 @@ impl Stack {
             .unwrap_or(0)
     }
 
+    /// Sends one message to a queue.
+    pub async fn send(&self, queue: &Queue, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&queue.url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+
     /// Everything waiting in a queue, removed from it.
     pub async fn drain(&self, queue: &Queue) -> Vec<String> {
         let mut bodies = Vec::new();
@@ -514,6 +525,7 @@ impl Pipeline {
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(900),
             },
+            failed: None,
         }
     }
 

@@ -28,6 +28,8 @@ struct Deployed {
     strict: String,
     strict_stack: Stack,
     queues: BTreeMap<&'static str, Queue>,
+    /// The failed-job archive's bucket (prefix `parked/`).
+    archive: String,
     config: String,
     policies: BTreeMap<String, Value>,
     keys: BTreeMap<String, (String, String)>,
@@ -53,6 +55,7 @@ impl Deployed {
             .await
             .unwrap();
         let replica = admin.bucket("deployed-dst").await;
+        let archive = admin.bucket("deployed-archive").await;
         let mut queues = BTreeMap::new();
         for role in ["events", "work", "retry", "failed"] {
             queues.insert(role, admin.queue(&format!("deployed-{role}")).await);
@@ -91,6 +94,8 @@ impl Deployed {
             queues: queues.iter().map(|(k, q)| (*k, q.arn.clone())).collect(),
             secret_arns: vec![secret_arn],
             kms_key_arns: Vec::new(),
+            archive_bucket: archive.clone(),
+            archive_prefix: "parked/".into(),
         };
         let policies = deployment.render(template);
         assert_eq!(
@@ -111,6 +116,7 @@ impl Deployed {
             strict,
             strict_stack,
             queues,
+            archive,
             config,
             policies,
             keys,
@@ -134,8 +140,16 @@ impl Deployed {
     }
 
     async fn start(&self, function: &str) -> LambdaFunction {
-        let f = LambdaFunction::start(function, &binary(function), &self.env(&self.keys[function]))
-            .await;
+        let mut env = self.env(&self.keys[function]);
+        if function == "retry" {
+            // Only retry sweeps; here every parked job is old enough.
+            env.push((
+                "FAILED_ARCHIVE_URL",
+                format!("s3://{}/parked/", self.archive),
+            ));
+            env.push(("FAILED_ARCHIVE_AFTER", "0s".into()));
+        }
+        let f = LambdaFunction::start(function, &binary(function), &env).await;
         assert!(
             f.ready(Duration::from_secs(30)).await.is_some(),
             "{function} did not start under its shipped policy: {:?}\n{}",
@@ -399,6 +413,50 @@ async fn run_as_deployed(template: Template) {
     let requeued = d.admin.drain(&d.queues["work"]).await;
     assert_eq!(requeued.len(), 1, "{requeued:#?}");
     assert!(requeued[0].contains("unreachable/x"));
+
+    // The daily schedule: retry moves what has waited long enough (here: all) from
+    // the failed queue to the archive, body for body.
+    for body in &parked {
+        d.admin.send(&d.queues["failed"], body).await;
+    }
+    let scheduled: Value = serde_json::from_str(include_str!(
+        "../fixtures/events/eventbridge-scheduled.json"
+    ))
+    .unwrap();
+    let response = retry.invoke(&scheduled, LONG).await.response();
+    assert_eq!(
+        response,
+        serde_json::json!({"archived": 2, "kept": 0}),
+        "{}",
+        retry.logs().join("\n")
+    );
+    assert!(d.admin.drain(&d.queues["failed"]).await.is_empty());
+    let listed = d
+        .admin
+        .s3
+        .list_objects_v2()
+        .bucket(&d.archive)
+        .prefix("parked/")
+        .send()
+        .await
+        .unwrap();
+    let mut archived = Vec::new();
+    for o in listed.contents() {
+        let got = d
+            .admin
+            .s3
+            .get_object()
+            .bucket(&d.archive)
+            .key(o.key().unwrap())
+            .send()
+            .await
+            .unwrap();
+        archived.push(String::from_utf8(got.body.collect().await.unwrap().to_vec()).unwrap());
+    }
+    let (mut want, mut got) = (parked.clone(), archived);
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
 
     // What the shipped policies grant and no request above needed. Each exception
     // says why it cannot be seen here.

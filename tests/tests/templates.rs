@@ -163,9 +163,30 @@ fn destination_grants_name_their_owner_and_kms_goes_through_s3() {
             .collect(),
         secret_arns: vec!["arn:aws:secretsmanager:us-east-1:123456789012:secret:k".into()],
         kms_key_arns: vec!["arn:aws:kms:us-east-1:123456789012:key/k".into()],
+        ..Deployment::default()
     };
     for template in [Template::Sam, Template::Terraform] {
         let policies = deployment.render(template);
+        // The archive a template creates: only retry writes it, only under its prefix.
+        let archive_writes: Vec<(&String, String)> = policies
+            .iter()
+            .flat_map(|(f, p)| {
+                p["Statement"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|st| st["Resource"].to_string().contains("failed-jobs"))
+                    .map(move |st| (f, st["Resource"].to_string()))
+            })
+            .collect();
+        assert_eq!(archive_writes.len(), 1, "{template:?}: {archive_writes:?}");
+        assert_eq!(archive_writes[0].0, "retry");
+        assert!(
+            archive_writes[0]
+                .1
+                .contains("s3r-test-failed-jobs/failed-jobs/*"),
+            "{template:?}: {archive_writes:?}"
+        );
         let mut kms = 0;
         for (function, policy) in &policies {
             for st in policy["Statement"].as_array().unwrap() {

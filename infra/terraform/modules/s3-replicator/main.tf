@@ -15,6 +15,9 @@ locals {
     FAILED_QUEUE_URL  = aws_sqs_queue.failed.url
   }
   alarm_actions = var.alarm_topic_arn == "" ? [] : [var.alarm_topic_arn]
+
+  archive_bucket = var.failed_archive_bucket_name == "" ? aws_s3_bucket.failed_archive[0].bucket : var.failed_archive_bucket_name
+  archive_url    = "s3://${local.archive_bucket}/${var.failed_archive_prefix}"
 }
 
 data "aws_caller_identity" "current" {}
@@ -159,6 +162,8 @@ locals {
       extra_env = {
         RETRY_MAX_ATTEMPTS       = tostring(var.retry_max_attempts)
         RETRY_BASE_DELAY_SECONDS = "2"
+        FAILED_ARCHIVE_URL       = local.archive_url
+        FAILED_ARCHIVE_AFTER     = "${var.failed_archive_after_days}d"
       }
     }
   }
@@ -188,7 +193,7 @@ resource "aws_cloudwatch_log_group" "function" {
 }
 
 resource "aws_lambda_function" "function" {
-  #checkov:skip=CKV_AWS_116:Invoked by an SQS trigger only; failures flow through the queues' redrive policies and the failed queue, which an async-invocation DLQ would bypass.
+  #checkov:skip=CKV_AWS_116:Invoked by SQS triggers, whose failures flow through the queues' redrive policies and the failed queue (an async-invocation DLQ would bypass them), and by a daily schedule that simply runs again.
   #checkov:skip=CKV_AWS_117:Talks only to S3 and SQS endpoints; deploy into a VPC with endpoints if your policy requires it.
   #checkov:skip=CKV_AWS_173:The environment holds queue URLs and replication rules, no secrets (config check rejects keys); AWS-managed encryption applies.
   #checkov:skip=CKV_AWS_50:X-Ray tracing is optional; every job outcome is one structured log line.
@@ -225,6 +230,92 @@ resource "aws_lambda_event_source_mapping" "function" {
   function_response_types            = ["ReportBatchItemFailures"]
 }
 
+# ---------------------------------------------------------------- failed-job archive
+
+# Parked jobs that outlive the failed queue's retention: the retry function moves
+# those parked failed_archive_after_days ago here, daily.
+resource "aws_s3_bucket" "failed_archive" {
+  #checkov:skip=CKV_AWS_18:Written only by the retry function's sweep and read by operators; CloudTrail data events cover access if required.
+  #checkov:skip=CKV_AWS_144:Holds failure records, not data; a copy in another region is the operator's choice.
+  #checkov:skip=CKV_AWS_145:Encrypted with SSE-S3; the records hold keys and reasons, not object data.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes the archive's events; operators read it with s3-replicator dlq.
+  count  = var.failed_archive_bucket_name == "" ? 1 : 0
+  bucket = "${var.name_prefix}-failed-jobs-${data.aws_caller_identity.current.account_id}"
+}
+
+resource "aws_s3_bucket_public_access_block" "failed_archive" {
+  count                   = length(aws_s3_bucket.failed_archive)
+  bucket                  = aws_s3_bucket.failed_archive[0].id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "failed_archive" {
+  count  = length(aws_s3_bucket.failed_archive)
+  bucket = aws_s3_bucket.failed_archive[0].id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_ownership_controls" "failed_archive" {
+  count  = length(aws_s3_bucket.failed_archive)
+  bucket = aws_s3_bucket.failed_archive[0].id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+# Versioned, so a mistaken purge can be undone for a month.
+resource "aws_s3_bucket_versioning" "failed_archive" {
+  count  = length(aws_s3_bucket.failed_archive)
+  bucket = aws_s3_bucket.failed_archive[0].id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "failed_archive" {
+  count  = length(aws_s3_bucket.failed_archive)
+  bucket = aws_s3_bucket.failed_archive[0].id
+  rule {
+    id     = "forget-redriven-and-purged"
+    status = "Enabled"
+    filter {}
+    noncurrent_version_expiration {
+      noncurrent_days = 30
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+  depends_on = [aws_s3_bucket_versioning.failed_archive]
+}
+
+# A failed sweep is retried by Lambda and runs again the next day.
+resource "aws_cloudwatch_event_rule" "archive_sweep" {
+  name                = "${var.name_prefix}-archive-sweep"
+  description         = "Moves parked jobs that have waited long to the failed-job archive"
+  schedule_expression = "rate(1 day)"
+}
+
+resource "aws_cloudwatch_event_target" "archive_sweep" {
+  rule = aws_cloudwatch_event_rule.archive_sweep.name
+  arn  = aws_lambda_function.function["retry"].arn
+}
+
+resource "aws_lambda_permission" "archive_sweep" {
+  statement_id  = "ArchiveSweep"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.function["retry"].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.archive_sweep.arn
+}
+
 # ---------------------------------------------------------------- permissions
 
 module "policies" {
@@ -235,6 +326,7 @@ module "policies" {
   kms_key_arns             = var.kms_key_arns
   destination_secret_arns  = var.destination_secret_arns
   config_object_arn        = var.config_object_arn
+  archive_objects_arn      = "arn:aws:s3:::${local.archive_bucket}/${var.failed_archive_prefix}*"
   queue_arns = {
     events = aws_sqs_queue.events.arn
     work   = aws_sqs_queue.work.arn

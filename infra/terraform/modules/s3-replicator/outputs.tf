@@ -16,3 +16,8 @@ output "failed_queue_url" {
   description = "Permanent failures, each with its reason (s3-replicator dlq list)."
   value       = aws_sqs_queue.failed.url
 }
+
+output "failed_archive_url" {
+  description = "Parked jobs older than failed_archive_after_days (set FAILED_ARCHIVE_URL to this for s3-replicator dlq)."
+  value       = local.archive_url
+}

@@ -89,3 +89,29 @@ variable "setup_notifications_with" {
   type        = string
   default     = ""
 }
+
+variable "failed_archive_bucket_name" {
+  description = "Bucket that keeps parked jobs past the failed queue's 14-day retention (not a source bucket). Empty: the module creates one."
+  type        = string
+  default     = ""
+}
+
+variable "failed_archive_prefix" {
+  description = "Key prefix of the archived jobs (empty, or ending with /)."
+  type        = string
+  default     = "failed-jobs/"
+  validation {
+    condition     = can(regex("^([^/].*/)?$", var.failed_archive_prefix))
+    error_message = "failed_archive_prefix is empty or ends with / (and does not start with one)."
+  }
+}
+
+variable "failed_archive_after_days" {
+  description = "Days a parked job waits in the failed queue before the daily sweep moves it to the archive (0 to 12)."
+  type        = number
+  default     = 7
+  validation {
+    condition     = var.failed_archive_after_days >= 0 && var.failed_archive_after_days <= 12 && floor(var.failed_archive_after_days) == var.failed_archive_after_days
+    error_message = "failed_archive_after_days is a whole number from 0 to 12: SQS drops a parked job after 14 days."
+  }
+}

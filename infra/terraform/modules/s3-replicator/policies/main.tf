@@ -32,6 +32,11 @@ variable "config_object_arn" {
   type = string
 }
 
+variable "archive_objects_arn" {
+  description = "The failed-job archive's objects: arn:aws:s3:::BUCKET/PREFIX*."
+  type        = string
+}
+
 variable "queue_arns" {
   description = "ARNs of the events, work, retry and failed queues."
   type = object({
@@ -199,6 +204,20 @@ locals {
         Effect   = "Allow"
         Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
         Resource = [local.q.failed]
+      },
+      # The daily sweep: a job parked failed_archive_after_days ago is written to the
+      # archive, then deleted from the failed queue; the rest is released.
+      {
+        Sid      = "SweepParkedJobs"
+        Effect   = "Allow"
+        Action   = ["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"]
+        Resource = [local.q.failed]
+      },
+      {
+        Sid      = "WriteArchive"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject"]
+        Resource = [var.archive_objects_arn]
       },
     ]
   }

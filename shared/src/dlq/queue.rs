@@ -1,4 +1,4 @@
-//! Operating the failed queue: list, show, redrive, purge.
+//! The failed queue, read without consuming it.
 //!
 //! SQS cannot peek. Listing receives every message with a short visibility timeout (so
 //! one pass sees each message once) and then makes them all visible again at once:
@@ -6,110 +6,14 @@
 //! is all SQS requires.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
 
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageSystemAttributeName,
 };
-use serde::Serialize;
 
+use super::parked::{Held, Parked};
 use crate::errors::{describe, QueueError};
-use crate::job::Job;
-use crate::parking::age_seconds;
-
-/// One message in the failed queue.
-#[derive(Debug, Clone, Serialize)]
-pub struct Parked {
-    pub id: String,
-    /// `job`, `unparsed-job` or `notification`.
-    pub kind: String,
-    /// For jobs: put, delete, tags or acl.
-    pub op: Option<String>,
-    pub reason: String,
-    pub detail: String,
-    pub bucket: Option<String>,
-    pub key: Option<String>,
-    pub destination: Option<String>,
-    pub attempts: u32,
-    pub first_failure: Option<String>,
-    /// Seconds since the first failure (or since it was parked).
-    pub age_seconds: u64,
-    #[serde(skip)]
-    pub job: Option<Job>,
-    #[serde(skip)]
-    pub body: String,
-    #[serde(skip)]
-    receipt_handle: String,
-}
-
-impl Parked {
-    fn from_message(
-        id: String,
-        receipt_handle: String,
-        body: String,
-        sent_ms: Option<u64>,
-    ) -> Parked {
-        let now = SystemTime::now();
-        let age_from = |rfc3339: Option<&str>| rfc3339.and_then(age_seconds);
-        let sent_age = sent_ms
-            .map(|ms| {
-                now.duration_since(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
-                    .unwrap_or_default()
-                    .as_secs()
-            })
-            .unwrap_or(0);
-        if let Ok(job) = Job::parse(&body) {
-            let (reason, detail) = job
-                .last_error
-                .as_ref()
-                .map(|e| (e.reason.to_string(), e.detail.clone()))
-                .unwrap_or_else(|| ("Unknown".into(), "no error was recorded".into()));
-            return Parked {
-                id,
-                kind: "job".into(),
-                op: serde_json::to_value(job.op)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string)),
-                reason,
-                detail,
-                bucket: Some(job.source.bucket.clone()),
-                key: Some(job.source.key.clone()),
-                destination: Some(job.destination.bucket.clone()),
-                attempts: job.attempts,
-                first_failure: job.first_failure.clone(),
-                age_seconds: age_from(job.first_failure.as_deref()).unwrap_or(sent_age),
-                job: Some(job),
-                body,
-                receipt_handle,
-            };
-        }
-        let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let text = |pointer: &str| {
-            value
-                .pointer(pointer)
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        Parked {
-            id,
-            kind: text("/kind").unwrap_or_else(|| "unknown".into()),
-            op: None,
-            reason: text("/last_error/reason").unwrap_or_else(|| "Unknown".into()),
-            detail: text("/last_error/detail")
-                .unwrap_or_else(|| "the message is neither a job nor a parked notification".into()),
-            bucket: None,
-            key: None,
-            destination: None,
-            attempts: 0,
-            first_failure: text("/first_failure"),
-            age_seconds: age_from(text("/first_failure").as_deref()).unwrap_or(sent_age),
-            job: None,
-            body,
-            receipt_handle,
-        }
-    }
-}
 
 /// What a scan has received so far, each message once.
 #[derive(Default)]
@@ -126,7 +30,7 @@ impl Seen {
         let Some(&i) = self.at.get(id) else {
             return false;
         };
-        self.parked[i].receipt_handle = handle.to_string();
+        self.parked[i].held.receipt = Some(handle.to_string());
         true
     }
 
@@ -180,11 +84,14 @@ impl FailedQueue {
                     .attributes()
                     .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
                     .and_then(|t| t.parse().ok());
-                seen.add(Parked::from_message(
+                seen.add(Parked::from_body(
                     id,
-                    handle,
                     m.body.clone().unwrap_or_default(),
-                    sent,
+                    Held {
+                        receipt: Some(handle),
+                        archive_key: None,
+                        parked_ms: sent,
+                    },
                 ));
             }
         }
@@ -197,14 +104,15 @@ impl FailedQueue {
     }
 
     async fn change_visibility(&self, parked: &[Parked], seconds: i32) -> Result<(), QueueError> {
-        for chunk in parked.chunks(10) {
+        let held = in_queue(parked);
+        for chunk in held.chunks(10) {
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, p)| {
+                .map(|(i, receipt)| {
                     ChangeMessageVisibilityBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .receipt_handle(&p.receipt_handle)
+                        .receipt_handle(*receipt)
                         .visibility_timeout(seconds)
                         .build()
                         .expect("id and handle are set")
@@ -221,69 +129,8 @@ impl FailedQueue {
         Ok(())
     }
 
-    /// Sends each job back to the work queue with its attempts reset, ten at a time,
-    /// and removes each batch here as soon as it is sent: a failure part-way leaves
-    /// every job in exactly one of the two queues. Each batch's hold is renewed first,
-    /// so no one else can take it while it moves. Returns how many went back; what is
-    /// not a job stays.
-    pub async fn redrive(
-        &self,
-        parked: &[Parked],
-        work_queue_url: &str,
-    ) -> Result<usize, QueueError> {
-        let jobs: Vec<&Parked> = parked.iter().filter(|p| p.job.is_some()).collect();
-        let mut moved = 0;
-        for chunk in jobs.chunks(10) {
-            let chunk: Vec<Parked> = chunk.iter().map(|p| (*p).clone()).collect();
-            self.hold(&chunk).await?;
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let mut fresh = p.job.clone().expect("only jobs are redriven");
-                    fresh.reset();
-                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(fresh.to_body())
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect();
-            let out = self
-                .sqs
-                .send_message_batch()
-                .queue_url(work_queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| self.error("SendMessageBatch", describe(&e)))?;
-            let sent: Vec<Parked> = out
-                .successful()
-                .iter()
-                .filter_map(|s| s.id().parse::<usize>().ok())
-                .filter_map(|i| chunk.get(i).cloned())
-                .collect();
-            self.delete(&sent).await?;
-            moved += sent.len();
-            if let Some(f) = out.failed().first() {
-                return Err(QueueError::Request {
-                    operation: "SendMessageBatch",
-                    queue: work_queue_url.to_string(),
-                    detail: format!(
-                        "{} of {} not sent ({}: {}); {moved} redriven so far, the rest stay parked",
-                        out.failed().len(),
-                        chunk.len(),
-                        f.code(),
-                        f.message().unwrap_or("")
-                    ),
-                });
-            }
-        }
-        Ok(moved)
-    }
-
     /// Renews the hold on these messages, so they stay invisible while they are acted on.
-    async fn hold(&self, parked: &[Parked]) -> Result<(), QueueError> {
+    pub(super) async fn hold(&self, parked: &[Parked]) -> Result<(), QueueError> {
         self.change_visibility(parked, SCAN_HOLD_SECONDS).await
     }
 
@@ -309,15 +156,17 @@ impl FailedQueue {
     /// Removes these messages for good (each batch held first, so a slow confirmation
     /// cannot have let them go to someone else).
     pub async fn delete(&self, parked: &[Parked]) -> Result<(), QueueError> {
+        let parked: Vec<&Parked> = parked.iter().filter(|p| p.held.receipt.is_some()).collect();
         for chunk in parked.chunks(10) {
-            self.hold(chunk).await?;
+            let chunk: Vec<Parked> = chunk.iter().map(|p| (*p).clone()).collect();
+            self.hold(&chunk).await?;
             let entries = chunk
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
                     DeleteMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .receipt_handle(&p.receipt_handle)
+                        .receipt_handle(p.held.receipt.as_deref().unwrap_or_default())
                         .build()
                         .expect("id and handle are set")
                 })
@@ -349,6 +198,14 @@ impl FailedQueue {
     }
 }
 
+/// The receipt handles of those held in the queue (archived-only ones have none).
+fn in_queue(parked: &[Parked]) -> Vec<&str> {
+    parked
+        .iter()
+        .filter_map(|p| p.held.receipt.as_deref())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,22 +213,16 @@ mod tests {
     #[test]
     fn a_message_received_again_keeps_its_newest_receipt_handle() {
         let mut seen = Seen::default();
-        seen.add(Parked::from_message(
-            "m1".into(),
-            "first".into(),
-            "{}".into(),
-            None,
-        ));
-        seen.add(Parked::from_message(
-            "m2".into(),
-            "other".into(),
-            "{}".into(),
-            None,
-        ));
+        let held = |receipt: &str| Held {
+            receipt: Some(receipt.into()),
+            ..Held::default()
+        };
+        seen.add(Parked::from_body("m1".into(), "{}".into(), held("first")));
+        seen.add(Parked::from_body("m2".into(), "{}".into(), held("other")));
         assert!(!seen.again("m3", "x"));
         assert!(seen.again("m1", "second"));
         assert_eq!(seen.parked.len(), 2);
-        assert_eq!(seen.parked[0].receipt_handle, "second");
-        assert_eq!(seen.parked[1].receipt_handle, "other");
+        assert_eq!(seen.parked[0].held.receipt.as_deref(), Some("second"));
+        assert_eq!(seen.parked[1].held.receipt.as_deref(), Some("other"));
     }
 }
