@@ -103,7 +103,7 @@ enum DlqCommand {
         yes: bool,
     },
     /// Move jobs parked longer than FAILED_ARCHIVE_AFTER (default 7d) to the archive
-    /// (FAILED_ARCHIVE_URL) now; the deployed retry function does this daily.
+    /// (FAILED_ARCHIVE_URL) now; the deployed retry function does this hourly.
     Archive,
 }
 
@@ -169,12 +169,12 @@ async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Re
         None => None,
     };
     if let Some((retrier, _)) = retry.clone().filter(|(r, _)| r.failed.is_some()) {
-        // The deployed retry function sweeps daily; a worker at start and then every
-        // six hours, so a parked job reaches the archive before SQS drops it.
+        // As the deployed retry function: at start and then hourly, so a parked job
+        // reaches the archive before SQS drops it.
         tokio::spawn(async move {
             loop {
-                let _ = retrier.sweep().await;
-                tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+                let _ = retrier.sweep(None).await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
             }
         });
     }
@@ -357,7 +357,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
                 replicator::settings::FAILED_ARCHIVE_VAR
             );
         };
-        let swept = failed.sweep().await?;
+        let swept = failed.sweep(None).await?;
         println!(
             "archived {} job(s) parked {} or longer to {}; {} younger stay in the failed queue",
             swept.archived,

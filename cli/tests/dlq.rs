@@ -352,3 +352,44 @@ async fn parked_jobs_outlive_the_queue_in_the_archive() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("deleted 1 message(s)"));
     assert!(archived_keys().await.is_empty());
 }
+
+/// A sweep in a Lambda stops at its deadline and releases what it holds; the next
+/// sweep carries on from where the queue stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_stops_at_its_deadline_and_the_next_one_finishes() {
+    use replicator::dlq::{Archive, Failed, FailedQueue};
+    use std::time::{Duration, Instant};
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let bucket = stack.bucket("archive").await;
+    park_jobs(&stack, &p, 25).await;
+    let failed = Failed {
+        queue: FailedQueue {
+            sqs: stack.sqs.clone(),
+            url: p.failed.url.clone(),
+        },
+        archive: Some(Archive {
+            s3: stack.s3.clone(),
+            settings: replicator::settings::ArchiveSettings::parse(
+                &format!("s3://{bucket}/x/"),
+                Some("0s"),
+            )
+            .unwrap(),
+        }),
+    };
+    let swept = failed.sweep(Some(Instant::now())).await.unwrap();
+    assert_eq!((swept.archived, swept.unfinished), (0, true));
+    assert_eq!(stack.depth(&p.failed).await, 25, "nothing left held");
+    let swept = failed
+        .sweep(Some(Instant::now() + Duration::from_secs(600)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (swept.archived, swept.kept, swept.unfinished),
+        (25, 0, false)
+    );
+    assert_eq!(stack.depth(&p.failed).await, 0);
+    let scanned = failed.scan().await.unwrap();
+    assert_eq!(scanned.len(), 25);
+    assert!(scanned.iter().all(|p| p.stored == ["archive"]));
+}

@@ -4,7 +4,7 @@
 //! failure is permanent, or whose budget is spent, goes to the failed queue with its
 //! last reason.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
@@ -79,6 +79,10 @@ impl RetryPolicy {
     }
 }
 
+/// A sweep stops receiving this long before the invocation's deadline: the last batch's
+/// archive writes and deletes, and the release of what it holds, fit in it.
+const SWEEP_RESERVE: Duration = Duration::from_secs(15);
+
 pub struct Retrier {
     pub sqs: aws_sdk_sqs::Client,
     pub work_queue_url: String,
@@ -138,21 +142,26 @@ impl Retrier {
     ) -> Result<RetryOutput, lambda_runtime::Error> {
         match event.payload {
             RetryInput::Batch(batch) => Ok(RetryOutput::Batch(self.handle_batch(batch).await)),
-            RetryInput::Sweep => Ok(RetryOutput::Swept(self.sweep().await?)),
+            RetryInput::Sweep => {
+                let until = crate::batch::before_deadline(event.context.deadline, SWEEP_RESERVE);
+                Ok(RetryOutput::Swept(self.sweep(until).await?))
+            }
         }
     }
 
-    /// Moves parked jobs that have waited `FAILED_ARCHIVE_AFTER` to the archive.
-    pub async fn sweep(&self) -> Result<Swept, DlqError> {
+    /// Moves parked jobs that have waited `FAILED_ARCHIVE_AFTER` to the archive, until
+    /// `until` if given (what is left waits for the next sweep).
+    pub async fn sweep(&self, until: Option<Instant>) -> Result<Swept, DlqError> {
         let Some(failed) = &self.failed else {
             tracing::warn!("a sweep was asked for, but no archive is configured ({}): parked jobs stay in the failed queue", crate::settings::FAILED_ARCHIVE_VAR);
             return Ok(Swept::default());
         };
-        let swept = failed.sweep().await;
+        let swept = failed.sweep(until).await;
         match &swept {
             Ok(s) => tracing::info!(
                 archived = s.archived,
                 kept = s.kept,
+                unfinished = s.unfinished,
                 outcome = "swept",
                 "parked jobs older than the archive age moved to the archive"
             ),

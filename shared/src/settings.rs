@@ -97,7 +97,8 @@ pub struct ArchiveSettings {
 
 /// A week in the queue (where alarms and `dlq` see it first), then the archive.
 pub const DEFAULT_ARCHIVE_AFTER: Duration = Duration::from_secs(7 * 86_400);
-/// The failed queue keeps a message 14 days; a daily sweep needs a day or two of room.
+/// The failed queue keeps a message 14 days; leave the sweeps (hourly, or daily from
+/// cron) a day or two of room.
 pub const MAX_ARCHIVE_AFTER: Duration = Duration::from_secs(12 * 86_400);
 
 impl ArchiveSettings {
@@ -141,7 +142,7 @@ impl ArchiveSettings {
         if after > MAX_ARCHIVE_AFTER {
             return Err(ConfigError::Environment {
                 name: FAILED_ARCHIVE_AFTER_VAR,
-                reason: "is longer than 12d: SQS drops a parked job after 14 days, and the daily sweep needs time to move it".into(),
+                reason: "is longer than 12d: SQS drops a parked job after 14 days, and the sweep needs time to move it".into(),
             });
         }
         Ok(ArchiveSettings {

@@ -1,5 +1,5 @@
 //! Lambda: the retry queue (the work queue's DLQ) in; jobs back to the work queue with
-//! backoff, or to the failed queue with their reason. On a daily schedule, it also
+//! backoff, or to the failed queue with their reason. On an hourly schedule, it also
 //! moves parked jobs that have waited long to the archive.
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //!
 //! A parked message waits in the failed queue, where the alarm and `dlq` see it. SQS
 //! drops a message after its retention (14 days at most), so a sweep (the retry
-//! function on a daily schedule, or the worker) moves what has waited longer than
+//! function on an hourly schedule, or the worker) moves what has waited longer than
 //! `FAILED_ARCHIVE_AFTER` to the archive: written there first, then deleted from the
 //! queue, so a sweep that stops part-way leaves a message in both places, never in
 //! neither. Every operation reads and acts on both.
@@ -14,13 +14,14 @@ mod queue;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use futures::StreamExt;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 pub use archive::Archive;
 pub use parked::Parked;
 pub use queue::FailedQueue;
 
-use crate::errors::{describe, DlqError, QueueError};
+use crate::errors::{describe, ArchiveError, DlqError, QueueError};
 
 /// Parked jobs, in the failed queue and (when one is configured) the archive.
 pub struct Failed {
@@ -35,6 +36,8 @@ pub struct Swept {
     pub archived: usize,
     /// Younger than the archive age: left in the queue.
     pub kept: usize,
+    /// Stopped at its deadline; the next sweep continues.
+    pub unfinished: bool,
 }
 
 /// Archive writes in flight at once during a sweep.
@@ -150,19 +153,36 @@ impl Failed {
     }
 
     /// Moves what has waited in the queue at least the archive's age
-    /// (`FAILED_ARCHIVE_AFTER`) to the archive: each message is written there before
-    /// it is deleted from the queue.
-    pub async fn sweep(&self) -> Result<Swept, DlqError> {
+    /// (`FAILED_ARCHIVE_AFTER`) to the archive, ten messages at a time as they are
+    /// received: each is written there before it is deleted from the queue. Stops at
+    /// `until` (a Lambda's deadline), leaving the rest to the next sweep.
+    pub async fn sweep(&self, until: Option<Instant>) -> Result<Swept, DlqError> {
         let Some(archive) = &self.archive else {
             return Ok(Swept::default());
         };
-        let after = archive.settings.after;
-        let scanned = self.queue.scan().await?;
-        let (old, young): (Vec<Parked>, Vec<Parked>) = scanned
-            .into_iter()
-            .partition(|p| p.parked_seconds().unwrap_or(u64::MAX) >= after.as_secs());
-        let written: Vec<(Parked, Result<(), crate::errors::ArchiveError>)> =
-            futures::stream::iter(old)
+        let after = archive.settings.after.as_secs();
+        let mut pass = queue::Pass::default();
+        let mut swept = Swept::default();
+        let mut keep = HashSet::new();
+        let mut first_error = None;
+        while !pass.done() {
+            if until.is_some_and(|t| Instant::now() >= t) {
+                swept.unfinished = true;
+                break;
+            }
+            let received = match self.queue.receive(&mut pass).await {
+                Ok(received) => received,
+                Err(e) => {
+                    first_error.get_or_insert(DlqError::from(e));
+                    break;
+                }
+            };
+            let (old, young): (Vec<Parked>, Vec<Parked>) = received
+                .into_iter()
+                .partition(|p| p.parked_seconds().unwrap_or(u64::MAX) >= after);
+            swept.kept += young.len();
+            keep.extend(young.into_iter().map(|p| p.id));
+            let written: Vec<(Parked, Result<(), ArchiveError>)> = futures::stream::iter(old)
                 .map(|p| async move {
                     let put = archive.put(&p).await;
                     (p, put)
@@ -170,28 +190,37 @@ impl Failed {
                 .buffer_unordered(WRITES_AT_ONCE)
                 .collect()
                 .await;
-        let mut archived = Vec::new();
-        let mut unwritten = young.clone();
-        let mut first_error = None;
-        for (p, put) in written {
-            match put {
-                Ok(()) => archived.push(p),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    unwritten.push(p);
+            let mut archived = Vec::new();
+            for (p, put) in written {
+                match put {
+                    Ok(()) => archived.push(p),
+                    Err(e) => {
+                        first_error.get_or_insert(e.into());
+                        keep.insert(p.id);
+                    }
                 }
             }
+            // Only the queue copy goes: the archive copy is the one that stays.
+            if let Err(e) = self.queue.delete(&archived).await {
+                first_error.get_or_insert(e.into());
+                keep.extend(archived.into_iter().map(|p| p.id));
+                break;
+            }
+            swept.archived += archived.len();
+            if first_error.is_some() {
+                break;
+            }
         }
-        // Only the queue copy goes: the archive copy is the one that stays.
-        self.queue.delete(&archived).await?;
-        self.queue.release(&unwritten).await?;
-        if let Some(e) = first_error {
-            return Err(e.into());
+        let held: Vec<Parked> = pass
+            .into_parked()
+            .into_iter()
+            .filter(|p| keep.contains(&p.id))
+            .collect();
+        self.queue.release(&held).await?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(swept),
         }
-        Ok(Swept {
-            archived: archived.len(),
-            kept: young.len(),
-        })
     }
 }
 

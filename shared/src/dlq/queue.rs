@@ -49,53 +49,79 @@ pub struct FailedQueue {
 /// How long a scan hides what it has seen; long enough to finish the scan.
 const SCAN_HOLD_SECONDS: i32 = 60;
 
+/// One pass over the queue: each message once, held while the pass lasts.
+#[derive(Default)]
+pub(super) struct Pass {
+    seen: Seen,
+    empty_receives: u32,
+}
+
+impl Pass {
+    /// In-flight or delayed messages cannot be received; two empty receives in a row
+    /// (SQS samples servers on short polls) end a pass.
+    pub(super) fn done(&self) -> bool {
+        self.empty_receives >= 2
+    }
+
+    /// Everything the pass received, with the newest receipt handle of each.
+    pub(super) fn into_parked(self) -> Vec<Parked> {
+        self.seen.parked
+    }
+}
+
 impl FailedQueue {
     /// Every message, each once; call [`FailedQueue::release`] (or act on them) after.
     pub async fn scan(&self) -> Result<Vec<Parked>, QueueError> {
-        let mut seen = Seen::default();
-        let mut empty_receives = 0;
-        // In-flight or delayed messages cannot be received; two empty receives in a
-        // row (SQS samples servers on short polls) end the scan.
-        while empty_receives < 2 {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.url)
-                .max_number_of_messages(10)
-                .visibility_timeout(SCAN_HOLD_SECONDS)
-                .wait_time_seconds(0)
-                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-                .send()
-                .await
-                .map_err(|e| self.error("ReceiveMessage", describe(&e)))?;
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                empty_receives += 1;
+        let mut pass = Pass::default();
+        while !pass.done() {
+            self.receive(&mut pass).await?;
+        }
+        Ok(pass.into_parked())
+    }
+
+    /// One receive of a pass: the messages it had not seen before.
+    pub(super) async fn receive(&self, pass: &mut Pass) -> Result<Vec<Parked>, QueueError> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(10)
+            .visibility_timeout(SCAN_HOLD_SECONDS)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .send()
+            .await
+            .map_err(|e| self.error("ReceiveMessage", describe(&e)))?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            pass.empty_receives += 1;
+            return Ok(Vec::new());
+        }
+        pass.empty_receives = 0;
+        let mut new = Vec::new();
+        for m in messages {
+            let id = m.message_id.clone().unwrap_or_default();
+            let handle = m.receipt_handle.clone().unwrap_or_default();
+            if pass.seen.again(&id, &handle) {
                 continue;
             }
-            empty_receives = 0;
-            for m in messages {
-                let id = m.message_id.clone().unwrap_or_default();
-                let handle = m.receipt_handle.clone().unwrap_or_default();
-                if seen.again(&id, &handle) {
-                    continue;
-                }
-                let sent = m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-                    .and_then(|t| t.parse().ok());
-                seen.add(Parked::from_body(
-                    id,
-                    m.body.clone().unwrap_or_default(),
-                    Held {
-                        receipt: Some(handle),
-                        archive_key: None,
-                        parked_ms: sent,
-                    },
-                ));
-            }
+            let sent = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                .and_then(|t| t.parse().ok());
+            let parked = Parked::from_body(
+                id,
+                m.body.clone().unwrap_or_default(),
+                Held {
+                    receipt: Some(handle),
+                    archive_key: None,
+                    parked_ms: sent,
+                },
+            );
+            new.push(parked.clone());
+            pass.seen.add(parked);
         }
-        Ok(seen.parked)
+        Ok(new)
     }
 
     /// Makes scanned messages visible again at once.

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
@@ -120,22 +120,9 @@ impl Replicator {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-        let deadline = self.deadline(event.context.deadline);
+        // Stop starting parts this long before the deadline.
+        let deadline = crate::batch::before_deadline(event.context.deadline, self.pause_reserve);
         Ok(multipart::within(deadline, self.handle_batch(event.payload)).await)
-    }
-
-    /// The moment to stop starting parts, from the context's deadline (milliseconds
-    /// since the epoch; 0 when unknown, as in a hand-made context).
-    fn deadline(&self, deadline_ms: u64) -> Option<Instant> {
-        if deadline_ms == 0 {
-            return None;
-        }
-        let now_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-        Some(Instant::now() + left.saturating_sub(self.pause_reserve))
     }
 
     pub async fn handle_batch(&self, batch: SqsEvent) -> SqsBatchResponse {

@@ -193,7 +193,7 @@ resource "aws_cloudwatch_log_group" "function" {
 }
 
 resource "aws_lambda_function" "function" {
-  #checkov:skip=CKV_AWS_116:Invoked by SQS triggers, whose failures flow through the queues' redrive policies and the failed queue (an async-invocation DLQ would bypass them), and by a daily schedule that simply runs again.
+  #checkov:skip=CKV_AWS_116:Invoked by SQS triggers, whose failures flow through the queues' redrive policies and the failed queue (an async-invocation DLQ would bypass them), and by an hourly schedule that simply runs again.
   #checkov:skip=CKV_AWS_117:Talks only to S3 and SQS endpoints; deploy into a VPC with endpoints if your policy requires it.
   #checkov:skip=CKV_AWS_173:The environment holds queue URLs and replication rules, no secrets (config check rejects keys); AWS-managed encryption applies.
   #checkov:skip=CKV_AWS_50:X-Ray tracing is optional; every job outcome is one structured log line.
@@ -233,7 +233,7 @@ resource "aws_lambda_event_source_mapping" "function" {
 # ---------------------------------------------------------------- failed-job archive
 
 # Parked jobs that outlive the failed queue's retention: the retry function moves
-# those parked failed_archive_after_days ago here, daily.
+# those parked failed_archive_after_days ago here, hourly.
 resource "aws_s3_bucket" "failed_archive" {
   #checkov:skip=CKV_AWS_18:Written only by the retry function's sweep and read by operators; CloudTrail data events cover access if required.
   #checkov:skip=CKV_AWS_144:Holds failure records, not data; a copy in another region is the operator's choice.
@@ -296,11 +296,11 @@ resource "aws_s3_bucket_lifecycle_configuration" "failed_archive" {
   depends_on = [aws_s3_bucket_versioning.failed_archive]
 }
 
-# A failed sweep is retried by Lambda and runs again the next day.
+# A sweep that fails, or stops at its deadline, runs again the next hour.
 resource "aws_cloudwatch_event_rule" "archive_sweep" {
   name                = "${var.name_prefix}-archive-sweep"
   description         = "Moves parked jobs that have waited long to the failed-job archive"
-  schedule_expression = "rate(1 day)"
+  schedule_expression = "rate(1 hour)"
 }
 
 resource "aws_cloudwatch_event_target" "archive_sweep" {

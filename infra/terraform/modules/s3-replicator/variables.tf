@@ -107,7 +107,7 @@ variable "failed_archive_prefix" {
 }
 
 variable "failed_archive_after_days" {
-  description = "Days a parked job waits in the failed queue before the daily sweep moves it to the archive (0 to 12)."
+  description = "Days a parked job waits in the failed queue before the hourly sweep moves it to the archive (0 to 12)."
   type        = number
   default     = 7
   validation {

@@ -205,7 +205,7 @@ locals {
         Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
         Resource = [local.q.failed]
       },
-      # The daily sweep: a job parked failed_archive_after_days ago is written to the
+      # The hourly sweep: a job parked failed_archive_after_days ago is written to the
       # archive, then deleted from the failed queue; the rest is released.
       {
         Sid      = "SweepParkedJobs"
