@@ -32,7 +32,7 @@ enum Command {
         /// Stop once every queue has been empty this many seconds.
         #[arg(long, value_name = "SECONDS")]
         exit_when_idle: Option<u64>,
-        /// Jobs of one batch replicated at once.
+        /// Jobs replicated at once; the worker receives more as they finish.
         #[arg(long, default_value_t = replicator::replicate::DEFAULT_CONCURRENCY)]
         concurrency: usize,
     },
@@ -187,7 +187,11 @@ async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Re
         replicator: replicator.clone(),
         work_queue_url,
         retry,
-        wait: Duration::from_secs(1),
+        // Long polls keep an idle worker to about three receives a minute per queue;
+        // with --exit-when-idle, short enough to notice idleness in time.
+        wait: exit_when_idle
+            .map(|idle| (idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(20)))
+            .unwrap_or(Duration::from_secs(20)),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -225,3 +225,95 @@ async fn sigterm_pauses_a_long_copy_and_the_next_worker_finishes_it() {
         .unwrap();
     assert!(got.body.collect().await.unwrap().into_bytes().to_vec() == body);
 }
+
+/// The worker keeps its jobs in flight as a pipeline: while one copy is held up, the
+/// jobs that arrive after it are received and replicated (a batch-at-a-time worker
+/// waits for the slow one first). Stopped in the middle, it finishes what it holds
+/// and settles every job before it exits: the queue ends empty, nothing in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_copy_holds_up_nothing_and_a_stop_settles_every_job() {
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let doc = integration_tests::one_rule(&p.source, &format!(r#"{{"Bucket": "{dst}"}}"#));
+    stack.put(&p.source, "held", b"slow").await;
+    let fast = put_many(&stack, &p.source, "fast/", 20).await;
+    // Only the copy of "held" is held up, for 25 s: ample for the others, even on a
+    // loaded machine.
+    let copy_of_held: &'static str =
+        Box::leak(format!("x-amz-copy-source: {}/held", p.source).into_boxed_str());
+    let slow = FaultProxy::start(
+        &stack.endpoint,
+        Faults {
+            delay: 1.0,
+            delay_for: Duration::from_secs(25),
+            delay_only: Some(copy_of_held),
+            ..Faults::none()
+        },
+    )
+    .await;
+    let send = |key: String| {
+        let body = integration_tests::put_job(&p.source, &key, &dst).to_body();
+        let (sqs, url) = (stack.sqs.clone(), p.work.url.clone());
+        async move {
+            sqs.send_message()
+                .queue_url(url)
+                .message_body(body)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    send("held".into()).await;
+    let mut cmd = command(&stack, &p, &doc, &slow.endpoint);
+    let worker = cmd
+        .args(["run", "--concurrency", "16"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start worker");
+    slow.wait_for(copy_of_held).await;
+    for key in &fast {
+        send(key.clone()).await;
+    }
+    // Every job that came after the held copy is done while it is still held.
+    let started = Instant::now();
+    loop {
+        let mut done = 0;
+        for key in &fast {
+            done += usize::from(object_state(&stack.s3, &dst, key).await.is_some());
+        }
+        if done == fast.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{done} of {} replicated",
+            fast.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        object_state(&stack.s3, &dst, "held").await.is_none(),
+        "the held copy finished first: the others waited for it"
+    );
+
+    // Stopped with the held copy in hand: it finishes, and every job is settled.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = worker.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(object_state(&stack.s3, &dst, "held").await.is_some());
+    assert_eq!(
+        stack.depth(&p.work).await,
+        0,
+        "a finished job was left undeleted"
+    );
+}

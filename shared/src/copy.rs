@@ -13,7 +13,7 @@
 //! by [`crate::verify`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::DateTime;
@@ -136,38 +136,43 @@ impl SourceState {
 /// Per-process memory of which buckets have ACLs disabled (BucketOwnerEnforced).
 #[derive(Debug, Default)]
 pub struct AclSupport {
-    known: Mutex<HashMap<String, bool>>,
+    known: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<bool>>>>,
 }
 
 impl AclSupport {
-    /// Whether the bucket uses ACLs at all; asked once per bucket per process.
+    /// Whether the bucket uses ACLs at all; asked once per bucket per process, however
+    /// many jobs ask at once (the first asks, the others wait for its answer).
     pub async fn uses_acls(&self, client: &Client, bucket: &str) -> bool {
-        if let Some(known) = self.known.lock().expect("acl cache").get(bucket) {
-            return *known;
-        }
-        let uses = match client
-            .get_bucket_ownership_controls()
-            .bucket(bucket)
-            .send()
-            .await
-        {
-            Ok(out) => !out
-                .ownership_controls()
-                .map(|c| {
-                    c.rules()
-                        .iter()
-                        .any(|r| r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced)
-                })
-                .unwrap_or(false),
-            // No ownership controls (buckets from before 2023): ACLs are in force. On
-            // any other answer assume they are, and let the ACL request speak.
-            Err(_) => true,
-        };
-        self.known
+        let cell = self
+            .known
             .lock()
             .expect("acl cache")
-            .insert(bucket.to_string(), uses);
-        uses
+            .entry(bucket.to_string())
+            .or_default()
+            .clone();
+        *cell
+            .get_or_init(|| async {
+                match client
+                    .get_bucket_ownership_controls()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                {
+                    Ok(out) => !out
+                        .ownership_controls()
+                        .map(|c| {
+                            c.rules().iter().any(|r| {
+                                r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced
+                            })
+                        })
+                        .unwrap_or(false),
+                    // No ownership controls (buckets from before 2023): ACLs are in
+                    // force. On any other answer assume they are, and let the ACL
+                    // request speak.
+                    Err(_) => true,
+                }
+            })
+            .await
     }
 }
 

@@ -332,7 +332,7 @@ where
 }
 
 /// Reading or writing a queue.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("SQS {operation} on {queue}: {detail}")]
     Request {

@@ -2,8 +2,11 @@
 //! work queue. It never reads object bytes; it reads tags only when a rule filters on
 //! them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::{stream, StreamExt};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -18,6 +21,10 @@ use crate::job::{Job, JobDestination, Operation};
 use crate::parking::{parked_raw, Parking};
 use crate::provenance::Provenance;
 use crate::rules;
+
+/// Notifications of a batch whose jobs are made at once (each reads tags or HEADs at
+/// most once per destination rule; a Lambda batch holds ten).
+const PREPARED_AT_ONCE: usize = 10;
 
 /// What ingest needs, built once per process.
 #[derive(Clone, Debug)]
@@ -91,25 +98,52 @@ impl Ingest {
         Ok(serde_json::to_value(summary)?)
     }
 
-    /// Ingests each message of a batch on its own; returns the ids to redeliver.
+    /// Ingests a batch: the jobs of every notification are made at once (tag reads and
+    /// HEADs overlap), then sent ten to a request across notifications (S3 sends one
+    /// record per notification, so per-notification sends would be one job a request).
+    /// Returns the ids to redeliver: a notification is reported failed unless every
+    /// one of its jobs was sent, so none is lost; redelivering it may send its other
+    /// jobs again, which replicate handles as any SQS duplicate.
     pub async fn handle_sqs(&self, batch: SqsEvent) -> SqsBatchResponse {
+        let prepared: Vec<(String, String, Result<Vec<Job>, IngestError>)> =
+            stream::iter(batch.records)
+                .map(|message| async move {
+                    let id = message.message_id.clone().unwrap_or_default();
+                    let body = message.body.unwrap_or_default();
+                    let jobs = match events::decode_text(&body) {
+                        _ if body.is_empty() => {
+                            Err(EventError::new("$", "message has no body").into())
+                        }
+                        Ok(decoded) => self.prepare(decoded).await.map(|(jobs, _)| jobs),
+                        Err(e) => Err(e.into()),
+                    };
+                    (id, body, jobs)
+                })
+                .buffered(PREPARED_AT_ONCE)
+                .collect()
+                .await;
+        let owned: Vec<(usize, &Job)> = prepared
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, _, jobs))| jobs.as_ref().ok().map(|jobs| (i, jobs)))
+            .flat_map(|(i, jobs)| jobs.iter().map(move |job| (i, job)))
+            .collect();
+        let mut unsent = self.send_owned(&owned).await;
         let mut response = SqsBatchResponse::default();
-        for message in batch.records {
-            let id = message.message_id.clone().unwrap_or_default();
-            let result = match message.body.as_deref() {
-                Some(body) => match events::decode_text(body) {
-                    Ok(decoded) => self.ingest_decoded(decoded).await,
-                    Err(e) => Err(e.into()),
+        for (i, (id, body, jobs)) in prepared.into_iter().enumerate() {
+            let err = match jobs {
+                Ok(_) => match unsent.remove(&i) {
+                    Some(e) => IngestError::Queue(e),
+                    None => continue,
                 },
-                None => Err(EventError::new("$", "message has no body").into()),
+                Err(err) => err,
             };
-            let Err(err) = result else { continue };
             // Only a notification that can never be read is parked (as MalformedMessage,
             // which redrive refuses). A refused tag read or HEAD is the bucket's policy,
             // or a moment's trouble: SQS delivers it again, and the events queue's own
             // dead-letter queue keeps it, whole and redrivable, if that never helps.
             let malformed = matches!(err, IngestError::Malformed(_));
-            if malformed && self.park(message.body.as_deref().unwrap_or(""), &err).await {
+            if malformed && self.park(&body, &err).await {
                 continue;
             }
             tracing::error!(message_id = %id, error = %err, retryable = err.is_retryable(), "notification not ingested");
@@ -125,6 +159,13 @@ impl Ingest {
     }
 
     async fn ingest_decoded(&self, decoded: Decoded) -> Result<IngestSummary, IngestError> {
+        let (jobs, summary) = self.prepare(decoded).await?;
+        self.send(&jobs).await?;
+        Ok(summary)
+    }
+
+    /// The jobs of one decoded notification, not yet sent.
+    async fn prepare(&self, decoded: Decoded) -> Result<(Vec<Job>, IngestSummary), IngestError> {
         for ignored in &decoded.ignored {
             tracing::info!(event = %ignored.event_name, outcome = "ignored", reason = ignored.reason, "notification ignored");
         }
@@ -137,8 +178,7 @@ impl Ingest {
             jobs: jobs.len(),
             ignored: decoded.ignored.len(),
         };
-        self.send(&jobs).await?;
-        Ok(summary)
+        Ok((jobs, summary))
     }
 
     /// The jobs one event makes, one per destination whose winning rule applies.
@@ -269,54 +309,85 @@ impl Ingest {
 
     /// SendMessageBatch, ten at a time, resending only the entries SQS refused.
     pub async fn send(&self, jobs: &[Job]) -> Result<(), QueueError> {
+        let owned: Vec<(usize, &Job)> = jobs.iter().map(|job| (0, job)).collect();
+        match self.send_owned(&owned).await.into_values().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends jobs that belong to notifications (the `usize`), ten to a request,
+    /// resending only the entries SQS refused. Returns the notifications with a job
+    /// that was not sent, each with why.
+    async fn send_owned(&self, jobs: &[(usize, &Job)]) -> HashMap<usize, QueueError> {
+        let mut unsent = HashMap::new();
         for chunk in jobs.chunks(10) {
-            let mut pending: Vec<(String, String)> = chunk
+            if let Err((failed, e)) = self.send_chunk(chunk).await {
+                for owner in failed {
+                    unsent.entry(owner).or_insert_with(|| e.clone());
+                }
+            }
+        }
+        unsent
+    }
+
+    /// One SendMessageBatch of at most ten, with up to three resends of the entries SQS
+    /// refused for its own reasons. On failure: the owners of the entries not sent.
+    async fn send_chunk(&self, chunk: &[(usize, &Job)]) -> Result<(), (Vec<usize>, QueueError)> {
+        let mut pending: Vec<(String, usize, String)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (owner, job))| (i.to_string(), *owner, job.to_body()))
+            .collect();
+        let owners = |pending: &[(String, usize, String)]| pending.iter().map(|p| p.1).collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            attempt += 1;
+            let entries = pending
                 .iter()
-                .enumerate()
-                .map(|(i, job)| (i.to_string(), job.to_body()))
+                .map(|(id, _, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body)
+                        .build()
+                        .expect("id and body are set")
+                })
                 .collect();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                attempt += 1;
-                let entries = pending
-                    .iter()
-                    .map(|(id, body)| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(id)
-                            .message_body(body)
-                            .build()
-                            .expect("id and body are set")
-                    })
-                    .collect();
-                let out = self
-                    .sqs
-                    .send_message_batch()
-                    .queue_url(&self.work_queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| QueueError::Request {
+            let out = match self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.work_queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    let e = QueueError::Request {
                         operation: "SendMessageBatch",
                         queue: self.work_queue_url.clone(),
                         detail: describe(&e),
-                    })?;
-                let failed: Vec<_> = out.failed().to_vec();
-                if failed.is_empty() {
-                    break;
+                    };
+                    return Err((owners(&pending), e));
                 }
-                // Entries SQS blames on us will fail the same way again.
-                let sender_fault = failed.iter().find(|f| f.sender_fault());
-                if attempt >= 4 || sender_fault.is_some() {
-                    let f = sender_fault.unwrap_or(&failed[0]);
-                    return Err(QueueError::EntriesRejected {
-                        queue: self.work_queue_url.clone(),
-                        count: failed.len(),
-                        detail: format!("{}: {}", f.code(), f.message().unwrap_or("")),
-                    });
-                }
-                pending.retain(|(id, _)| failed.iter().any(|f| f.id() == id));
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            };
+            let failed: Vec<_> = out.failed().to_vec();
+            if failed.is_empty() {
+                break;
             }
+            pending.retain(|(id, _, _)| failed.iter().any(|f| f.id() == id));
+            // Entries SQS blames on us will fail the same way again.
+            let sender_fault = failed.iter().find(|f| f.sender_fault());
+            if attempt >= 4 || sender_fault.is_some() {
+                let f = sender_fault.unwrap_or(&failed[0]);
+                let e = QueueError::EntriesRejected {
+                    queue: self.work_queue_url.clone(),
+                    count: failed.len(),
+                    detail: format!("{}: {}", f.code(), f.message().unwrap_or("")),
+                };
+                return Err((owners(&pending), e));
+            }
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         }
         Ok(())
     }
@@ -450,6 +521,52 @@ mod tests {
             ),
             (1, 1, 1)
         );
+    }
+
+    /// S3 sends one record per notification: a batch of twelve makes 24 jobs, sent in
+    /// three requests (not twelve), and only the notification whose jobs SQS refused
+    /// is redelivered.
+    #[tokio::test]
+    async fn a_batch_sends_its_jobs_together_and_redelivers_only_what_was_not_sent() {
+        let send = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(|r| {
+            let refused = |e: &&SendMessageBatchRequestEntry| e.message_body().contains("k05");
+            SendMessageBatchOutput::builder()
+                .set_successful(Some(
+                    r.entries()
+                        .iter()
+                        .filter(|e| !refused(e))
+                        .map(|e| ok(e.id()))
+                        .collect(),
+                ))
+                .set_failed(Some(
+                    r.entries()
+                        .iter()
+                        .filter(refused)
+                        .map(|e| failed(e.id(), true))
+                        .collect(),
+                ))
+                .build()
+                .unwrap()
+        });
+        let ingest = ingest(mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&send]));
+        let records: Vec<Value> = (0..12)
+            .map(|i| {
+                let body = include_str!("../../tests/fixtures/events/s3-put.json")
+                    .replace("amzn-s3-demo-bucket", "src")
+                    .replace("photos%2F2024%2Fbeach+day%2B1.jpg", &format!("k{i:02}"));
+                serde_json::json!({"messageId": format!("n{i:02}"), "eventSource": "aws:sqs", "body": body})
+            })
+            .collect();
+        let batch: SqsEvent =
+            serde_json::from_value(serde_json::json!({"Records": records})).unwrap();
+        let response = ingest.handle_sqs(batch).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["n05"]);
+        assert_eq!(send.num_calls(), 3, "24 jobs, ten to a request");
     }
 
     #[tokio::test]

@@ -5,8 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use tokio::sync::watch;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName,
+};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::errors::{describe, QueueError};
 use crate::ingest::Ingest;
@@ -21,14 +24,14 @@ pub struct Worker {
     pub work_queue_url: String,
     /// With a retry queue, the worker retries too.
     pub retry: Option<(Arc<Retrier>, String)>,
-    /// Long-poll wait per receive; short keeps `--exit-when-idle` responsive.
+    /// Long-poll wait per receive (SQS allows up to 20 s); shorter keeps
+    /// `--exit-when-idle` responsive. A stop never waits for it.
     pub wait: Duration,
 }
 
 #[derive(Clone, Copy)]
 enum Role {
     Ingest,
-    Replicate,
     Retry,
 }
 
@@ -36,6 +39,30 @@ enum Role {
 struct Activity {
     last: Mutex<Instant>,
 }
+
+impl Activity {
+    fn touch(&self) {
+        *self.last.lock().expect("activity lock") = Instant::now();
+    }
+}
+
+/// One queue's receives, and how many failed in a row.
+struct Receiver {
+    url: String,
+    consecutive_errors: u32,
+}
+
+impl Receiver {
+    fn new(url: &str) -> Receiver {
+        Receiver {
+            url: url.to_string(),
+            consecutive_errors: 0,
+        }
+    }
+}
+
+/// How long finished jobs wait for others to share their delete request.
+const DELETE_LINGER: Duration = Duration::from_millis(200);
 
 impl Worker {
     /// Polls until `stop` turns true, or until every queue has been empty for
@@ -67,8 +94,7 @@ impl Worker {
                 stop.clone(),
             )));
         }
-        tasks.push(tokio::spawn(self.clone().poll(
-            Role::Replicate,
+        tasks.push(tokio::spawn(self.clone().pipeline(
             self.work_queue_url.clone(),
             activity.clone(),
             exit_when_idle,
@@ -119,35 +145,182 @@ impl Worker {
         Ok(())
     }
 
+    /// Ingest and retry: a batch at a time, as Lambda's trigger hands them over (ingest
+    /// sends the jobs of a whole batch together).
     async fn poll(
         self: Arc<Self>,
         role: Role,
         url: String,
         activity: Arc<Activity>,
         exit_when_idle: Option<Duration>,
-        stop: watch::Receiver<bool>,
+        mut stop: watch::Receiver<bool>,
     ) -> Result<(), QueueError> {
-        let mut consecutive_errors = 0u32;
+        let mut receiver = Receiver::new(&url);
+        loop {
+            let Some(messages) = self
+                .receive(&mut receiver, 10, &mut stop, &|| false)
+                .await?
+            else {
+                return Ok(());
+            };
+            if messages.is_empty() {
+                if self.idle(&activity, exit_when_idle).await {
+                    return Ok(());
+                }
+                continue;
+            }
+            activity.touch();
+            let batch = to_sqs_event(&messages, &url);
+            let response = match role {
+                Role::Ingest => match &self.ingest {
+                    Some((ingest, _)) => ingest.handle_sqs(batch).await,
+                    None => SqsBatchResponse::default(),
+                },
+                Role::Retry => match &self.retry {
+                    Some((retrier, _)) => retrier.handle_batch(batch).await,
+                    None => SqsBatchResponse::default(),
+                },
+            };
+            let failed: Vec<&str> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect();
+            let (failed, done): (Vec<&Message>, Vec<&Message>) = messages
+                .iter()
+                .partition(|m| m.message_id().is_some_and(|id| failed.contains(&id)));
+            for m in failed {
+                self.delay(&url, m).await;
+            }
+            self.delete(&url, &done).await;
+            activity.touch();
+        }
+    }
+
+    /// Replicate: keeps `concurrency` jobs in flight, receiving as jobs finish (not a
+    /// batch at a time, so one slow copy holds up nothing), and deletes finished jobs
+    /// ten at a time. On stop it receives nothing more, lets the jobs in hand finish
+    /// (multipart copies pause), and settles every one before returning.
+    async fn pipeline(
+        self: Arc<Self>,
+        url: String,
+        activity: Arc<Activity>,
+        exit_when_idle: Option<Duration>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), QueueError> {
+        let limit = self.replicator.concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(limit));
+        let (finished, settled) = mpsc::unbounded_channel::<(Message, bool)>();
+        let settler = tokio::spawn(self.clone().settle(url.clone(), settled));
+        let mut receiver = Receiver::new(&url);
+        let result = loop {
+            let first = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+                _ = stopped(&mut stop) => break Ok(()),
+            };
+            let room = 1 + slots.available_permits().min(9);
+            // Jobs in hand may send to this very queue (a paused copy's continuation)
+            // after a stop: a long poll is then finished, not given up, so what it
+            // brings is released instead of being held by a closed connection.
+            let in_hand = || slots.available_permits() + 1 < limit;
+            let messages = match self
+                .receive(&mut receiver, room as i32, &mut stop, &in_hand)
+                .await
+            {
+                Ok(Some(messages)) => messages,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            if messages.is_empty() {
+                drop(first);
+                let in_flight = slots.available_permits() < limit;
+                if !in_flight && self.idle(&activity, exit_when_idle).await {
+                    break Ok(());
+                }
+                continue;
+            }
+            activity.touch();
+            let mut first = Some(first);
+            for m in messages {
+                let slot = match first.take() {
+                    Some(slot) => slot,
+                    None => slots.clone().acquire_owned().await.expect("never closed"),
+                };
+                let (worker, url, finished, activity) = (
+                    self.clone(),
+                    url.clone(),
+                    finished.clone(),
+                    activity.clone(),
+                );
+                tokio::spawn(async move {
+                    let response = worker
+                        .replicator
+                        .handle_batch(to_sqs_event(std::slice::from_ref(&m), &url))
+                        .await;
+                    let _ = finished.send((m, response.batch_item_failures.is_empty()));
+                    activity.touch();
+                    drop(slot);
+                });
+            }
+        };
+        // Every job in hand finishes (or pauses) and is settled before the run ends.
+        let _all = slots
+            .acquire_many(limit as u32)
+            .await
+            .expect("never closed");
+        drop(finished);
+        let _ = settler.await;
+        result
+    }
+
+    /// One receive of up to `max` messages; none when told to stop while waiting. A
+    /// long poll is then given up, unless `finish_on_stop` says to see it through and
+    /// release what it brings (given up, anything SQS handed out in that instant
+    /// comes back only after its visibility timeout). Gives up on a queue that is gone
+    /// or keeps failing.
+    async fn receive(
+        &self,
+        receiver: &mut Receiver,
+        max: i32,
+        stop: &mut watch::Receiver<bool>,
+        finish_on_stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Option<Vec<Message>>, QueueError> {
         loop {
             if *stop.borrow() {
-                return Ok(());
+                return Ok(None);
             }
-            let received = self
+            let request = self
                 .sqs
                 .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
+                .queue_url(&receiver.url)
+                .max_number_of_messages(max.clamp(1, 10))
                 .wait_time_seconds(self.wait.as_secs() as i32)
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                .send()
-                .await;
-            let messages = match received {
+                .send();
+            let mut request = std::pin::pin!(request);
+            let received = tokio::select! {
+                received = &mut request => received,
+                _ = stopped(stop) => {
+                    if finish_on_stop() {
+                        if let Ok(out) = request.await {
+                            self.release(&receiver.url, out.messages()).await;
+                        }
+                    }
+                    return Ok(None);
+                }
+            };
+            match received {
                 Ok(out) => {
-                    consecutive_errors = 0;
-                    out.messages.unwrap_or_default()
+                    receiver.consecutive_errors = 0;
+                    let messages = out.messages.unwrap_or_default();
+                    if messages.is_empty() && self.wait.is_zero() {
+                        // No long poll to pace us: don't spin on an empty queue.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    return Ok(Some(messages));
                 }
                 Err(e) => {
-                    consecutive_errors += 1;
+                    receiver.consecutive_errors += 1;
                     // A queue that no longer exists will not come back by waiting.
                     let gone = e.as_service_error().and_then(|s| {
                         use aws_sdk_sqs::error::ProvideErrorMetadata;
@@ -157,48 +330,27 @@ impl Worker {
                         gone,
                         Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")
                     );
-                    tracing::warn!(queue = %url, error = %describe(&e), "receive failed");
-                    if gone || consecutive_errors >= 10 {
+                    tracing::warn!(queue = %receiver.url, error = %describe(&e), "receive failed");
+                    if gone || receiver.consecutive_errors >= 10 {
                         return Err(QueueError::Request {
                             operation: "ReceiveMessage",
-                            queue: url,
+                            queue: receiver.url.clone(),
                             detail: describe(&e),
                         });
                     }
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(consecutive_errors)))
-                        .await;
-                    continue;
+                    let pause = 200 * u64::from(receiver.consecutive_errors);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
-            };
-            if messages.is_empty() {
-                if self.wait.is_zero() {
-                    // No long poll to pace us: don't spin on an empty queue.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                let idle_for = activity.last.lock().expect("activity lock").elapsed();
-                // Idle means settled: nothing delayed (a retry waiting out its backoff)
-                // or in flight on any of our queues.
-                if exit_when_idle.is_some_and(|limit| idle_for >= limit) && self.settled().await {
-                    return Ok(());
-                }
-                continue;
             }
-            *activity.last.lock().expect("activity lock") = Instant::now();
-            let batch = to_sqs_event(&messages, &url);
-            let response = match role {
-                Role::Ingest => match &self.ingest {
-                    Some((ingest, _)) => ingest.handle_sqs(batch).await,
-                    None => SqsBatchResponse::default(),
-                },
-                Role::Replicate => self.replicator.handle_batch(batch).await,
-                Role::Retry => match &self.retry {
-                    Some((retrier, _)) => retrier.handle_batch(batch).await,
-                    None => SqsBatchResponse::default(),
-                },
-            };
-            self.settle(&url, &messages, &response).await;
-            *activity.last.lock().expect("activity lock") = Instant::now();
         }
+    }
+
+    /// Whether an idle run should end: every queue has been quiet for
+    /// `exit_when_idle`, and nothing is delayed (a retry waiting out its backoff) or in
+    /// flight on any of them.
+    async fn idle(&self, activity: &Activity, exit_when_idle: Option<Duration>) -> bool {
+        let idle_for = activity.last.lock().expect("activity lock").elapsed();
+        exit_when_idle.is_some_and(|limit| idle_for >= limit) && self.settled().await
     }
 
     /// True when none of the worker's queues holds a message, visible or not.
@@ -229,68 +381,136 @@ impl Worker {
         true
     }
 
-    /// Deletes what succeeded; what failed becomes visible again after a backoff that
-    /// grows with its receive count, as the redrive policy's count grows.
-    async fn settle(&self, url: &str, messages: &[Message], response: &SqsBatchResponse) {
-        let failed: Vec<&str> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
-            .collect();
-        let mut done = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
-            let (Some(id), Some(handle)) = (m.message_id(), m.receipt_handle()) else {
-                continue;
-            };
-            if failed.contains(&id) {
-                let receives: u32 = m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(1);
-                let delay = 2i32.saturating_pow(receives.min(9)).min(900);
-                if let Err(e) = self
-                    .sqs
-                    .change_message_visibility()
-                    .queue_url(url)
-                    .receipt_handle(handle)
-                    .visibility_timeout(delay)
-                    .send()
-                    .await
-                {
-                    tracing::warn!(error = %describe(&e), "could not delay a failed message");
+    /// Settles finished jobs as they come: a failed one becomes visible again after a
+    /// backoff, finished ones are deleted ten at a time (or after a short wait, so a
+    /// lone job is not kept waiting).
+    async fn settle(
+        self: Arc<Self>,
+        url: String,
+        mut finished: mpsc::UnboundedReceiver<(Message, bool)>,
+    ) {
+        let mut done: Vec<Message> = Vec::new();
+        loop {
+            let next = if done.is_empty() {
+                finished.recv().await
+            } else {
+                match tokio::time::timeout(DELETE_LINGER, finished.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.delete(&url, &done.iter().collect::<Vec<_>>()).await;
+                        done.clear();
+                        continue;
+                    }
                 }
+            };
+            let Some((message, ok)) = next else { break };
+            if !ok {
+                self.delay(&url, &message).await;
                 continue;
             }
-            done.push(
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .build()
-                    .expect("id and handle are set"),
-            );
+            done.push(message);
+            if done.len() == 10 {
+                self.delete(&url, &done.iter().collect::<Vec<_>>()).await;
+                done.clear();
+            }
         }
-        if done.is_empty() {
+        self.delete(&url, &done.iter().collect::<Vec<_>>()).await;
+    }
+
+    /// A failed message becomes visible again after a backoff that grows with its
+    /// receive count, as the redrive policy's count grows.
+    async fn delay(&self, url: &str, m: &Message) {
+        let Some(handle) = m.receipt_handle() else {
             return;
-        }
-        match self
+        };
+        let receives: u32 = m
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let delay = 2i32.saturating_pow(receives.min(9)).min(900);
+        if let Err(e) = self
             .sqs
-            .delete_message_batch()
+            .change_message_visibility()
             .queue_url(url)
-            .set_entries(Some(done))
+            .receipt_handle(handle)
+            .visibility_timeout(delay)
             .send()
             .await
         {
-            Ok(out) if out.failed().is_empty() => {}
-            Ok(out) => tracing::warn!(
-                count = out.failed().len(),
-                "some finished messages were not deleted and will run again"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %describe(&e), "finished messages were not deleted and will run again")
+            tracing::warn!(error = %describe(&e), "could not delay a failed message");
+        }
+    }
+
+    /// Makes received messages visible again at once (received as a worker stopped).
+    async fn release(&self, url: &str, messages: &[Message]) {
+        for chunk in messages.chunks(10) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle()?)
+                        .visibility_timeout(0)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if let Err(e) = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                tracing::warn!(error = %describe(&e), "messages received while stopping come back after their visibility timeout");
             }
         }
     }
+
+    /// Deletes finished messages, ten to a request.
+    async fn delete(&self, url: &str, done: &[&Message]) {
+        for chunk in done.chunks(10) {
+            let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle()?)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            match self
+                .sqs
+                .delete_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) if out.failed().is_empty() => {}
+                Ok(out) => tracing::warn!(
+                    count = out.failed().len(),
+                    "some finished messages were not deleted and will run again"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %describe(&e), "finished messages were not deleted and will run again")
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once the worker is told to stop.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// The shape Lambda's SQS trigger gives the same messages.

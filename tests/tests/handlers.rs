@@ -90,6 +90,82 @@ async fn a_same_endpoint_replication_costs_a_head_and_a_copy() {
     }
 }
 
+/// A cold process asks each bucket's ownership controls once, however many jobs ask
+/// at the same moment (the first asks; the others wait for its answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_controls_are_asked_once_per_bucket_under_concurrency() {
+    let stack = Stack::main().await;
+    let source = stack.bucket("src").await;
+    let dst = stack.bucket("dst").await;
+    let keys = integration_tests::put_many(&stack, &source, "o/", 30).await;
+    let cfg = config(&one_rule(
+        &source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "copy"}}}}"#),
+    ));
+    let (s3, log) = stack.counted_s3();
+    let replicator = Replicator::new(cfg, S3Clients::same_endpoint(s3), stack.sqs.clone(), None);
+    let jobs: Vec<Job> = keys.iter().map(|k| put_job(&source, k, &dst)).collect();
+    let outcomes = futures::future::join_all(jobs.iter().map(|j| replicator.run(j))).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(Outcome::Replicated { .. }))),
+        "{outcomes:?}"
+    );
+    let asked = log
+        .take()
+        .into_iter()
+        .filter(|r| r.contains("ownershipControls"))
+        .count();
+    assert_eq!(asked, 2, "once for the source, once for the destination");
+}
+
+/// What a delete marker costs: a HEAD of the replica, the delete, one HEAD of the source.
+/// Without sequencers the source decides, from that one HEAD after the delete: gone,
+/// the replica stays deleted; there again, the replica becomes a copy of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_costs_one_head_of_the_source() {
+    let stack = Stack::main().await;
+    let source = stack.bucket("src").await;
+    let dst = stack.bucket("dst").await;
+    let cfg = config(&one_rule(
+        &source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
+    ));
+    let (s3, log) = stack.counted_s3();
+    let replicator = Replicator::new(cfg, S3Clients::same_endpoint(s3), stack.sqs.clone(), None);
+    for key in ["gone", "back"] {
+        stack.put(&source, key, b"first").await;
+        replicator.run(&put_job(&source, key, &dst)).await.unwrap();
+    }
+    stack.delete(&source, "gone").await;
+    stack.delete(&source, "back").await;
+    stack.put(&source, "back", b"second").await;
+    log.take();
+    let mut delete = put_job(&source, "gone", &dst);
+    delete.op = Operation::Delete;
+    delete.source.delete_marker = true;
+    assert_eq!(replicator.run(&delete).await.unwrap(), Outcome::Deleted);
+    let methods: Vec<String> = log
+        .take()
+        .iter()
+        .map(|r| r.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(methods, ["HEAD", "DELETE", "HEAD"]);
+    assert!(object_state(&stack.s3, &dst, "gone").await.is_none());
+
+    delete.source.key = "back".into();
+    replicator.run(&delete).await.unwrap();
+    assert_eq!(
+        object_state(&stack.s3, &dst, "back").await.unwrap().sha256,
+        object_state(&stack.s3, &source, "back")
+            .await
+            .unwrap()
+            .sha256,
+        "the replica is what the source holds again"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_deleted_before_its_job_is_a_stated_skip() {
     let stack = Stack::main().await;

@@ -30,16 +30,24 @@ impl Replicator {
             .last_error
             .as_ref()
             .is_none_or(|e| e.reason != FailureReason::ChecksumMismatch);
-        if sequencer.is_some() && checked_before {
-            let replica = replica_provenance(dst, destination, &job.source.key).await?;
-            let newer = replica.and_then(|p| p.is_at_least(&job.source.bucket, sequencer));
-            if newer == Some(true) {
-                return Ok(Outcome::Skipped {
-                    reason: "ReplicaUpToDate",
-                });
-            }
+        // The two HEADs are independent: they go out together.
+        let check_replica = sequencer.is_some() && checked_before;
+        let (replica, source) = tokio::join!(
+            async {
+                match check_replica {
+                    true => replica_provenance(dst, destination, &job.source.key).await,
+                    false => Ok(None),
+                }
+            },
+            copy::head_source(&self.s3.source, job)
+        );
+        let newer = replica?.and_then(|p| p.is_at_least(&job.source.bucket, sequencer));
+        if newer == Some(true) {
+            return Ok(Outcome::Skipped {
+                reason: "ReplicaUpToDate",
+            });
         }
-        let Some(state) = copy::head_source(&self.s3.source, job).await? else {
+        let Some(state) = source? else {
             return Ok(SOURCE_DELETED);
         };
         let current = describes_current(job, &state.head);

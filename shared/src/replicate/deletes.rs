@@ -12,7 +12,8 @@ impl Replicator {
     /// A delete marker, or a plain delete on an unversioned source. It removes only a
     /// replica this source made, and never one newer than the delete: sequencers
     /// decide when both sides have one, otherwise the source does (if it holds an
-    /// object under the key again, the delete is stale).
+    /// object under the key again, the replica ends a copy of it). One HEAD of the
+    /// source either way, after the delete.
     pub(super) async fn delete(
         &self,
         job: &Job,
@@ -30,13 +31,9 @@ impl Replicator {
             Some(true) => Ok(Outcome::Skipped {
                 reason: "ReplicaNewer",
             }),
-            Some(false) => self.delete_replica(job, destination, dst).await,
-            None if copy::head_source(&self.s3.source, job).await?.is_some() => {
-                Ok(Outcome::Skipped {
-                    reason: "SupersededBySourceObject",
-                })
-            }
-            None => self.delete_replica(job, destination, dst).await,
+            // Without sequencers the source decides, and delete_replica asks it after
+            // the delete: if it holds an object again, the replica is restored from it.
+            Some(false) | None => self.delete_replica(job, destination, dst).await,
         }
     }
 
@@ -100,12 +97,8 @@ impl Replicator {
                 reason: "DestinationObjectNewer",
             });
         }
-        // The source holds the key again: its own event makes the other side a copy.
-        if copy::head_source(&self.s3.source, job).await?.is_some() {
-            return Ok(Outcome::Skipped {
-                reason: "SupersededBySourceObject",
-            });
-        }
+        // If the source holds the key again, delete_replica's look after the delete
+        // makes the other side a copy of it.
         self.delete_replica(job, destination, dst).await
     }
 
@@ -117,8 +110,13 @@ impl Replicator {
         destination: &Destination,
         dst: &aws_sdk_s3::Client,
     ) -> Result<Outcome, ReplicationError> {
-        let source = copy::head_source(&self.s3.source, job).await?;
-        let replica = match self.our_replica(job, destination, dst).await? {
+        // The two HEADs are independent: they go out together.
+        let (source, replica) = tokio::join!(
+            copy::head_source(&self.s3.source, job),
+            self.our_replica(job, destination, dst)
+        );
+        let source = source?;
+        let replica = match replica? {
             Ok(replica) => Some(replica),
             Err(skipped) if source.is_none() => return Ok(skipped),
             Err(_) => None,
