@@ -63,8 +63,16 @@ enum SetupCommand {
         #[arg(long, required = true)]
         bucket: Vec<String>,
         /// The events queue's ARN (the stack's EventsQueueArn output).
+        #[arg(
+            long,
+            required_unless_present = "function_arn",
+            conflicts_with = "function_arn"
+        )]
+        queue_arn: Option<String>,
+        /// Direct delivery instead: the ingest function's ARN (the stack's
+        /// IngestFunctionArn output, deployed with NotificationDelivery=direct).
         #[arg(long)]
-        queue_arn: String,
+        function_arn: Option<String>,
         /// Event types, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = replicator::notifications::DEFAULT_EVENTS.iter().map(|e| e.to_string()))]
         events: Vec<String>,
@@ -139,10 +147,23 @@ async fn main() -> ExitCode {
                 SetupCommand::Notifications {
                     bucket,
                     queue_arn,
+                    function_arn,
                     events,
                     dry_run,
                 },
-        } => setup_notifications(&bucket, &queue_arn, &events, dry_run).await,
+        } => {
+            use replicator::notifications::Target;
+            match (queue_arn, function_arn) {
+                (Some(queue), _) => {
+                    setup_notifications(&bucket, &Target::Queue(queue), &events, dry_run).await
+                }
+                (None, Some(function)) => {
+                    setup_notifications(&bucket, &Target::Function(function), &events, dry_run)
+                        .await
+                }
+                (None, None) => Err(anyhow::anyhow!("give --queue-arn or --function-arn")),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -496,7 +517,7 @@ fn human(seconds: u64) -> String {
 
 async fn setup_notifications(
     buckets: &[String],
-    queue_arn: &str,
+    target: &replicator::notifications::Target,
     events: &[String],
     dry_run: bool,
 ) -> anyhow::Result<()> {
@@ -504,7 +525,7 @@ async fn setup_notifications(
     let sdk = replicator::clients::load_sdk_config().await;
     let s3 = replicator::clients::source_s3(&sdk, None);
     for bucket in buckets {
-        let plan = n::plan(&s3, bucket, n::our_entry(queue_arn, events))
+        let plan = n::plan(&s3, bucket, n::our_entry(target, events))
             .await
             .with_context(|| format!("reading the notification configuration of {bucket}"))?;
         if dry_run {
@@ -528,10 +549,18 @@ async fn setup_notifications(
             .filter(|q| q.id() != Some(n::NOTIFICATION_ID))
             .count()
             + plan.current.topic_configurations().len()
-            + plan.current.lambda_function_configurations().len()
+            + plan
+                .current
+                .lambda_function_configurations()
+                .iter()
+                .filter(|f| f.id() != Some(n::NOTIFICATION_ID))
+                .count()
             + usize::from(plan.current.event_bridge_configuration().is_some());
         if plan.changed {
-            println!("{bucket}: events now go to {queue_arn} ({kept} other notification setting(s) kept)");
+            println!(
+                "{bucket}: events now go to {} ({kept} other notification setting(s) kept)",
+                target.arn()
+            );
         } else {
             println!("{bucket}: already configured; nothing changed");
         }

@@ -151,3 +151,40 @@ async fn existing_notifications_survive_and_a_second_run_changes_nothing() {
         "{bodies:?}"
     );
 }
+
+/// Direct delivery: `--function-arn` moves our entry from the queues to the functions
+/// (the other function's entry stays), and `--queue-arn` moves it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_delivery_wires_the_ingest_function_and_back() {
+    let stack = Stack::main().await;
+    let p = Pipeline::new(&stack).await;
+    let bucket = stack.bucket("direct").await;
+    let doc = common::one_rule(&bucket, "unused-destination");
+    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    let setup = |target: &[&str]| {
+        let mut args = vec!["setup", "notifications", "--bucket", bucket.as_str()];
+        args.extend_from_slice(target);
+        run(cmd(), &args)
+    };
+    assert!(setup(&["--queue-arn", &p.events.arn]).status.success());
+    let ingest = "arn:aws:lambda:us-east-1:123456789012:function:s3-replicator-ingest";
+    let out = setup(&["--function-arn", ingest]);
+    assert!(out.status.success());
+    let after = current(&stack, &bucket).await;
+    assert!(after.queue_configurations().is_empty(), "{after:?}");
+    let functions = after.lambda_function_configurations();
+    assert_eq!(functions.len(), 1, "{after:?}");
+    assert_eq!(functions[0].lambda_function_arn(), ingest);
+    assert_eq!(functions[0].id(), Some("s3-replicator"));
+    assert!(setup(&["--queue-arn", &p.events.arn]).status.success());
+    let back = current(&stack, &bucket).await;
+    assert!(back.lambda_function_configurations().is_empty());
+    assert_eq!(back.queue_configurations()[0].queue_arn(), p.events.arn);
+    // One of the two is needed, and only one.
+    assert!(!setup(&[]).status.success());
+    assert!(
+        !setup(&["--queue-arn", &p.events.arn, "--function-arn", ingest])
+            .status
+            .success()
+    );
+}

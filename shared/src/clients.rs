@@ -10,6 +10,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::endpoint::EndpointResolverParams;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
 };
@@ -90,7 +91,34 @@ pub async fn load_sdk_config() -> SdkConfig {
             std::env::remove_var(var);
         }
     }
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
+}
+
+/// The one HTTP client every SDK client uses: hyper 1 and rustls on ring, with the
+/// proxy settings of the environment (HTTPS_PROXY, NO_PROXY), as the SDK's default
+/// client would have them.
+pub fn http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
+/// What aws-config's own providers (profiles: SSO, assume-role) need to reach AWS.
+fn provider_config() -> aws_config::provider_config::ProviderConfig {
+    aws_config::provider_config::ProviderConfig::without_region().with_http_client(http_client())
 }
 
 /// The S3 client for the source side. A custom endpoint (MinIO, moto, Ceph...) gets
@@ -233,6 +261,7 @@ async fn destination_client(
             // That profile alone: the default chain would let AWS_ACCESS_KEY_ID in the
             // environment win, and send the process's key to the other provider.
             let provider = ProfileFileCredentialsProvider::builder()
+                .configure(&provider_config())
                 .profile_name(name)
                 .build();
             provider
@@ -246,6 +275,7 @@ async fn destination_client(
             builder = builder.credentials_provider(provider);
             if endpoint.region.is_none() {
                 let region = ProfileFileRegionProvider::builder()
+                    .configure(&provider_config())
                     .profile_name(name)
                     .build()
                     .region()

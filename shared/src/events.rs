@@ -94,6 +94,15 @@ fn decode_at(value: &Value, path: &str, depth: usize) -> Result<Decoded, EventEr
             }],
         });
     }
+    // What Lambda's on-failure destination records for an asynchronous invocation that
+    // ran out of retries (direct delivery): the notification is its request payload, so
+    // the events dead-letter queue redrives to the events queue in either delivery.
+    if let (Some(payload), true) = (
+        map.get("requestPayload"),
+        map.contains_key("requestContext"),
+    ) {
+        return decode_at(payload, &format!("{path}.requestPayload"), depth + 1);
+    }
     // SNS notification as SQS or HTTP delivers it (raw delivery off).
     if let Some(kind) = map.get("Type").and_then(Value::as_str) {
         if map.contains_key("TopicArn") {
@@ -396,6 +405,20 @@ mod tests {
     fn only_event(decoded: &Decoded) -> &ObjectEvent {
         assert_eq!(decoded.events.len(), 1, "{decoded:?}");
         &decoded.events[0]
+    }
+
+    /// Direct delivery's failures reach the events DLQ as Lambda's on-failure records;
+    /// redriven to the events queue, they are the notification they carry.
+    #[test]
+    fn a_lambda_on_failure_record_is_its_notification() {
+        let d = decode(&fixture!("lambda-destination-failure.json")).unwrap();
+        assert_eq!(
+            only_event(&d),
+            only_event(&decode(&fixture!("s3-put.json")).unwrap())
+        );
+        let err = decode(&serde_json::json!({"requestContext": {}, "requestPayload": {"x": 1}}))
+            .unwrap_err();
+        assert!(err.to_string().contains("$.requestPayload"), "{err}");
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! Adding our queue to a bucket's notification configuration without losing what is
-//! there. PutBucketNotificationConfiguration replaces the whole document, so we read it,
-//! keep every topic, queue, Lambda and EventBridge setting, and add or update only the
-//! entry with our Id.
+//! Adding our events queue (or the ingest function, for direct delivery) to a bucket's
+//! notification configuration without losing what is there.
+//! PutBucketNotificationConfiguration replaces the whole document, so we read it, keep
+//! every topic, queue, Lambda and EventBridge setting, and add or update only the entry
+//! with our Id (moving it when the delivery changes).
 
 use aws_sdk_s3::types::{
-    Event, EventBridgeConfiguration, FilterRule, NotificationConfiguration,
-    NotificationConfigurationFilter, QueueConfiguration,
+    Event, EventBridgeConfiguration, FilterRule, LambdaFunctionConfiguration,
+    NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration,
 };
 use serde_json::{json, Value};
 
@@ -28,78 +29,183 @@ pub struct Plan {
     pub changed: bool,
 }
 
-/// Our entry for `queue_arn`.
-pub fn our_entry(queue_arn: &str, events: &[String]) -> QueueConfiguration {
-    QueueConfiguration::builder()
-        .id(NOTIFICATION_ID)
-        .queue_arn(queue_arn)
-        .set_events(Some(
-            events.iter().map(|e| Event::from(e.as_str())).collect(),
-        ))
-        .build()
-        .expect("queue arn and events are set")
+/// Where a bucket's events go: the events queue, or the ingest function itself
+/// (direct delivery: S3 invokes it asynchronously).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Queue(String),
+    Function(String),
 }
 
-/// The configuration with our entry added, or updated in place; everything else kept.
+impl Target {
+    pub fn arn(&self) -> &str {
+        match self {
+            Target::Queue(arn) | Target::Function(arn) => arn,
+        }
+    }
+}
+
+/// Our entry, for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Queue(QueueConfiguration),
+    Function(LambdaFunctionConfiguration),
+}
+
+/// Our entry for `target`.
+pub fn our_entry(target: &Target, events: &[String]) -> Entry {
+    let events: Vec<Event> = events.iter().map(|e| Event::from(e.as_str())).collect();
+    match target {
+        Target::Queue(arn) => Entry::Queue(
+            QueueConfiguration::builder()
+                .id(NOTIFICATION_ID)
+                .queue_arn(arn)
+                .set_events(Some(events))
+                .build()
+                .expect("queue arn and events are set"),
+        ),
+        Target::Function(arn) => Entry::Function(
+            LambdaFunctionConfiguration::builder()
+                .id(NOTIFICATION_ID)
+                .lambda_function_arn(arn)
+                .set_events(Some(events))
+                .build()
+                .expect("function arn and events are set"),
+        ),
+    }
+}
+
+/// Event names sorted, so the order they were given in does not count as a change.
+fn sorted(events: &[Event]) -> Vec<String> {
+    let mut e: Vec<String> = events.iter().map(|e| e.as_str().to_string()).collect();
+    e.sort();
+    e
+}
+
+/// Replaces our entry in `list` (or adds it); whether anything changed.
+fn put_ours<T: Clone>(
+    list: &mut Vec<T>,
+    ours: Option<T>,
+    id: impl Fn(&T) -> Option<&str>,
+    same: impl Fn(&T, &T) -> bool,
+) -> bool {
+    let existing = list.iter().position(|e| id(e) == Some(NOTIFICATION_ID));
+    match (existing, ours) {
+        (Some(i), Some(ours)) if same(&list[i], &ours) => false,
+        (Some(i), Some(ours)) => {
+            list[i] = ours;
+            true
+        }
+        (None, Some(ours)) => {
+            list.push(ours);
+            true
+        }
+        // Our entry moves to the other kind of target.
+        (Some(i), None) => {
+            list.remove(i);
+            true
+        }
+        (None, None) => false,
+    }
+}
+
+/// The configuration with our entry added, or updated in place (moved, if the target
+/// changed kind); everything else kept.
 pub fn merge(
     current: &NotificationConfiguration,
-    ours: QueueConfiguration,
+    ours: Entry,
 ) -> (NotificationConfiguration, bool) {
-    let mut queues: Vec<QueueConfiguration> = current.queue_configurations().to_vec();
-    let existing = queues.iter().position(|q| q.id() == Some(NOTIFICATION_ID));
-    let changed = match existing {
-        Some(i) if same_entry(&queues[i], &ours) => false,
-        Some(i) => {
-            queues[i] = ours;
-            true
-        }
-        None => {
-            queues.push(ours);
-            true
-        }
+    let (queue, function) = match ours {
+        Entry::Queue(q) => (Some(q), None),
+        Entry::Function(f) => (None, Some(f)),
     };
+    let mut queues = current.queue_configurations().to_vec();
+    let mut functions = current.lambda_function_configurations().to_vec();
+    let queues_changed = put_ours(
+        &mut queues,
+        queue,
+        |q| q.id(),
+        |a, b| {
+            a.queue_arn() == b.queue_arn()
+                && sorted(a.events()) == sorted(b.events())
+                && a.filter() == b.filter()
+        },
+    );
+    let functions_changed = put_ours(
+        &mut functions,
+        function,
+        |f| f.id(),
+        |a, b| {
+            a.lambda_function_arn() == b.lambda_function_arn()
+                && sorted(a.events()) == sorted(b.events())
+                && a.filter() == b.filter()
+        },
+    );
     let merged = NotificationConfiguration::builder()
         .set_topic_configurations(Some(current.topic_configurations().to_vec()))
         .set_queue_configurations(Some(queues))
-        .set_lambda_function_configurations(Some(current.lambda_function_configurations().to_vec()))
+        .set_lambda_function_configurations(Some(functions))
         .set_event_bridge_configuration(current.event_bridge_configuration().cloned())
         .build();
-    (merged, changed)
-}
-
-fn same_entry(a: &QueueConfiguration, b: &QueueConfiguration) -> bool {
-    let events = |q: &QueueConfiguration| {
-        let mut e: Vec<String> = q.events().iter().map(|e| e.as_str().to_string()).collect();
-        e.sort();
-        e
-    };
-    a.queue_arn() == b.queue_arn() && events(a) == events(b) && a.filter() == b.filter()
+    (merged, queues_changed || functions_changed)
 }
 
 /// Reads the bucket's configuration and works out the merge.
 pub async fn plan(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
-    ours: QueueConfiguration,
+    ours: Entry,
 ) -> Result<Plan, ReplicationError> {
-    let out = s3
+    let current = match s3
         .get_bucket_notification_configuration()
         .bucket(bucket)
         .send()
         .await
-        .map_err(|e| ReplicationError::new(FailureReason::InvalidRequest, describe(&e)))?;
-    let current = NotificationConfiguration::builder()
-        .set_topic_configurations(out.topic_configurations)
-        .set_queue_configurations(out.queue_configurations)
-        .set_lambda_function_configurations(out.lambda_function_configurations)
-        .set_event_bridge_configuration(out.event_bridge_configuration)
-        .build();
+    {
+        Ok(out) => NotificationConfiguration::builder()
+            .set_topic_configurations(out.topic_configurations)
+            .set_queue_configurations(out.queue_configurations)
+            .set_lambda_function_configurations(out.lambda_function_configurations)
+            .set_event_bridge_configuration(out.event_bridge_configuration)
+            .build(),
+        // A bucket with no notifications yet: some S3-compatible servers (moto among
+        // them) answer with an empty document under another root element, which the
+        // SDK will not read. Empty is empty, whatever its name.
+        Err(e)
+            if e.raw_response().is_some_and(|r| {
+                r.status().as_u16() == 200 && r.body().bytes().is_some_and(is_empty_document)
+            }) =>
+        {
+            NotificationConfiguration::builder().build()
+        }
+        Err(e) => {
+            return Err(ReplicationError::new(
+                FailureReason::InvalidRequest,
+                describe(&e),
+            ))
+        }
+    };
     let (merged, changed) = merge(&current, ours);
     Ok(Plan {
         current,
         merged,
         changed,
     })
+}
+
+/// Whether an XML document is one element with nothing in it (`<X/>` or `<X></X>`).
+fn is_empty_document(body: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let mut text = text.trim();
+    if let Some(rest) = text.strip_prefix("<?xml") {
+        text = rest.split_once("?>").map(|(_, r)| r.trim()).unwrap_or("");
+    }
+    let tags = text.matches('<').count();
+    text.starts_with('<')
+        && ((tags == 1 && text.ends_with("/>"))
+            || (tags == 2 && text.ends_with('>') && text.contains("></")))
 }
 
 /// Writes the merged configuration (only when it changed).
@@ -231,7 +337,8 @@ mod tests {
     #[test]
     fn merging_keeps_everything_else_including_eventbridge_and_is_idempotent() {
         let events: Vec<String> = DEFAULT_EVENTS.iter().map(|e| e.to_string()).collect();
-        let ours = our_entry("arn:aws:sqs:us-east-1:1:events", &events);
+        let queue = |arn: &str| our_entry(&Target::Queue(arn.into()), &events);
+        let ours = queue("arn:aws:sqs:us-east-1:1:events");
         let (merged, changed) = merge(&existing(), ours.clone());
         assert!(changed);
         assert!(
@@ -246,16 +353,16 @@ mod tests {
             merged.lambda_function_configurations(),
             existing().lambda_function_configurations()
         );
-        assert_eq!(merged.queue_configurations(), std::slice::from_ref(&ours));
+        let Entry::Queue(entry) = &ours else {
+            unreachable!()
+        };
+        assert_eq!(merged.queue_configurations(), std::slice::from_ref(entry));
         // A second run changes nothing and adds no second entry.
         let (again, changed) = merge(&merged, ours);
         assert!(!changed);
         assert_eq!(again, merged);
         // A new queue ARN updates our entry in place.
-        let (moved, changed) = merge(
-            &merged,
-            our_entry("arn:aws:sqs:us-east-1:1:elsewhere", &events),
-        );
+        let (moved, changed) = merge(&merged, queue("arn:aws:sqs:us-east-1:1:elsewhere"));
         assert!(changed);
         assert_eq!(moved.queue_configurations().len(), 1);
         assert_eq!(
@@ -268,5 +375,55 @@ mod tests {
             shown["LambdaFunctionConfigurations"][0]["Filter"]["Key"]["FilterRules"][0]["Value"],
             ".jpg"
         );
+    }
+
+    #[test]
+    fn an_empty_document_is_empty_whatever_its_root() {
+        for empty in [
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<GetBucketNotificationResponse xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>",
+            "<NotificationConfiguration></NotificationConfiguration>",
+        ] {
+            assert!(is_empty_document(empty.as_bytes()), "{empty}");
+        }
+        for full in [
+            "<NotificationConfiguration><QueueConfiguration/></NotificationConfiguration>",
+            "",
+            "not xml",
+        ] {
+            assert!(!is_empty_document(full.as_bytes()), "{full}");
+        }
+    }
+
+    /// Switching to direct delivery moves our entry from the queues to the functions,
+    /// and back; the other function's entry stays.
+    #[test]
+    fn direct_delivery_moves_our_entry_to_the_function() {
+        let events: Vec<String> = DEFAULT_EVENTS.iter().map(|e| e.to_string()).collect();
+        let ingest = "arn:aws:lambda:us-east-1:1:function:s3r-ingest";
+        let (queued, _) = merge(
+            &existing(),
+            our_entry(
+                &Target::Queue("arn:aws:sqs:us-east-1:1:events".into()),
+                &events,
+            ),
+        );
+        let direct = our_entry(&Target::Function(ingest.into()), &events);
+        let (moved, changed) = merge(&queued, direct.clone());
+        assert!(changed);
+        assert!(moved.queue_configurations().is_empty());
+        let functions = moved.lambda_function_configurations();
+        assert_eq!(functions.len(), 2);
+        assert_eq!(functions[0].id(), Some("thumbs"));
+        assert_eq!(functions[1].lambda_function_arn(), ingest);
+        assert_eq!(functions[1].id(), Some(NOTIFICATION_ID));
+        assert!(!merge(&moved, direct).1, "a second run changes nothing");
+        let (back, _) = merge(
+            &moved,
+            our_entry(
+                &Target::Queue("arn:aws:sqs:us-east-1:1:events".into()),
+                &events,
+            ),
+        );
+        assert_eq!(back, queued);
     }
 }

@@ -32,6 +32,8 @@ pub struct Deployment {
     /// The failed-job archive's bucket and prefix; empty: the one the template creates.
     pub archive_bucket: String,
     pub archive_prefix: String,
+    /// The events dead-letter queue's ARN when S3 invokes ingest directly.
+    pub direct_delivery_dlq: Option<String>,
 }
 
 /// The name the test gives the archive bucket a template creates.
@@ -75,6 +77,11 @@ impl Deployment {
                     "FailedArchiveBucket".to_string(),
                     json!({"Ref": CREATED_ARCHIVE}),
                 )])
+                .chain(
+                    self.direct_delivery_dlq
+                        .iter()
+                        .map(|arn| ("EventsDeadLetterQueue".to_string(), json!({"Arn": arn}))),
+                )
                 .chain(["ingest", "replicate", "retry"].into_iter().map(|f| {
                     let id = format!("{}{}LogGroup", f[..1].to_uppercase(), &f[1..]);
                     // CloudFormation's LogGroup Arn attribute ends in ":*".
@@ -89,6 +96,7 @@ impl Deployment {
                         "KmsKeyArns": self.kms_key_arns.join(","),
                         "FailedArchiveBucketName": self.archive_bucket,
                         "FailedArchivePrefix": self.archive_prefix(),
+                        "NotificationDelivery": if self.direct_delivery_dlq.is_some() { "direct" } else { "queue" },
                     },
                     "Resources": resources,
                     "AccountId": ACCOUNT,
@@ -123,6 +131,7 @@ impl Deployment {
   destination_secret_arns  = {}
   config_object_arn        = ""
   archive_objects_arn      = "arn:aws:s3:::{}/{}*"
+  direct_delivery_dlq_arn  = "{}"
   queue_arns = {{ events = "{}", work = "{}", retry = "{}", failed = "{}" }}
   log_group_arns = {{ ingest = "{}", replicate = "{}", retry = "{}" }}
 }}
@@ -141,6 +150,7 @@ output "documents" {{
                         &self.archive_bucket
                     },
                     self.archive_prefix(),
+                    self.direct_delivery_dlq.as_deref().unwrap_or_default(),
                     self.queues["events"],
                     self.queues["work"],
                     self.queues["retry"],

@@ -78,6 +78,7 @@ impl Stack {
 
     async fn at(endpoint: &str, access_key: &str, secret_key: &str) -> Stack {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(replicator::clients::http_client())
             .endpoint_url(endpoint)
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new(

@@ -96,6 +96,7 @@ impl Deployed {
             kms_key_arns: Vec::new(),
             archive_bucket: archive.clone(),
             archive_prefix: "parked/".into(),
+            direct_delivery_dlq: None,
         };
         let policies = deployment.render(template);
         assert_eq!(

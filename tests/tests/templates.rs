@@ -187,6 +187,31 @@ fn destination_grants_name_their_owner_and_kms_goes_through_s3() {
                 .contains("s3r-test-failed-jobs/failed-jobs/*"),
             "{template:?}: {archive_writes:?}"
         );
+        // Direct delivery: ingest's role may send to the events DLQ (Lambda's
+        // on-failure destination uses it), and only then.
+        let dlq = "arn:aws:sqs:us-east-1:123456789012:events-dlq";
+        let sends_to_dlq = |policies: &std::collections::BTreeMap<String, serde_json::Value>| {
+            policies
+                .iter()
+                .filter(|(_, p)| {
+                    p["Statement"].as_array().unwrap().iter().any(|st| {
+                        st["Resource"].to_string().contains(dlq)
+                            && st["Action"].to_string().contains("sqs:SendMessage")
+                    })
+                })
+                .map(|(f, _)| f.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(sends_to_dlq(&policies).is_empty());
+        let direct = Deployment {
+            direct_delivery_dlq: Some(dlq.into()),
+            ..deployment.clone()
+        };
+        assert_eq!(
+            sends_to_dlq(&direct.render(template)),
+            ["ingest"],
+            "{template:?}"
+        );
         let mut kms = 0;
         for (function, policy) in &policies {
             for st in policy["Statement"].as_array().unwrap() {

@@ -18,6 +18,8 @@ locals {
 
   archive_bucket = var.failed_archive_bucket_name == "" ? aws_s3_bucket.failed_archive[0].bucket : var.failed_archive_bucket_name
   archive_url    = "s3://${local.archive_bucket}/${var.failed_archive_prefix}"
+
+  notification_target = var.notification_delivery == "direct" ? "--function-arn ${aws_lambda_function.function["ingest"].arn}" : "--queue-arn ${aws_sqs_queue.events.arn}"
 }
 
 data "aws_caller_identity" "current" {}
@@ -230,6 +232,33 @@ resource "aws_lambda_event_source_mapping" "function" {
   function_response_types            = ["ReportBatchItemFailures"]
 }
 
+# ---------------------------------------------------------------- direct delivery
+
+# S3 invokes ingest asynchronously. Lambda tries an event three times, then records it
+# in the events dead-letter queue, whose redrive to the events queue ingest reads like
+# any notification. source_account: S3 has no list form of source_arn; ingest skips
+# buckets the configuration does not name.
+resource "aws_lambda_permission" "ingest_from_s3" {
+  count          = var.notification_delivery == "direct" ? 1 : 0
+  statement_id   = "S3Notifications"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.function["ingest"].function_name
+  principal      = "s3.amazonaws.com"
+  source_account = data.aws_caller_identity.current.account_id
+}
+
+resource "aws_lambda_function_event_invoke_config" "ingest" {
+  count                        = var.notification_delivery == "direct" ? 1 : 0
+  function_name                = aws_lambda_function.function["ingest"].function_name
+  maximum_retry_attempts       = 2
+  maximum_event_age_in_seconds = 21600
+  destination_config {
+    on_failure {
+      destination = aws_sqs_queue.events_dlq.arn
+    }
+  }
+}
+
 # ---------------------------------------------------------------- failed-job archive
 
 # Parked jobs that outlive the failed queue's retention: the retry function moves
@@ -327,6 +356,7 @@ module "policies" {
   destination_secret_arns  = var.destination_secret_arns
   config_object_arn        = var.config_object_arn
   archive_objects_arn      = "arn:aws:s3:::${local.archive_bucket}/${var.failed_archive_prefix}*"
+  direct_delivery_dlq_arn  = var.notification_delivery == "direct" ? aws_sqs_queue.events_dlq.arn : ""
   queue_arns = {
     events = aws_sqs_queue.events.arn
     work   = aws_sqs_queue.work.arn
@@ -396,11 +426,11 @@ resource "aws_cloudwatch_metric_alarm" "replication_time" {
 # setting already on the bucket. Runs again when the events queue changes.
 resource "terraform_data" "notifications" {
   for_each         = var.setup_notifications_with == "" ? toset([]) : toset(var.source_bucket_names)
-  triggers_replace = [aws_sqs_queue.events.arn]
+  triggers_replace = [local.notification_target]
 
   provisioner "local-exec" {
-    command = "${var.setup_notifications_with} setup notifications --bucket ${each.value} --queue-arn ${aws_sqs_queue.events.arn}"
+    command = "${var.setup_notifications_with} setup notifications --bucket ${each.value} ${local.notification_target}"
   }
 
-  depends_on = [aws_sqs_queue_policy.events]
+  depends_on = [aws_sqs_queue_policy.events, aws_lambda_permission.ingest_from_s3]
 }

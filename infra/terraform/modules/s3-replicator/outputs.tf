@@ -21,3 +21,8 @@ output "failed_archive_url" {
   description = "Parked jobs older than failed_archive_after_days (set FAILED_ARCHIVE_URL to this for s3-replicator dlq)."
   value       = local.archive_url
 }
+
+output "ingest_function_arn" {
+  description = "With notification_delivery = \"direct\", point the source buckets' notifications here (s3-replicator setup notifications --function-arn)."
+  value       = aws_lambda_function.function["ingest"].arn
+}

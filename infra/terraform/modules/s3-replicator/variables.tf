@@ -115,3 +115,13 @@ variable "failed_archive_after_days" {
     error_message = "failed_archive_after_days is a whole number from 0 to 12: SQS drops a parked job after 14 days."
   }
 }
+
+variable "notification_delivery" {
+  description = "How the source buckets' events reach ingest: \"queue\" (the events queue) or \"direct\" (S3 invokes ingest; one SQS hop fewer). Wire the buckets to match: setup notifications --queue-arn or --function-arn."
+  type        = string
+  default     = "queue"
+  validation {
+    condition     = contains(["queue", "direct"], var.notification_delivery)
+    error_message = "notification_delivery is \"queue\" or \"direct\"."
+  }
+}

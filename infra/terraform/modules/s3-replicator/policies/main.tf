@@ -37,6 +37,12 @@ variable "archive_objects_arn" {
   type        = string
 }
 
+variable "direct_delivery_dlq_arn" {
+  description = "The events dead-letter queue, when S3 invokes ingest directly (Lambda sends failed events there with ingest's role); empty otherwise."
+  type        = string
+  default     = ""
+}
+
 variable "queue_arns" {
   description = "ARNs of the events, work, retry and failed queues."
   type = object({
@@ -81,7 +87,7 @@ locals {
   }
 
   statements = {
-    ingest = [
+    ingest = concat([
       # What Lambda's SQS trigger needs, on this function's queue only.
       {
         Sid      = "ConsumeTrigger"
@@ -110,7 +116,16 @@ locals {
         Action   = ["sqs:SendMessage"]
         Resource = [local.q.work, local.q.failed]
       },
-    ]
+      ], var.direct_delivery_dlq_arn == "" ? [] : [
+      # Direct delivery: Lambda sends an event that failed every try to the events
+      # dead-letter queue with the function's role.
+      {
+        Sid      = "DirectDeliveryFailures"
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage"]
+        Resource = [var.direct_delivery_dlq_arn]
+      },
+    ])
     replicate = concat([
       # The trigger's needs, and the code's: extend a long job's lease and continue
       # a paused multipart copy in a new job.
