@@ -76,6 +76,9 @@ bench: venv tools
 	$(CARGO) build --release -p ingest -p replicate -p retry
 	S3R_FUNCTION_DIR=$(CURDIR)/target/release scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench cold_start
 	scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench copy_engine
+	scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench cost
+	$(CARGO) build --release -p s3-replicator
+	S3R_CLI=$(CURDIR)/target/release/s3-replicator scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench throughput
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -58,10 +58,16 @@ impl Intercept for RequestLog {
         let uri = request.uri();
         let path = uri.split_once("://").map(|(_, rest)| rest).unwrap_or(uri);
         let path = path.find('/').map(|i| &path[i..]).unwrap_or("/");
-        self.requests
-            .lock()
-            .expect("request log lock")
-            .push(format!("{} {}", request.method(), path));
+        // SQS's JSON protocol names the operation in a header, not the path; a copy is
+        // a PUT that names its source.
+        let mut line = format!("{} {}", request.method(), path);
+        if let Some(target) = request.headers().get("x-amz-target") {
+            line.push_str(&format!(" {target}"));
+        }
+        if request.headers().contains_key("x-amz-copy-source") {
+            line.push_str(" copy");
+        }
+        self.requests.lock().expect("request log lock").push(line);
         Ok(())
     }
 }

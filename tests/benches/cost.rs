@@ -1,0 +1,338 @@
+//! `make bench`: what a replication costs, in requests and dollars per million objects.
+//!
+//! Small objects go through the real handlers on the local stack: moto's notifications
+//! (given a sequencer each, as S3's carry) are ingested in batches of ten and the jobs
+//! replicated in batches of ten, with every S3 and SQS request our code sends counted
+//! (`RequestLog`). What the platform does around them is added by rule and shown as
+//! such: S3's SendMessage of each notification to the events queue, and the SQS
+//! trigger's receive and delete per batch of ten. Lambda is priced from invocations and
+//! the handlers' measured time on this stack at 128 MB arm64 (a lower bound of AWS's
+//! latency-bound durations, so its share is small either way). Prices: us-east-1 list.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use aws_sdk_s3::types::{ObjectOwnership, OwnershipControls, OwnershipControlsRule};
+use integration_tests::{config, one_rule, sqs_batch, Pipeline, Stack};
+use replicator::clients::{RequestLog, S3Clients};
+use replicator::ingest::Ingest;
+use replicator::replicate::Replicator;
+use serde_json::Value;
+
+const S3_WRITE: f64 = 0.005 / 1000.0; // PUT, COPY, POST, LIST
+const S3_READ: f64 = 0.0004 / 1000.0; // GET, HEAD and the rest (DELETE is free)
+const SQS: f64 = 0.40 / 1e6;
+const LAMBDA_INVOKE: f64 = 0.20 / 1e6;
+const LAMBDA_MS_128: f64 = 0.000_013_333_4 * 0.125 / 1000.0;
+/// S3 replication: one PUT at the destination per object.
+const NATIVE: f64 = S3_WRITE;
+
+#[derive(Default)]
+struct Tally {
+    /// Requests per object, by label.
+    requests: BTreeMap<String, f64>,
+    dollars: f64,
+    lambda_ms: f64,
+}
+
+impl Tally {
+    fn add(&mut self, label: &str, per_object: f64, price: f64) {
+        *self.requests.entry(label.to_string()).or_default() += per_object;
+        self.dollars += per_object * price;
+    }
+
+    /// Our own requests, classified from the log.
+    fn count(&mut self, log: &RequestLog, objects: usize) {
+        for line in log.take() {
+            let n = 1.0 / objects as f64;
+            let mut parts = line.split(' ');
+            let method = parts.next().unwrap_or_default();
+            let path = parts.next().unwrap_or_default();
+            let rest: Vec<&str> = parts.collect();
+            if let Some(target) = rest.iter().find(|p| p.starts_with("AmazonSQS.")) {
+                self.add(&format!("SQS {}", &target[10..]), n, SQS);
+                continue;
+            }
+            let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+            // The SDK names most operations in an `x-id` parameter; sub-resources
+            // (?tagging, ?acl) name the rest.
+            let operation = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("x-id="))
+                .map(str::to_string);
+            let sub = query.split(['=', '&']).next().unwrap_or("");
+            let label = match (method, rest.contains(&"copy"), operation) {
+                ("PUT", true, _) => "S3 CopyObject".to_string(),
+                (_, _, Some(op)) => format!("S3 {op}"),
+                (m, _, None) if sub.is_empty() => format!("S3 {m}"),
+                (m, _, None) => format!("S3 {m} ?{sub}"),
+            };
+            let price = match method {
+                "PUT" | "POST" => S3_WRITE,
+                // Listings are priced as writes.
+                "GET" if query.contains("list-type") || query.starts_with("uploads") => S3_WRITE,
+                "DELETE" => 0.0,
+                _ => S3_READ,
+            };
+            self.add(&label, n, price);
+        }
+    }
+}
+
+/// Objects per scenario.
+fn objects() -> usize {
+    std::env::var("S3R_BENCH_COST_OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
+
+/// moto's notifications, with the sequencer S3's would carry.
+fn with_sequencers(bodies: Vec<String>, next: &mut u64) -> Vec<String> {
+    bodies
+        .into_iter()
+        .filter(|b| !b.contains("s3:TestEvent"))
+        .map(|b| {
+            let mut v: Value = serde_json::from_str(&b).expect("notification");
+            for r in v["Records"].as_array_mut().into_iter().flatten() {
+                *next += 1;
+                r["s3"]["object"]["sequencer"] = Value::String(format!("{:018X}", *next));
+            }
+            v.to_string()
+        })
+        .collect()
+}
+
+struct Run {
+    stack: Stack,
+    p: Pipeline,
+    s3_log: RequestLog,
+    sqs_log: RequestLog,
+    ingest: Ingest,
+    replicator: Replicator,
+    sequencer: u64,
+}
+
+impl Run {
+    async fn new(stack: &Stack, destination: &str, other: Option<&Stack>) -> Run {
+        let p = Pipeline::new(stack).await;
+        let dst = match other {
+            Some(o) => o.bucket("cost-dst").await,
+            None => stack.bucket("cost-dst").await,
+        };
+        let destination = destination.replace("DST", &dst);
+        let cfg = config(&one_rule(&p.source, &destination));
+        let (s3, s3_log) = stack.counted_s3();
+        let sqs_log = RequestLog::default();
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&stack.sdk)
+                .interceptor(sqs_log.clone())
+                .build(),
+        );
+        let clients = S3Clients::build(&stack.sdk, s3.clone(), &cfg, Some(&s3_log))
+            .await
+            .expect("clients");
+        let mut replicator = Replicator::new(
+            cfg.clone(),
+            clients,
+            sqs.clone(),
+            Some(p.failed.url.clone()),
+        );
+        replicator.work_queue_url = Some(p.work.url.clone());
+        replicator.retry_queue_url = Some(p.retry.url.clone());
+        let ingest = Ingest {
+            config: cfg,
+            s3,
+            sqs,
+            work_queue_url: p.work.url.clone(),
+            failed_queue_url: Some(p.failed.url.clone()),
+        };
+        // ACLs disabled, as on every bucket made since 2023, unless the rule copies them.
+        let acls = if destination.contains("\"copy\"") {
+            ObjectOwnership::ObjectWriter
+        } else {
+            ObjectOwnership::BucketOwnerEnforced
+        };
+        for bucket in [&p.source, &dst] {
+            let target = other.filter(|_| bucket == &dst).unwrap_or(stack);
+            ownership(target, bucket, acls.clone()).await;
+        }
+        Run {
+            stack: stack.clone(),
+            p,
+            s3_log,
+            sqs_log,
+            ingest,
+            replicator,
+            sequencer: 0,
+        }
+    }
+
+    /// Ingests and replicates what the events queue holds, as the triggers would.
+    async fn drive(&mut self, tally: &mut Tally, objects: usize, direct: bool) {
+        let events = self.stack.drain(&self.p.events).await;
+        let events = with_sequencers(events, &mut self.sequencer);
+        let started = Instant::now();
+        if direct {
+            // S3 invokes ingest once per notification.
+            for e in &events {
+                self.ingest
+                    .ingest(&serde_json::from_str(e).unwrap())
+                    .await
+                    .unwrap();
+            }
+        } else {
+            for chunk in events.chunks(10) {
+                self.ingest.handle_sqs(sqs_batch(chunk)).await;
+            }
+        }
+        let ingest_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let jobs = self.stack.drain(&self.p.work).await;
+        let started = Instant::now();
+        for chunk in jobs.chunks(10) {
+            let r = self.replicator.handle_batch(sqs_batch(chunk)).await;
+            assert!(r.batch_item_failures.is_empty());
+        }
+        let replicate_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tally.count(&self.s3_log, objects);
+        tally.count(&self.sqs_log, objects);
+        let n = objects as f64;
+        let (ingest_calls, events_per_object) = (
+            if direct {
+                events.len()
+            } else {
+                events.len().div_ceil(10)
+            },
+            events.len() as f64 / n,
+        );
+        if !direct {
+            tally.add("SQS SendMessage (S3, notification)", events_per_object, SQS);
+            tally.add(
+                "SQS trigger receive + delete (events)",
+                0.2 * events_per_object,
+                SQS,
+            );
+        }
+        tally.add(
+            "SQS trigger receive + delete (work)",
+            0.2 * jobs.len() as f64 / n,
+            SQS,
+        );
+        let invocations = (ingest_calls + jobs.len().div_ceil(10)) as f64 / n;
+        tally.add("Lambda invocations", invocations, LAMBDA_INVOKE);
+        tally.lambda_ms = (ingest_ms + replicate_ms) / n;
+        tally.dollars += tally.lambda_ms * LAMBDA_MS_128;
+    }
+}
+
+async fn ownership(stack: &Stack, bucket: &str, o: ObjectOwnership) {
+    stack
+        .s3
+        .put_bucket_ownership_controls()
+        .bucket(bucket)
+        .ownership_controls(
+            OwnershipControls::builder()
+                .rules(
+                    OwnershipControlsRule::builder()
+                        .object_ownership(o)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn report(name: &str, t: &Tally) {
+    let per_million = t.dollars * 1e6;
+    println!(
+        "{name:<44} ${per_million:>6.2} per million  {:>5.2}x native (${:.2})  Lambda {:.1} ms/object here",
+        per_million / (NATIVE * 1e6),
+        NATIVE * 1e6,
+        t.lambda_ms
+    );
+    for (label, n) in &t.requests {
+        println!("    {label:<42} {n:>5.2} per object");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let stack = Stack::main().await;
+    let other = Stack::other_provider().await;
+    let n = objects();
+    let body = vec![b'x'; 1024];
+    println!("what a replication costs: {n} small objects per case, requests per object and $ per million (us-east-1 list prices)");
+
+    for (name, destination, direct, remote) in [
+        (
+            "put, same endpoint, ACLs disabled",
+            r#"{"Bucket": "DST"}"#,
+            false,
+            false,
+        ),
+        (
+            "put, same endpoint, ACLs disabled, direct",
+            r#"{"Bucket": "DST"}"#,
+            true,
+            false,
+        ),
+        (
+            "put, same endpoint, ACLs in use (copy)",
+            r#"{"Bucket": "DST", "Replicator": {"AclMode": "copy"}}"#,
+            false,
+            false,
+        ),
+        ("put, other endpoint", "OTHER", false, true),
+    ] {
+        let destination = if remote {
+            format!(
+                r#"{{"Bucket": "DST", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true, "AclMode": "none", "Credentials": {{"DefaultChain": true}}}}}}"#,
+                other.endpoint
+            )
+        } else {
+            destination.to_string()
+        };
+        let mut run = Run::new(&stack, &destination, remote.then_some(&other)).await;
+        // Only creations are counted here; moto also reports a tagging event per PUT.
+        stack
+            .notify_only(&run.p.source, &run.p.events, &["s3:ObjectCreated:*"])
+            .await;
+        stack.drain(&run.p.events).await;
+        for i in 0..n {
+            stack.put(&run.p.source, &format!("o/{i:05}"), &body).await;
+        }
+        let mut tally = Tally::default();
+        run.drive(&mut tally, n, direct).await;
+        report(name, &tally);
+
+        if name == "put, same endpoint, ACLs disabled" {
+            // Deletes and tag changes of the same objects, through the same handlers.
+            stack
+                .notify_only(&run.p.source, &run.p.events, &["s3:ObjectTagging:*"])
+                .await;
+            stack.drain(&run.p.events).await;
+            for i in 0..n {
+                stack
+                    .set_tag(&run.p.source, &format!("o/{i:05}"), ("team", "blue"))
+                    .await;
+            }
+            let mut tally = Tally::default();
+            run.drive(&mut tally, n, false).await;
+            report("tag change", &tally);
+            stack
+                .notify_only(&run.p.source, &run.p.events, &["s3:ObjectRemoved:*"])
+                .await;
+            stack.drain(&run.p.events).await;
+            for i in 0..n {
+                stack.delete(&run.p.source, &format!("o/{i:05}")).await;
+            }
+            let mut tally = Tally::default();
+            run.drive(&mut tally, n, false).await;
+            report("delete", &tally);
+        }
+    }
+}
