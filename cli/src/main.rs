@@ -14,6 +14,26 @@ use replicator::errors::ConfigError;
 use replicator::settings::{ArchiveSettings, ConfigSource, Queues, CONFIG_VAR};
 use replicator::worker::Worker;
 
+/// `println!`, except that a reader gone (`| head`) ends the process quietly, as it
+/// would any Unix tool (status 141, 128 + SIGPIPE), instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        print_line(format_args!($($arg)*))
+    };
+}
+
+fn print_line(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("s3-replicator: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "s3-replicator",
@@ -29,11 +49,11 @@ struct Cli {
 enum Command {
     /// Poll the events and work queues and replicate, as the Lambdas would.
     Run {
-        /// Stop once every queue has been empty this many seconds.
-        #[arg(long, value_name = "SECONDS")]
-        exit_when_idle: Option<u64>,
-        /// Jobs replicated at once; the worker receives more as they finish.
-        #[arg(long, default_value_t = replicator::replicate::DEFAULT_CONCURRENCY)]
+        /// Stop once every queue has been empty this long: 30 (seconds), 30s, 5m, 1h.
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        exit_when_idle: Option<Duration>,
+        /// Jobs replicated at once (at least 1); the worker receives more as they finish.
+        #[arg(long, default_value_t = replicator::replicate::DEFAULT_CONCURRENCY, value_parser = at_least_one)]
         concurrency: usize,
     },
     /// Inspect the configuration document.
@@ -87,24 +107,32 @@ enum DlqCommand {
     /// Every failed job: reason, key, destination, attempts, age. Consumes nothing.
     List {
         /// Only jobs that failed for this reason (e.g. DstBucketNotFound).
-        #[arg(long)]
+        #[arg(long, value_parser = known_reason)]
         reason: Option<String>,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
     /// One failed message in full.
-    Show { id: String },
+    Show {
+        /// Its id, or enough of its start to name one message.
+        id: String,
+    },
     /// Send failed jobs back to the work queue (WORK_QUEUE_URL) with attempts reset.
     Redrive {
-        #[arg(long, conflicts_with = "all")]
+        /// Only jobs that failed for this reason.
+        #[arg(long, conflicts_with = "all", value_parser = known_reason)]
         reason: Option<String>,
         /// Every job, whatever its reason.
         #[arg(long)]
         all: bool,
+        /// List what would be sent; send nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Delete failed messages for good.
     Purge {
-        #[arg(long)]
+        /// The reason whose messages go.
+        #[arg(long, value_parser = known_reason)]
         reason: String,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -130,6 +158,35 @@ enum ConfigCommand {
     },
 }
 
+fn duration(text: &str) -> Result<Duration, String> {
+    replicator::settings::parse_duration(text)
+        .ok_or_else(|| format!("\"{text}\" is not a duration such as 30, 30s, 5m or 1h"))
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1: with 0 nothing would ever run".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("\"{text}\" is not a whole number")),
+    }
+}
+
+/// A failure reason `dlq` knows (they are the `reason` of `dlq list`).
+fn known_reason(text: &str) -> Result<String, String> {
+    use replicator::errors::FailureReason;
+    match serde_json::from_value::<FailureReason>(serde_json::Value::String(text.into())) {
+        Ok(reason) => Ok(reason.as_str().to_string()),
+        Err(_) => Err(format!(
+            "unknown reason; one of: {}",
+            FailureReason::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -137,7 +194,7 @@ async fn main() -> ExitCode {
         Command::Run {
             exit_when_idle,
             concurrency,
-        } => run(exit_when_idle.map(Duration::from_secs), concurrency).await,
+        } => run(exit_when_idle, concurrency).await,
         Command::Config {
             command: ConfigCommand::Check { path },
         } => return check(path).await,
@@ -275,7 +332,7 @@ async fn check(path: Option<String>) -> ExitCode {
         }
         Err(ConfigError::Invalid { problems }) => {
             for p in &problems {
-                println!("{p}");
+                outln!("{p}");
             }
             eprintln!("{} problem(s) found", problems.len());
             ExitCode::FAILURE
@@ -291,12 +348,12 @@ async fn check(path: Option<String>) -> ExitCode {
 }
 
 fn print_summary(config: &Config) {
-    println!(
+    outln!(
         "configuration is valid: {} source bucket(s)",
         config.sources.len()
     );
     for source in &config.sources {
-        println!("  {}", source.bucket);
+        outln!("  {}", source.bucket);
         for rule in &source.rules {
             let d = &rule.destination;
             let tags: Vec<String> = rule
@@ -305,7 +362,7 @@ fn print_summary(config: &Config) {
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            println!(
+            outln!(
                 "    {:<24} {:<8} priority {:<4} prefix {:?}{} -> {}{} class {} deletes {} acl {}{}",
                 rule.id,
                 if rule.enabled { "enabled" } else { "DISABLED" },
@@ -330,9 +387,9 @@ fn print_summary(config: &Config) {
                 credentials_note(d),
             );
             if let Some(key) = d.replica_kms_key_id.as_deref() {
-                println!("      replicas encrypted with KMS key {key}");
+                outln!("      replicas encrypted with KMS key {key}");
             }
-            println!("      skips {}", rule.skipped_objects().join("; "));
+            outln!("      skips {}", rule.skipped_objects().join("; "));
         }
     }
 }
@@ -369,7 +426,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
         }),
     };
     // Everything that can be refused is refused before the scan hides the queue.
-    if let DlqCommand::Redrive { reason, all } = &command {
+    if let DlqCommand::Redrive { reason, all, .. } = &command {
         if reason.is_none() && !all {
             anyhow::bail!("say which jobs: --reason REASON, or --all");
         }
@@ -383,7 +440,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             );
         };
         let swept = failed.sweep(None).await?;
-        println!(
+        outln!(
             "archived {} job(s) parked {} or longer to {}; {} younger stay in the failed queue",
             swept.archived,
             human(archive.settings.after.as_secs()),
@@ -406,7 +463,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             let oldest = shown.iter().map(|p| p.age_seconds).max().unwrap_or(0);
             let elsewhere = failed.in_flight().await?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&shown)?),
+                Output::Json => outln!("{}", serde_json::to_string_pretty(&shown)?),
                 Output::Table => print_parked(&shown),
             }
             eprintln!(
@@ -423,15 +480,36 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
         }
         DlqCommand::Show { id } => {
             failed.release(&all).await?;
-            let p = all
-                .iter()
-                .find(|p| p.id == id)
-                .with_context(|| format!("no message {id} in the failed queue or the archive"))?;
+            let matching: Vec<&Parked> = all.iter().filter(|p| p.id.starts_with(&id)).collect();
+            let p = match matching[..] {
+                [p] => p,
+                [] => anyhow::bail!("no message {id} in the failed queue or the archive"),
+                _ => anyhow::bail!(
+                    "{} messages start with {id}; give more of the id",
+                    matching.len()
+                ),
+            };
             let body: serde_json::Value = serde_json::from_str(&p.body)
                 .unwrap_or_else(|_| serde_json::Value::String(p.body.clone()));
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({"summary": p, "message": body}))?
+            );
+        }
+        DlqCommand::Redrive {
+            reason,
+            dry_run: true,
+            ..
+        } => {
+            failed.release(&all).await?;
+            let chosen: Vec<Parked> = matching(reason.as_deref())
+                .into_iter()
+                .filter(|p| p.job.is_some())
+                .collect();
+            print_parked(&chosen);
+            outln!(
+                "would redrive {} job(s); sent nothing (--dry-run)",
+                chosen.len()
             );
         }
         DlqCommand::Redrive { reason, .. } => {
@@ -441,16 +519,16 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             failed.release(&all).await?;
             let sent = sent?;
             let left = chosen.iter().filter(|p| p.job.is_none()).count();
-            println!("redrove {sent} job(s) to the work queue");
+            outln!("redrove {sent} job(s) to the work queue");
             if left > 0 {
-                println!("{left} message(s) are not jobs (unparsable bodies or notifications) and stay; see `dlq show ID`");
+                outln!("{left} message(s) are not jobs (unparsable bodies or notifications) and stay; see `dlq show ID`");
             }
         }
         DlqCommand::Purge { reason, yes } => {
             let chosen = matching(Some(&reason));
             if chosen.is_empty() {
                 failed.release(&all).await?;
-                println!("nothing to purge with reason {reason}");
+                outln!("nothing to purge with reason {reason}");
                 return Ok(());
             }
             if !yes
@@ -465,7 +543,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             let deleted = failed.delete(&chosen).await;
             failed.release(&all).await?;
             deleted?;
-            println!("deleted {} message(s)", chosen.len());
+            outln!("deleted {} message(s)", chosen.len());
         }
         DlqCommand::Archive => unreachable!("answered before the scan"),
     }
@@ -484,12 +562,18 @@ fn confirm(question: &str) -> bool {
 }
 
 fn print_parked(parked: &[Parked]) {
-    println!(
+    outln!(
         "{:<38} {:<26} {:<6} {:>8} {:>9} {:<13}  {:<24} KEY",
-        "ID", "REASON", "OP", "ATTEMPTS", "AGE", "STORED", "DESTINATION"
+        "ID",
+        "REASON",
+        "OP",
+        "ATTEMPTS",
+        "AGE",
+        "STORED",
+        "DESTINATION"
     );
     for p in parked {
-        println!(
+        outln!(
             "{:<38} {:<26} {:<6} {:>8} {:>9} {:<13}  {:<24} {}",
             p.id,
             p.reason,
@@ -529,7 +613,7 @@ async fn setup_notifications(
             .await
             .with_context(|| format!("reading the notification configuration of {bucket}"))?;
         if dry_run {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
                     "Bucket": bucket,
@@ -557,12 +641,12 @@ async fn setup_notifications(
                 .count()
             + usize::from(plan.current.event_bridge_configuration().is_some());
         if plan.changed {
-            println!(
+            outln!(
                 "{bucket}: events now go to {} ({kept} other notification setting(s) kept)",
                 target.arn()
             );
         } else {
-            println!("{bucket}: already configured; nothing changed");
+            outln!("{bucket}: already configured; nothing changed");
         }
     }
     Ok(())

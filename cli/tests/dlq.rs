@@ -393,3 +393,39 @@ async fn a_sweep_stops_at_its_deadline_and_the_next_one_finishes() {
     assert_eq!(scanned.len(), 25);
     assert!(scanned.iter().all(|p| p.stored == ["archive"]));
 }
+
+/// `dlq show` takes enough of an id to name one message; `redrive --dry-run` lists
+/// what would go and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_by_prefix_and_a_dry_run_redrive() {
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let doc = one_rule(&p.source, "some-destination");
+    let mut ids = Vec::new();
+    for key in ["a", "b", "c"] {
+        ids.push(park_job(&stack, &p, key).await.0);
+    }
+    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    // The shortest prefix that names one message here.
+    let prefix = (1..=ids[0].len())
+        .map(|n| &ids[0][..n])
+        .find(|pre| ids.iter().filter(|id| id.starts_with(pre)).count() == 1)
+        .unwrap();
+    let shown = run(cmd(), &["dlq", "show", prefix]);
+    assert!(shown.status.success());
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["summary"]["id"], ids[0].as_str());
+    let ambiguous = run(cmd(), &["dlq", "show", ""]);
+    assert!(!ambiguous.status.success());
+    assert!(String::from_utf8_lossy(&ambiguous.stderr).contains("3 messages start with"));
+
+    let out = run(cmd(), &["dlq", "redrive", "--all", "--dry-run"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would redrive 3 job(s)"));
+    assert_eq!(stack.depth(&p.work).await, 0, "a dry run sends nothing");
+    assert_eq!(
+        stack.drain(&p.failed).await.len(),
+        3,
+        "and keeps everything"
+    );
+}

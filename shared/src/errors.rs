@@ -100,6 +100,37 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// Every reason, for the operator's tools (`dlq --reason`).
+    pub const ALL: [FailureReason; 27] = [
+        FailureReason::SrcGetObjectNotPermitted,
+        FailureReason::SrcHeadObjectNotPermitted,
+        FailureReason::SrcGetObjectTaggingNotPermitted,
+        FailureReason::SrcGetAclNotPermitted,
+        FailureReason::SrcBucketNotFound,
+        FailureReason::SrcObjectNotFound,
+        FailureReason::SrcObjectInArchive,
+        FailureReason::DstBucketNotFound,
+        FailureReason::DstHeadObjectNotPermitted,
+        FailureReason::DstPutObjectNotPermitted,
+        FailureReason::DstDeleteObjectNotPermitted,
+        FailureReason::DstPutTaggingNotPermitted,
+        FailureReason::DstPutAclNotPermitted,
+        FailureReason::DstCredentialsRejected,
+        FailureReason::InvalidStorageClass,
+        FailureReason::InvalidRequest,
+        FailureReason::PreconditionFailed,
+        FailureReason::ChecksumMismatch,
+        FailureReason::Throttled,
+        FailureReason::ServiceUnavailable,
+        FailureReason::Timeout,
+        FailureReason::NetworkError,
+        FailureReason::MalformedMessage,
+        FailureReason::RuleNotConfigured,
+        FailureReason::QueueSendFailed,
+        FailureReason::LeaseExpired,
+        FailureReason::Unknown,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             FailureReason::SrcGetObjectNotPermitted => "SrcGetObjectNotPermitted",
@@ -387,6 +418,20 @@ pub enum DlqError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ALL holds every reason once: a reason added to the enum and not to ALL fails
+    /// here, since `as_str` must then be matched for it.
+    #[test]
+    fn every_reason_is_listed_once() {
+        let names: std::collections::BTreeSet<&str> =
+            FailureReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), FailureReason::ALL.len());
+        for r in FailureReason::ALL {
+            let parsed: FailureReason =
+                serde_json::from_value(serde_json::Value::String(r.as_str().into())).unwrap();
+            assert_eq!(parsed, r);
+        }
+    }
 
     #[test]
     fn codes_map_to_reasons() {
