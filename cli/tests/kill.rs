@@ -170,11 +170,7 @@ async fn sigterm_pauses_a_long_copy_and_the_next_worker_finishes_it() {
     let parts = || slow.count("partnumber=");
     slow.wait_for("partnumber=").await;
     let signalled = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&worker);
     let out = worker.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -299,11 +295,7 @@ async fn a_slow_copy_holds_up_nothing_and_a_stop_settles_every_job() {
     );
 
     // Stopped with the held copy in hand: it finishes, and every job is settled.
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&worker);
     let out = worker.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -316,4 +308,13 @@ async fn a_slow_copy_holds_up_nothing_and_a_stop_settles_every_job() {
         0,
         "a finished job was left undeleted"
     );
+}
+
+/// Sends SIGTERM to a worker, as a container runtime stopping it would.
+fn sigterm(worker: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

@@ -110,10 +110,11 @@ impl Ingest {
                 .map(|message| async move {
                     let id = message.message_id.clone().unwrap_or_default();
                     let body = message.body.unwrap_or_default();
-                    let jobs = match events::decode_text(&body) {
-                        _ if body.is_empty() => {
-                            Err(EventError::new("$", "message has no body").into())
-                        }
+                    let decoded = match body.is_empty() {
+                        true => Err(EventError::new("$", "message has no body")),
+                        false => events::decode_text(&body),
+                    };
+                    let jobs = match decoded {
                         Ok(decoded) => self.prepare(decoded).await.map(|(jobs, _)| jobs),
                         Err(e) => Err(e.into()),
                     };

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use aws_sdk_s3::types::{ObjectOwnership, OwnershipControls, OwnershipControlsRule};
+use aws_sdk_s3::types::ObjectOwnership;
 use integration_tests::{config, one_rule, sqs_batch, Pipeline, Stack};
 use replicator::clients::{RequestLog, S3Clients};
 use replicator::ingest::Ingest;
@@ -155,7 +155,7 @@ impl Run {
         };
         for bucket in [&p.source, &dst] {
             let target = other.filter(|_| bucket == &dst).unwrap_or(stack);
-            ownership(target, bucket, acls.clone()).await;
+            target.set_ownership(bucket, acls.clone()).await;
         }
         Run {
             stack: stack.clone(),
@@ -223,27 +223,6 @@ impl Run {
         tally.lambda_ms = (ingest_ms + replicate_ms) / n;
         tally.dollars += tally.lambda_ms * LAMBDA_MS_128;
     }
-}
-
-async fn ownership(stack: &Stack, bucket: &str, o: ObjectOwnership) {
-    stack
-        .s3
-        .put_bucket_ownership_controls()
-        .bucket(bucket)
-        .ownership_controls(
-            OwnershipControls::builder()
-                .rules(
-                    OwnershipControlsRule::builder()
-                        .object_ownership(o)
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
 }
 
 fn report(name: &str, t: &Tally) {

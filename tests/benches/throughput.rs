@@ -13,6 +13,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aws_sdk_s3::types::ObjectOwnership::BucketOwnerEnforced;
 use futures::StreamExt;
 use integration_tests::{one_rule, put_job, Pipeline, Stack};
 
@@ -91,12 +92,12 @@ async fn main() {
     let keys = integration_tests::put_many(&stack, &p.source, "t/", n).await;
     // ACLs disabled, as on every bucket made since 2023: the replicator reads no ACL,
     // a typical boto3 replicator reads one anyway.
-    acls_disabled(&stack, &p.source).await;
+    stack.set_ownership(&p.source, BucketOwnerEnforced).await;
     println!("throughput: {n} small objects, concurrency {CONCURRENCY}, same endpoint (moto)");
 
     // The ceiling: raw CopyObject.
     let raw_dst = stack.bucket("raw").await;
-    acls_disabled(&stack, &raw_dst).await;
+    stack.set_ownership(&raw_dst, BucketOwnerEnforced).await;
     let (server0, started) = (cpu_seconds(server), Instant::now());
     futures::stream::iter(&keys)
         .map(|k| {
@@ -105,7 +106,7 @@ async fn main() {
                 .copy_object()
                 .bucket(&raw_dst)
                 .key(k)
-                .copy_source(format!("{}/{}", p.source, urlencode(k)))
+                .copy_source(replicator::copy::copy_source(&p.source, k, None))
                 .send()
         })
         .buffer_unordered(CONCURRENCY)
@@ -121,7 +122,7 @@ async fn main() {
 
     // boto3.
     let boto_dst = stack.bucket("boto").await;
-    acls_disabled(&stack, &boto_dst).await;
+    stack.set_ownership(&boto_dst, BucketOwnerEnforced).await;
     let keys_file = std::env::temp_dir().join(integration_tests::unique("bench-keys"));
     std::fs::write(&keys_file, keys.join("\n")).unwrap();
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python");
@@ -152,7 +153,7 @@ async fn main() {
     // The worker: one job per object on its work queue, fed as it drains (moto's
     // receive costs grow with the queue's depth; SQS's do not), until none is left.
     let dst = stack.bucket("worker").await;
-    acls_disabled(&stack, &dst).await;
+    stack.set_ownership(&dst, BucketOwnerEnforced).await;
     let jobs: Vec<String> = keys
         .iter()
         .map(|k| put_job(&p.source, k, &dst).to_body())
@@ -230,26 +231,4 @@ async fn main() {
     line("raw CopyObject (the ceiling)", n, &raw, &boto);
     line("boto3 replicator (8 threads)", n, &boto, &boto);
     line("s3-replicator run", n, &ours, &boto);
-}
-
-async fn acls_disabled(stack: &Stack, bucket: &str) {
-    use aws_sdk_s3::types::{ObjectOwnership, OwnershipControls, OwnershipControlsRule};
-    let rule = OwnershipControlsRule::builder()
-        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
-        .build()
-        .unwrap();
-    stack
-        .s3
-        .put_bucket_ownership_controls()
-        .bucket(bucket)
-        .ownership_controls(OwnershipControls::builder().rules(rule).build().unwrap())
-        .send()
-        .await
-        .unwrap();
-}
-
-fn urlencode(key: &str) -> String {
-    form_urlencoded::byte_serialize(key.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }

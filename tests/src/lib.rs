@@ -106,6 +106,27 @@ impl Stack {
         (s3_client(&self.sdk, Some(&log)), log)
     }
 
+    /// Sets a bucket's Object Ownership (BucketOwnerEnforced: ACLs disabled).
+    pub async fn set_ownership(&self, bucket: &str, ownership: aws_sdk_s3::types::ObjectOwnership) {
+        use aws_sdk_s3::types::{OwnershipControls, OwnershipControlsRule};
+        let rule = OwnershipControlsRule::builder()
+            .object_ownership(ownership)
+            .build()
+            .expect("ownership is set");
+        self.s3
+            .put_bucket_ownership_controls()
+            .bucket(bucket)
+            .ownership_controls(
+                OwnershipControls::builder()
+                    .rules(rule)
+                    .build()
+                    .expect("a rule"),
+            )
+            .send()
+            .await
+            .expect("PutBucketOwnershipControls");
+    }
+
     /// Turns versioning on for a bucket.
     pub async fn enable_versioning(&self, bucket: &str) {
         use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
