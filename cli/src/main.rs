@@ -16,13 +16,14 @@ use replicator::worker::Worker;
 
 /// `println!`, except that a reader gone (`| head`) ends the process quietly, as it
 /// would any Unix tool (status 141, 128 + SIGPIPE), instead of a panic.
+#[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {
-        print_line(format_args!($($arg)*))
+        $crate::print_line(format_args!($($arg)*))
     };
 }
 
-fn print_line(line: std::fmt::Arguments) {
+pub(crate) fn print_line(line: std::fmt::Arguments) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
@@ -33,6 +34,9 @@ fn print_line(line: std::fmt::Arguments) {
         std::process::exit(1);
     }
 }
+
+mod backfill;
+mod verify;
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +69,58 @@ enum Command {
     Setup {
         #[command(subcommand)]
         command: SetupCommand,
+    },
+    /// Replicate objects that exist already: sends list tasks to the work queue
+    /// (WORK_QUEUE_URL); the replicate function, or `run`, lists each page and copies
+    /// what the rules select, many prefixes at once. Safe to run again: replicas
+    /// already up to date cost one HEAD each, no copy.
+    Backfill {
+        /// A source bucket (repeat for several); every source of the configuration by default.
+        #[arg(long)]
+        bucket: Vec<String>,
+        /// Only the destinations of this rule (its ID).
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only keys under this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only objects last modified at or after this time (RFC 3339: 2024-06-01T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        modified_after: Option<String>,
+        /// Only objects last modified before this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        modified_before: Option<String>,
+        /// Levels of "/" below the prefix whose folders are listed as tasks of their own, in parallel.
+        #[arg(long, default_value_t = replicator::backfill::DEFAULT_SPLIT)]
+        split: u8,
+        /// List the scope here and print the objects, bytes and estimated request cost per
+        /// destination; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// The drift report: each source listed beside each destination, in key order.
+    /// Reports per destination what is in sync, missing, differs (size, or an older
+    /// write with another ETag) and extra (replicas this source made whose source is
+    /// gone; objects written there directly are never extra). Exit status 0 when every
+    /// destination is in sync, 3 when one drifts, 1 on an error.
+    Verify {
+        /// A source bucket (repeat for several); every source of the configuration by default.
+        #[arg(long)]
+        bucket: Vec<String>,
+        /// Only the destination of this rule (its ID).
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only keys under this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Queue the jobs that fix each difference on the work queue (deletes only where
+        /// the destination's delete mode allows them).
+        #[arg(long)]
+        repair: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Inspect and redrive parked jobs: the failed queue (FAILED_QUEUE_URL) and, when
     /// FAILED_ARCHIVE_URL is set, the archive that keeps them past SQS's retention.
@@ -199,6 +255,44 @@ async fn main() -> ExitCode {
             command: ConfigCommand::Check { path },
         } => return check(path).await,
         Command::Dlq { command } => dlq(command).await,
+        Command::Verify {
+            bucket,
+            rule,
+            prefix,
+            repair,
+            output,
+        } => {
+            let scope = replicator::backfill::Scope {
+                buckets: bucket,
+                rule,
+                prefix,
+                ..Default::default()
+            };
+            match verify::verify(scope, repair, output).await {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Backfill {
+            bucket,
+            rule,
+            prefix,
+            modified_after,
+            modified_before,
+            split,
+            dry_run,
+            output,
+        } => {
+            let scope = replicator::backfill::Scope {
+                buckets: bucket,
+                rule,
+                prefix,
+                modified_after,
+                modified_before,
+                split,
+            };
+            backfill::backfill(scope, dry_run, output).await
+        }
         Command::Setup {
             command:
                 SetupCommand::Notifications {

@@ -76,8 +76,7 @@ impl Process {
     /// or profiles; a missing one fails here, naming the destination) and reads the
     /// work queue's visibility timeout once, so long jobs can extend their lease.
     pub async fn replicator(&self) -> Result<Replicator, ConfigError> {
-        let s3 =
-            S3Clients::build(&self.sdk, self.s3.clone(), &self.config, self.log.as_ref()).await?;
+        let s3 = self.s3_clients().await?;
         let mut replicator = Replicator::new(
             self.config.clone(),
             s3,
@@ -88,6 +87,12 @@ impl Process {
         replicator.work_queue_url = Some(self.queues.require_work()?.to_string());
         replicator.lease = Lease::for_queue(&self.sqs, self.queues.require_work()?).await;
         Ok(replicator)
+    }
+
+    /// A client per endpoint the configuration writes to (reading destinations'
+    /// secrets or profiles), as the replicator builds them.
+    pub async fn s3_clients(&self) -> Result<S3Clients, ConfigError> {
+        S3Clients::build(&self.sdk, self.s3.clone(), &self.config, self.log.as_ref()).await
     }
 
     /// The failed queue with its archive, when one is configured (`FAILED_ARCHIVE_URL`).

@@ -70,6 +70,8 @@ pub enum FailureReason {
     SrcHeadObjectNotPermitted,
     SrcGetObjectTaggingNotPermitted,
     SrcGetAclNotPermitted,
+    /// A backfill or drift report could not list the source bucket.
+    SrcListBucketNotPermitted,
     SrcBucketNotFound,
     /// The source object (or the version a copy was pinned to) went away under a copy:
     /// a race with a delete, which the copy settles by looking again.
@@ -101,11 +103,12 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, for the operator's tools (`dlq --reason`).
-    pub const ALL: [FailureReason; 27] = [
+    pub const ALL: [FailureReason; 28] = [
         FailureReason::SrcGetObjectNotPermitted,
         FailureReason::SrcHeadObjectNotPermitted,
         FailureReason::SrcGetObjectTaggingNotPermitted,
         FailureReason::SrcGetAclNotPermitted,
+        FailureReason::SrcListBucketNotPermitted,
         FailureReason::SrcBucketNotFound,
         FailureReason::SrcObjectNotFound,
         FailureReason::SrcObjectInArchive,
@@ -137,6 +140,7 @@ impl FailureReason {
             FailureReason::SrcHeadObjectNotPermitted => "SrcHeadObjectNotPermitted",
             FailureReason::SrcGetObjectTaggingNotPermitted => "SrcGetObjectTaggingNotPermitted",
             FailureReason::SrcGetAclNotPermitted => "SrcGetAclNotPermitted",
+            FailureReason::SrcListBucketNotPermitted => "SrcListBucketNotPermitted",
             FailureReason::SrcBucketNotFound => "SrcBucketNotFound",
             FailureReason::SrcObjectNotFound => "SrcObjectNotFound",
             FailureReason::SrcObjectInArchive => "SrcObjectInArchive",
@@ -211,6 +215,8 @@ pub enum S3Step {
     SourceGet,
     SourceTagging,
     SourceAcl,
+    /// Listing the source (backfill, drift report).
+    SourceList,
     /// Reading the replica's provenance.
     DestinationHead,
     DestinationWrite,
@@ -226,6 +232,7 @@ impl S3Step {
             S3Step::SourceGet => FailureReason::SrcGetObjectNotPermitted,
             S3Step::SourceTagging => FailureReason::SrcGetObjectTaggingNotPermitted,
             S3Step::SourceAcl => FailureReason::SrcGetAclNotPermitted,
+            S3Step::SourceList => FailureReason::SrcListBucketNotPermitted,
             S3Step::DestinationHead => FailureReason::DstHeadObjectNotPermitted,
             S3Step::DestinationWrite => FailureReason::DstPutObjectNotPermitted,
             S3Step::DestinationDelete => FailureReason::DstDeleteObjectNotPermitted,
@@ -237,7 +244,11 @@ impl S3Step {
     fn is_source(self) -> bool {
         matches!(
             self,
-            S3Step::SourceHead | S3Step::SourceGet | S3Step::SourceTagging | S3Step::SourceAcl
+            S3Step::SourceHead
+                | S3Step::SourceGet
+                | S3Step::SourceTagging
+                | S3Step::SourceAcl
+                | S3Step::SourceList
         )
     }
 }
@@ -383,6 +394,28 @@ impl QueueError {
     /// Queue errors are retried by redelivery; a missing queue shows up in the logs.
     pub fn is_retryable(&self) -> bool {
         true
+    }
+}
+
+/// Why a backfill or a drift report could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The scope asked for names nothing, or names it wrongly: fix the command.
+    #[error("{0}")]
+    Scope(String),
+    #[error("listing the source: {0}")]
+    Listing(ReplicationError),
+    #[error(transparent)]
+    Queue(QueueError),
+}
+
+impl ScanError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ScanError::Scope(_) => false,
+            ScanError::Listing(e) => e.is_retryable(),
+            ScanError::Queue(e) => e.is_retryable(),
+        }
     }
 }
 

@@ -310,19 +310,31 @@ impl Ingest {
 
     /// SendMessageBatch, ten at a time, resending only the entries SQS refused.
     pub async fn send(&self, jobs: &[Job]) -> Result<(), QueueError> {
-        let owned: Vec<(usize, &Job)> = jobs.iter().map(|job| (0, job)).collect();
-        match self.send_owned(&owned).await.into_values().next() {
-            Some(e) => Err(e),
-            None => Ok(()),
+        self.send_bodies(jobs.iter().map(Job::to_body)).await
+    }
+
+    /// Any messages of the work queue (jobs, list tasks), as [`Ingest::send`] sends jobs.
+    pub async fn send_bodies(
+        &self,
+        bodies: impl IntoIterator<Item = String>,
+    ) -> Result<(), QueueError> {
+        let owned: Vec<(usize, String)> = bodies.into_iter().map(|body| (0, body)).collect();
+        for chunk in owned.chunks(10) {
+            self.send_chunk(chunk).await.map_err(|(_, e)| e)?;
         }
+        Ok(())
     }
 
     /// Sends jobs that belong to notifications (the `usize`), ten to a request,
     /// resending only the entries SQS refused. Returns the notifications with a job
     /// that was not sent, each with why.
     async fn send_owned(&self, jobs: &[(usize, &Job)]) -> HashMap<usize, QueueError> {
+        let bodies: Vec<(usize, String)> = jobs
+            .iter()
+            .map(|(owner, job)| (*owner, job.to_body()))
+            .collect();
         let mut unsent = HashMap::new();
-        for chunk in jobs.chunks(10) {
+        for chunk in bodies.chunks(10) {
             if let Err((failed, e)) = self.send_chunk(chunk).await {
                 for owner in failed {
                     unsent.entry(owner).or_insert_with(|| e.clone());
@@ -334,11 +346,11 @@ impl Ingest {
 
     /// One SendMessageBatch of at most ten, with up to three resends of the entries SQS
     /// refused for its own reasons. On failure: the owners of the entries not sent.
-    async fn send_chunk(&self, chunk: &[(usize, &Job)]) -> Result<(), (Vec<usize>, QueueError)> {
+    async fn send_chunk(&self, chunk: &[(usize, String)]) -> Result<(), (Vec<usize>, QueueError)> {
         let mut pending: Vec<(String, usize, String)> = chunk
             .iter()
             .enumerate()
-            .map(|(i, (owner, job))| (i.to_string(), *owner, job.to_body()))
+            .map(|(i, (owner, body))| (i.to_string(), *owner, body.clone()))
             .collect();
         let owners = |pending: &[(String, usize, String)]| pending.iter().map(|p| p.1).collect();
         let mut attempt = 0;

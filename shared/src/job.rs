@@ -68,6 +68,11 @@ pub struct Job {
     /// carries on from the parts already uploaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<Continuation>,
+    /// The backfill that listed this object, when no event did. Its `etag`, `size`
+    /// and `event_time` (the last-modified time) are what the listing said, so a
+    /// replica already up to date is recognised with one HEAD of the replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<String>,
 }
 
 /// A multipart copy in progress. Which parts are done is not stored: ListParts on the
@@ -129,6 +134,7 @@ impl Job {
             last_error: None,
             forwarded: false,
             upload: None,
+            backfill: None,
         }
     }
 

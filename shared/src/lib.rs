@@ -10,17 +10,21 @@
 //! - [`secrets`]: destination credentials from AWS Secrets Manager
 //! - [`ordering`], [`provenance`], [`overlap`]: sequencers, what a replica records of its
 //!   source, and which keys this process just wrote
+//! - [`backfill`]: replicating what exists already, as list tasks on the work queue
+//! - [`drift`]: the drift report, sources and destinations listed side by side
 //! - [`worker`]: the long-lived poller behind `s3-replicator run`
 //! - [`retry`], [`parking`], [`dlq`]: retries with backoff, the failed queue, and the
 //!   operator's view of parked jobs in that queue and in the archive that keeps them
 //!   past SQS's retention
 
+pub mod backfill;
 pub mod batch;
 pub mod bootstrap;
 pub mod clients;
 pub mod config;
 pub mod copy;
 pub mod dlq;
+pub mod drift;
 pub mod errors;
 pub mod events;
 pub mod ingest;

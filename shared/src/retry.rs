@@ -10,9 +10,10 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use rand::Rng;
 
+use crate::backfill::{ListTask, WorkItem};
 use crate::batch::item_failure;
 use crate::dlq::{Failed, Swept};
-use crate::errors::{describe, DlqError, FailureReason, QueueError};
+use crate::errors::{describe, DlqError, FailureReason, QueueError, ReplicationError};
 use crate::job::{Job, LastError};
 use crate::parking::{now_rfc3339, Parking};
 
@@ -183,8 +184,9 @@ impl Retrier {
         for message in batch.records {
             let id = message.message_id.clone().unwrap_or_default();
             let body = message.body.as_deref().unwrap_or("");
-            let done = match Job::parse(body) {
-                Ok(job) => self.retry(job).await.is_ok(),
+            let done = match WorkItem::parse(body) {
+                Ok(WorkItem::Job(job)) => self.retry(*job).await.is_ok(),
+                Ok(WorkItem::List(task)) => self.retry_list(task).await,
                 Err(err) => self.parking.park_raw(body, &err).await,
             };
             if !done {
@@ -192,6 +194,48 @@ impl Retrier {
             }
         }
         response
+    }
+
+    /// A backfill's list task that failed (its page could not be listed or its jobs
+    /// not sent) goes back to the work queue with backoff until the budget is spent,
+    /// then is parked: the rest of its prefix waits for an operator, not for ever.
+    pub async fn retry_list(&self, mut task: ListTask) -> bool {
+        task.attempts += 1;
+        if task.attempts >= self.policy.max_attempts {
+            let err = ReplicationError::new(
+                FailureReason::Unknown,
+                format!("backfill {} could not list s3://{}/{} in {} attempts (the logs of the work queue's consumer say why)",
+                    task.backfill, task.bucket, task.prefix, task.attempts),
+            );
+            return self
+                .parking
+                .send(crate::parking::parked_raw(
+                    "list-task",
+                    &task.to_body(),
+                    &err,
+                ))
+                .await;
+        }
+        let delay = self.policy.delay(task.attempts, &mut rand::rng());
+        let sent = self
+            .sqs
+            .send_message()
+            .queue_url(&self.work_queue_url)
+            .message_body(task.to_body())
+            .delay_seconds(delay.as_secs().min(900) as i32)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {
+                tracing::info!(backfill = %task.backfill, bucket = %task.bucket, prefix = %task.prefix,
+                    attempts = task.attempts, delay_s = delay.as_secs(), outcome = "requeued", "backfill list task retried later");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "could not requeue a backfill list task; SQS will deliver it again");
+                false
+            }
+        }
     }
 
     /// Decides what becomes of a job that failed, and does it.

@@ -525,6 +525,7 @@ impl Pipeline {
             Some(self.failed.url.clone()),
         );
         replicator.retry_queue_url = Some(self.retry.url.clone());
+        replicator.work_queue_url = Some(self.work.url.clone());
         replicator.lease = Lease::for_queue(&self.stack.sqs, &self.work.url).await;
         replicator
     }

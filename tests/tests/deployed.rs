@@ -353,6 +353,39 @@ async fn run_as_deployed(template: Template) {
         replicate.logs().join("\n")
     );
 
+    // A backfill under the same policy: replicate runs a list task, whose jobs it then
+    // replicates like any other.
+    let old: Vec<u8> = (0..5_000u32).map(|i| (i % 13) as u8).collect();
+    d.admin.put(&d.source, "photos/old/1999.jpg", &old).await;
+    let list = replicator::backfill::ListTask::root("bf-deployed", &d.source, "photos/old/", 1);
+    let response = replicate
+        .invoke(
+            &serde_json::to_value(sqs_batch(&[list.to_body()])).unwrap(),
+            LONG,
+        )
+        .await
+        .response();
+    assert!(
+        failures(&response).is_empty(),
+        "{response}\n{}",
+        replicate.logs().join("\n")
+    );
+    let (backfill_jobs, bodies) = d.batch("work").await;
+    // The other destination's rule filters on a tag this object does not have.
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.contains("\"backfill\":\"bf-deployed\"")),
+        "{bodies:#?}"
+    );
+    let response = replicate.invoke(&backfill_jobs, LONG).await.response();
+    assert!(failures(&response).is_empty(), "{response}");
+    let replica = object_state(&d.admin.s3, &d.replica, "photos/old/1999.jpg")
+        .await
+        .expect("the backfilled replica");
+    assert_eq!(replica.sha256, sha(&old));
+
     // Every request to the destination that names its Account carries the owner.
     let heads = d.proxy.heads.lock().unwrap().clone();
     let to_replica: Vec<&String> = heads

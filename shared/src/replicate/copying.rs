@@ -30,6 +30,17 @@ impl Replicator {
             .last_error
             .as_ref()
             .is_none_or(|e| e.reason != FailureReason::ChecksumMismatch);
+        // A backfill's job knows what the listing saw: a replica that already holds it
+        // ends the job with one HEAD (a second backfill copies nothing).
+        if job.backfill.is_some() && sequencer.is_none() && checked_before {
+            if let Some(replica) = replica_head(dst, destination, &job.source.key).await? {
+                if holds_listed_state(job, &replica) {
+                    return Ok(Outcome::Skipped {
+                        reason: "ReplicaUpToDate",
+                    });
+                }
+            }
+        }
         // The two HEADs are independent: they go out together.
         let check_replica = sequencer.is_some() && checked_before;
         let (replica, source) = tokio::join!(
@@ -361,6 +372,39 @@ impl Replicator {
             return Ok(None);
         }
         copy::source_grants(&self.s3.source, job, version).await
+    }
+}
+
+/// Whether a replica holds the object a backfill listed, by its size and either:
+/// - for a replica this source made, its time: written in a later second than the
+///   source was modified, or in the same one with the same ETag (an ETag alone misses
+///   a metadata change copied in place, which keeps it; and a multipart or encrypted
+///   copy's ETag differs from its source's);
+/// - for any other object, the same ETag.
+fn holds_listed_state(job: &Job, replica: &HeadObjectOutput) -> bool {
+    let unquote = |s: &str| s.trim_matches('"').to_string();
+    let Some(size) = job.source.size else {
+        return false;
+    };
+    if replica.content_length().map(|l| l.max(0) as u64) != Some(size) {
+        return false;
+    }
+    let same_etag = matches!((job.source.etag.as_deref(), replica.e_tag()),
+        (Some(listed), Some(there)) if unquote(listed) == unquote(there));
+    let ours =
+        Provenance::read(replica.metadata()).is_some_and(|p| p.source_bucket == job.source.bucket);
+    if !ours {
+        return same_etag;
+    }
+    let modified = job.source.event_time.as_deref().and_then(|t| {
+        aws_sdk_s3::primitives::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
+            .ok()
+    });
+    match (modified, replica.last_modified()) {
+        (Some(source), Some(there)) => {
+            there.secs() > source.secs() || (there.secs() == source.secs() && same_etag)
+        }
+        _ => false,
     }
 }
 

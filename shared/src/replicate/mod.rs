@@ -15,6 +15,7 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 
+use crate::backfill::{list, ListTask};
 use crate::batch::retry_these;
 use crate::clients::S3Clients;
 use crate::config::{Config, Destination};
@@ -148,6 +149,9 @@ impl Replicator {
             .get("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
+        if let Some(task) = ListTask::sniff(body) {
+            return self.handle_list(id, body, task).await;
+        }
         let job = match Job::parse(body) {
             Ok(job) => job,
             Err(err) => {
@@ -171,6 +175,70 @@ impl Replicator {
                 self.forward_for_retry(&job.without_upload(), &err).await
             }
             Err(err) => self.parking.park_job(&job.without_upload(), &err).await,
+        };
+        (!done).then_some(id)
+    }
+
+    /// Runs a backfill's list task. A failure that can pass goes to the retry queue (or
+    /// back to SQS without one), which sends the task back with backoff; one that
+    /// cannot is parked with its reason.
+    async fn handle_list(
+        &self,
+        id: String,
+        body: &str,
+        task: Result<ListTask, ReplicationError>,
+    ) -> Option<String> {
+        let started = Instant::now();
+        let result = match (task, &self.work_queue_url) {
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(ReplicationError::new(
+                FailureReason::RuleNotConfigured,
+                format!(
+                    "a backfill list task needs {} to send its jobs to",
+                    crate::settings::WORK_QUEUE_VAR
+                ),
+            )),
+            (Ok(task), Some(url)) => {
+                let ingest = crate::ingest::Ingest {
+                    config: self.config.clone(),
+                    s3: self.s3.source.clone(),
+                    sqs: self.sqs.clone(),
+                    work_queue_url: url.clone(),
+                    failed_queue_url: None,
+                };
+                let listed = list::run(&ingest, &task).await;
+                if let Ok(l) = &listed {
+                    tracing::info!(backfill = %task.backfill, bucket = %task.bucket, prefix = %task.prefix,
+                        listed = l.listed, jobs = l.jobs, skipped = %serde_json::to_string(&l.skipped).unwrap_or_default(),
+                        prefixes = l.prefixes, continued = l.continued, latency_ms = started.elapsed().as_millis() as u64,
+                        outcome = "listed", "backfill page listed");
+                }
+                listed.map(|_| ())
+            }
+        };
+        let err = match result {
+            Ok(()) => return None,
+            Err(err) => err,
+        };
+        tracing::warn!(outcome = "failed", reason = %err.reason, retryable = err.is_retryable(), error = %err.detail,
+            "backfill list task failed");
+        let done = match (err.is_retryable(), &self.retry_queue_url) {
+            (true, Some(url)) => {
+                let sent = self
+                    .sqs
+                    .send_message()
+                    .queue_url(url)
+                    .message_body(body)
+                    .send()
+                    .await;
+                sent.is_ok()
+            }
+            (true, None) => false,
+            (false, _) => {
+                self.parking
+                    .send(crate::parking::parked_raw("list-task", body, &err))
+                    .await
+            }
         };
         (!done).then_some(id)
     }

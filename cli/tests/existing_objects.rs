@@ -1,0 +1,140 @@
+//! Existing objects, end to end through the binary: `verify` reports the drift of a
+//! bucket whose objects predate the pipeline, `backfill --dry-run` says what it would
+//! send, `backfill` and the worker replicate them, `verify --repair` removes the
+//! replicas whose source is gone, and `verify` then finds nothing, exiting 0.
+
+mod common;
+
+use common::{command, run};
+use integration_tests::{config, put_job, put_many, Pipeline, Stack};
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_reported_backfilled_repaired_and_gone() {
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let doc = format!(
+        r#"{{"Sources": [{{"Bucket": "{src}", "ReplicationConfiguration": {{"Rules": [
+            {{"ID": "all", "Priority": 1, "Status": "Enabled", "Filter": {{}},
+              "Destination": {{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}},
+              "DeleteMarkerReplication": {{"Status": "Enabled"}}}}]}}}}]}}"#,
+        src = p.source
+    );
+    let cfg = config(&doc);
+    let mut keys = put_many(&stack, &p.source, "a/", 20).await;
+    keys.extend(put_many(&stack, &p.source, "b/c/", 20).await);
+    keys.extend(put_many(&stack, &p.source, "root ", 10).await);
+    // Ten replicated already; two of their sources deleted since (extra replicas).
+    let replicator = p.replicator(&cfg).await;
+    for key in &keys[..10] {
+        let mut job = put_job(&p.source, key, &dst);
+        job.rule_id = "all".into();
+        replicator.run(&job).await.unwrap();
+    }
+    for key in &keys[..2] {
+        stack.delete(&p.source, key).await;
+    }
+    // Three of another size at the destination, and one object nobody replicated.
+    for key in &keys[10..13] {
+        stack.put(&dst, key, b"not the same").await;
+    }
+    stack.put(&dst, "b/c/written there.txt", b"mine").await;
+
+    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    let out = run(cmd(), &["verify", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(3), "drift exits 3");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["in_sync"], false);
+    let d = &report["destinations"][0];
+    let count = |field: &str| d[field].as_array().unwrap().len();
+    assert_eq!(
+        (
+            d["in_sync"].as_u64().unwrap(),
+            count("missing"),
+            count("differs"),
+            count("extra"),
+            d["not_ours"].as_u64().unwrap()
+        ),
+        (8, 50 - 10 - 3, 3, 2, 1),
+        "{d}"
+    );
+    assert!(d["differs"][0]["why"].as_str().unwrap().contains("size"));
+    let extra: Vec<&str> = d["extra"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(extra, vec![keys[0].as_str(), keys[1].as_str()]);
+    // The table says the same, with the keys.
+    let table = run(cmd(), &["verify"]);
+    assert_eq!(table.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(&format!("extra    s3://{dst}/{}", keys[0])),
+        "{text}"
+    );
+    assert!(text.contains("1 of 1 destination(s) drift"), "{text}");
+
+    // A dry run lists 48 objects and sends nothing.
+    let out = run(cmd(), &["backfill", "--dry-run", "--output", "json"]);
+    assert!(out.status.success());
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["plan"]["listed"], 48);
+    assert_eq!(plan["plan"]["destinations"][0]["objects"], 48);
+    assert!(
+        plan["cost_usd"]["all_copied"].as_f64().unwrap()
+            > plan["cost_usd"]["all_up_to_date"].as_f64().unwrap()
+    );
+    assert_eq!(stack.depth(&p.work).await, 0);
+
+    // Scope mistakes are refused with what is accepted.
+    let out = run(cmd(), &["backfill", "--bucket", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a source in the configuration"));
+    let out = run(cmd(), &["verify", "--rule", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no source in scope has a rule"));
+
+    // The backfill, run by the worker; then only the extras drift.
+    let out = run(cmd(), &["backfill", "--output", "json"]);
+    assert!(out.status.success());
+    let started: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(started["backfill"].as_str().unwrap().starts_with("bf-"));
+    assert!(run(cmd(), &["run", "--exit-when-idle", "3s"])
+        .status
+        .success());
+    let out = run(cmd(), &["verify", "--output", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &report["destinations"][0];
+    assert_eq!(
+        (d["in_sync"].as_u64().unwrap(), count_of(d, "extra")),
+        (48, 2),
+        "{d}"
+    );
+
+    // --repair queues the two deletes; afterwards nothing drifts.
+    let out = run(cmd(), &["verify", "--repair", "--output", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["destinations"][0]["repair_jobs"], 2);
+    assert!(run(cmd(), &["run", "--exit-when-idle", "3s"])
+        .status
+        .success());
+    let out = run(cmd(), &["verify"]);
+    assert_eq!(out.status.code(), Some(0), "in sync exits 0");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("in sync: 1 destination(s)"));
+    // The object written at the destination directly is still there.
+    let mine = stack
+        .s3
+        .head_object()
+        .bucket(&dst)
+        .key("b/c/written there.txt")
+        .send()
+        .await;
+    assert!(mine.is_ok());
+}
+
+fn count_of(d: &Value, field: &str) -> usize {
+    d[field].as_array().unwrap().len()
+}

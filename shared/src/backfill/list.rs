@@ -1,0 +1,230 @@
+//! Running a list task: one page of the source, its put jobs, and the tasks that list
+//! the rest. Jobs go out before the tasks that follow them, so a task that dies half
+//! way is delivered again and sends its jobs again (replicate finds those replicas up
+//! to date with one HEAD) rather than leaving a page out.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::primitives::DateTime;
+use aws_sdk_s3::types::ObjectStorageClass;
+use futures::{stream, StreamExt, TryStreamExt};
+
+use super::task::ListTask;
+use crate::errors::{FailureReason, ReplicationError, S3Step};
+use crate::events::{Change, ObjectEvent};
+use crate::ingest::{Ingest, IngestError};
+use crate::job::Job;
+
+/// Objects of a page whose jobs are made at once (each may read tags, or HEAD the
+/// object where rules could send a replica back).
+const SELECTED_AT_ONCE: usize = 16;
+
+/// One object as a listing shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: Option<DateTime>,
+    pub archived: bool,
+}
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub objects: Vec<Listed>,
+    /// Sub-prefixes, when listed with a delimiter.
+    pub prefixes: Vec<String>,
+    /// The token of the next page, when there is one.
+    pub next: Option<String>,
+}
+
+/// Lists one page (up to 1,000 keys) under `prefix`, splitting on `/` when asked.
+pub async fn page(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    split: bool,
+    token: Option<&str>,
+) -> Result<Page, ReplicationError> {
+    let out = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .set_delimiter(split.then(|| "/".to_string()))
+        .set_continuation_token(token.map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| ReplicationError::from_sdk(S3Step::SourceList, &e))?;
+    let objects = out
+        .contents()
+        .iter()
+        .filter_map(|o| {
+            Some(Listed {
+                key: o.key()?.to_string(),
+                size: o.size().unwrap_or(0).max(0) as u64,
+                etag: o.e_tag().map(str::to_string),
+                last_modified: o.last_modified().copied(),
+                archived: matches!(
+                    o.storage_class(),
+                    Some(ObjectStorageClass::Glacier | ObjectStorageClass::DeepArchive)
+                ),
+            })
+        })
+        .collect();
+    let prefixes = out
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix().map(str::to_string))
+        .collect();
+    let next = match out.is_truncated() {
+        Some(true) => out.next_continuation_token().map(str::to_string),
+        _ => None,
+    };
+    Ok(Page {
+        objects,
+        prefixes,
+        next,
+    })
+}
+
+/// What a page's objects come to: the jobs to send, and the objects that make none,
+/// by reason.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub jobs: Vec<Job>,
+    pub skipped: BTreeMap<&'static str, usize>,
+}
+
+/// The jobs the rules make of listed objects, exactly as for a creation event of each
+/// (filters, tags, priorities, replicas not sent back), narrowed to the task's rule and
+/// modification window.
+pub async fn select(
+    ingest: &Ingest,
+    task: &ListTask,
+    objects: &[Listed],
+) -> Result<Selection, ReplicationError> {
+    let after = parse_bound(task.modified_after.as_deref())?;
+    let before = parse_bound(task.modified_before.as_deref())?;
+    // Owned items: a stream of borrowed ones makes the future not `Send` for every
+    // lifetime, which a spawned worker task needs.
+    let outcomes: Vec<Result<Vec<Job>, &'static str>> = stream::iter(objects.to_vec())
+        .map(|object| async move {
+            let modified = object.last_modified.map(|t| t.secs());
+            if after.is_some_and(|a| modified.is_none_or(|m| m < a))
+                || before.is_some_and(|b| modified.is_none_or(|m| m >= b))
+            {
+                return Ok(Err("OutsideModifiedRange"));
+            }
+            if object.archived {
+                return Ok(Err("ObjectInArchive"));
+            }
+            let event = ObjectEvent {
+                change: Change::Created,
+                bucket: task.bucket.clone(),
+                key: object.key.clone(),
+                version_id: None,
+                etag: object.etag.clone(),
+                size: Some(object.size),
+                sequencer: None,
+                event_time: object.last_modified.map(|t| t.to_string()),
+                event_name: "Backfill".to_string(),
+            };
+            let mut jobs = ingest.jobs_for(&event).await.map_err(into_replication)?;
+            if let Some(rule) = &task.rule {
+                jobs.retain(|job| &job.rule_id == rule);
+            }
+            if jobs.is_empty() {
+                return Ok(Err("NoRuleMatches"));
+            }
+            for job in &mut jobs {
+                job.backfill = Some(task.backfill.clone());
+            }
+            Ok(Ok(jobs))
+        })
+        .buffered(SELECTED_AT_ONCE)
+        .try_collect()
+        .await?;
+    let mut selection = Selection::default();
+    for outcome in outcomes {
+        match outcome {
+            Ok(jobs) => selection.jobs.extend(jobs),
+            Err(reason) => *selection.skipped.entry(reason).or_default() += 1,
+        }
+    }
+    Ok(selection)
+}
+
+/// What one list task did, for its log line.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Listing {
+    pub listed: usize,
+    pub jobs: usize,
+    pub skipped: BTreeMap<&'static str, usize>,
+    /// Tasks sent for sub-prefixes.
+    pub prefixes: usize,
+    pub continued: bool,
+}
+
+/// Runs a list task: the page's jobs are sent, then the tasks for what remains.
+pub async fn run(ingest: &Ingest, task: &ListTask) -> Result<Listing, ReplicationError> {
+    let page = page(
+        &ingest.s3,
+        &task.bucket,
+        &task.prefix,
+        task.split > 0,
+        task.continuation.as_deref(),
+    )
+    .await?;
+    let selection = select(ingest, task, &page.objects).await?;
+    ingest.send(&selection.jobs).await.map_err(queue_failure)?;
+    let mut next: Vec<ListTask> = page
+        .prefixes
+        .iter()
+        .map(|p| task.child(p.clone()))
+        .collect();
+    if let Some(token) = &page.next {
+        next.push(task.continued(token.clone()));
+    }
+    ingest
+        .send_bodies(next.iter().map(ListTask::to_body))
+        .await
+        .map_err(queue_failure)?;
+    Ok(Listing {
+        listed: page.objects.len(),
+        jobs: selection.jobs.len(),
+        skipped: selection.skipped,
+        prefixes: page.prefixes.len(),
+        continued: page.next.is_some(),
+    })
+}
+
+/// Seconds since the epoch of an RFC 3339 bound.
+fn parse_bound(bound: Option<&str>) -> Result<Option<i64>, ReplicationError> {
+    bound
+        .map(|text| {
+            DateTime::from_str(text, aws_smithy_types::date_time::Format::DateTime)
+                .map(|t| t.secs())
+                .map_err(|e| {
+                    ReplicationError::new(
+                        FailureReason::MalformedMessage,
+                        format!("list task: {text:?} is not an RFC 3339 time: {e}"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+fn queue_failure(e: crate::errors::QueueError) -> ReplicationError {
+    ReplicationError::new(FailureReason::QueueSendFailed, e.to_string())
+}
+
+pub(crate) fn into_replication(e: IngestError) -> ReplicationError {
+    match e {
+        IngestError::Tags { source, .. } | IngestError::Source { source, .. } => source,
+        IngestError::Queue(q) => queue_failure(q),
+        IngestError::Malformed(m) => {
+            ReplicationError::new(FailureReason::MalformedMessage, m.to_string())
+        }
+    }
+}
