@@ -1,8 +1,13 @@
 //! `s3-replicator backfill`: starts a backfill (list tasks on the work queue) or, with
 //! `--dry-run`, lists the scope here and says what it would send and cost.
 
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use replicator::backfill::report::{self, Manifest, ReportLocation, Status};
 use replicator::backfill::{self, Plan, Scope};
 use replicator::bootstrap::Process;
+use replicator::settings::BACKFILL_REPORT_VAR;
 
 use crate::Output;
 
@@ -17,11 +22,34 @@ const COPIED: (f64, f64, f64) = (1.0, 2.0, 0.3);
 /// ... and when its replica is up to date already: one HEAD.
 const UP_TO_DATE: (f64, f64, f64) = (0.0, 1.0, 0.3);
 
-pub async fn backfill(scope: Scope, dry_run: bool, output: Output) -> anyhow::Result<()> {
+/// The record's location: `--report`, else BACKFILL_REPORT_URL, else none.
+fn location(report: Option<String>) -> anyhow::Result<Option<ReportLocation>> {
+    let url = report.or_else(|| {
+        std::env::var(BACKFILL_REPORT_VAR)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+    });
+    url.map(|u| {
+        ReportLocation::parse(&u)
+            .map_err(|e| anyhow::anyhow!("--report / {BACKFILL_REPORT_VAR}: {e}"))
+    })
+    .transpose()
+}
+
+pub async fn backfill(
+    scope: Scope,
+    report: Option<String>,
+    dry_run: bool,
+    output: Output,
+) -> anyhow::Result<()> {
     let process = Process::from_env(None).await?;
     let ingest = process.ingest()?;
     let id = backfill::new_id();
-    let tasks = backfill::root_tasks(&process.config, &scope, &id)?;
+    let at = location(report)?;
+    let mut tasks = backfill::root_tasks(&process.config, &scope, &id)?;
+    for task in &mut tasks {
+        task.report = at.as_ref().map(ReportLocation::url);
+    }
     if dry_run {
         let plan = backfill::dry_run(&ingest, &tasks).await?;
         match output {
@@ -37,6 +65,21 @@ pub async fn backfill(scope: Scope, dry_run: bool, output: Output) -> anyhow::Re
         }
         return Ok(());
     }
+    if let Some(at) = &at {
+        let manifest = Manifest {
+            id: id.clone(),
+            started: replicator::parking::now_rfc3339(),
+            tasks: tasks.len() as u64,
+            scope: serde_json::json!({
+                "buckets": tasks.iter().map(|t| t.bucket.clone()).collect::<std::collections::BTreeSet<_>>(),
+                "prefixes": tasks.iter().map(|t| t.prefix.clone()).collect::<Vec<_>>(),
+                "rule": scope.rule, "modified_after": scope.modified_after, "modified_before": scope.modified_before,
+            }),
+        };
+        report::write_manifest(&ingest.s3, at, &manifest)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the backfill's record: {e}"))?;
+    }
     backfill::start(&ingest, &tasks).await?;
     match output {
         Output::Json => crate::outln!(
@@ -45,6 +88,7 @@ pub async fn backfill(scope: Scope, dry_run: bool, output: Output) -> anyhow::Re
                 "backfill": id,
                 "tasks": tasks.len(),
                 "work_queue": ingest.work_queue_url,
+                "report": at.as_ref().map(|a| format!("{}{id}/", a.url())),
             }))?
         ),
         Output::Table => {
@@ -56,6 +100,10 @@ pub async fn backfill(scope: Scope, dry_run: bool, output: Output) -> anyhow::Re
                 crate::outln!("  s3://{}/{}", task.bucket, task.prefix);
             }
             crate::outln!("the replicate function (or `s3-replicator run`) lists and copies; its log lines carry backfill={id}");
+            match &at {
+                Some(at) => crate::outln!("follow it with `s3-replicator backfill status {id}`; its record is under {}{id}/", at.url()),
+                None => crate::outln!("no --report or {BACKFILL_REPORT_VAR}: this backfill keeps no record, so `backfill status` cannot follow it"),
+            }
         }
     }
     Ok(())
@@ -121,5 +169,94 @@ fn bytes(n: u64) -> String {
     match unit {
         0 => format!("{n} B"),
         _ => format!("{value:.1} {}", UNITS[unit]),
+    }
+}
+
+/// `backfill status`: reads the record (one LIST per thousand parts), and with `--wait`
+/// refreshes until the backfill is complete.
+pub async fn status(
+    id: Option<String>,
+    report: Option<String>,
+    wait: bool,
+    output: Output,
+) -> anyhow::Result<()> {
+    let Some(at) = location(report)? else {
+        anyhow::bail!("say where backfills keep their record: --report s3://BUCKET/PREFIX, or {BACKFILL_REPORT_VAR}");
+    };
+    let sdk = replicator::clients::load_sdk_config().await;
+    let s3 = replicator::clients::source_s3(&sdk, None);
+    let id = match id {
+        Some(id) => id,
+        None => report::latest(&s3, &at)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no backfill under {}", at.url()))?,
+    };
+    let terminal = std::io::stderr().is_terminal();
+    loop {
+        let status = report::status(&s3, &at, &id).await?;
+        if wait && !status.complete {
+            if terminal {
+                eprint!("\r{}", bar(&status));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        if wait && terminal {
+            eprintln!("\r{}", bar(&status));
+        }
+        match output {
+            Output::Json => crate::outln!("{}", serde_json::to_string_pretty(&status)?),
+            Output::Table => print_status(&status),
+        }
+        return Ok(());
+    }
+}
+
+fn bar(status: &Status) -> String {
+    let total = status.queued.max(1);
+    let done = status.finished_jobs().min(total);
+    let width = 30;
+    let filled = (done * width / total) as usize;
+    format!(
+        "[{}{}] {done}/{} jobs, pages {}/{}, {:.1}/s ",
+        "#".repeat(filled),
+        ".".repeat(width as usize - filled),
+        status.queued,
+        status.pages_listed,
+        status.pages_expected,
+        rate(status)
+    )
+}
+
+fn rate(status: &Status) -> f64 {
+    status.finished_jobs() as f64 / status.elapsed_s.max(1) as f64
+}
+
+fn print_status(s: &Status) {
+    crate::outln!(
+        "backfill {} started {} ({} s ago)",
+        s.id,
+        s.started,
+        s.elapsed_s
+    );
+    crate::outln!(
+        "  listing    {}/{} page(s), {} object(s) listed, {} skipped when listed",
+        s.pages_listed,
+        s.pages_expected,
+        s.listed,
+        s.skipped_at_listing
+    );
+    crate::outln!(
+        "  jobs       {} queued: {} replicated, {} skipped, {} failed, {} to go",
+        s.queued,
+        s.replicated,
+        s.skipped,
+        s.failed,
+        s.queued.saturating_sub(s.finished_jobs())
+    );
+    crate::outln!("  rate       {:.1} job(s)/s", rate(s));
+    match &s.report {
+        Some(report) => crate::outln!("complete; report: {report}"),
+        None => crate::outln!("in progress"),
     }
 }

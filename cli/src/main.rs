@@ -73,32 +73,13 @@ enum Command {
     /// Replicate objects that exist already: sends list tasks to the work queue
     /// (WORK_QUEUE_URL); the replicate function, or `run`, lists each page and copies
     /// what the rules select, many prefixes at once. Safe to run again: replicas
-    /// already up to date cost one HEAD each, no copy.
+    /// already up to date cost one HEAD each, no copy. `backfill status` follows one.
+    #[command(args_conflicts_with_subcommands = true)]
     Backfill {
-        /// A source bucket (repeat for several); every source of the configuration by default.
-        #[arg(long)]
-        bucket: Vec<String>,
-        /// Only the destinations of this rule (its ID).
-        #[arg(long)]
-        rule: Option<String>,
-        /// Only keys under this prefix.
-        #[arg(long)]
-        prefix: Option<String>,
-        /// Only objects last modified at or after this time (RFC 3339: 2024-06-01T00:00:00Z).
-        #[arg(long, value_name = "TIME")]
-        modified_after: Option<String>,
-        /// Only objects last modified before this time (RFC 3339).
-        #[arg(long, value_name = "TIME")]
-        modified_before: Option<String>,
-        /// Levels of "/" below the prefix whose folders are listed as tasks of their own, in parallel.
-        #[arg(long, default_value_t = replicator::backfill::DEFAULT_SPLIT)]
-        split: u8,
-        /// List the scope here and print the objects, bytes and estimated request cost per
-        /// destination; send nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(long, value_enum, default_value_t = Output::Table)]
-        output: Output,
+        #[command(subcommand)]
+        command: Option<BackfillCommand>,
+        #[command(flatten)]
+        start: BackfillArgs,
     },
     /// The drift report: each source listed beside each destination, in key order.
     /// Reports per destination what is in sync, missing, differs (size, or an older
@@ -127,6 +108,57 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct BackfillArgs {
+    /// A source bucket (repeat for several); every source of the configuration by default.
+    #[arg(long)]
+    bucket: Vec<String>,
+    /// Only the destinations of this rule (its ID).
+    #[arg(long)]
+    rule: Option<String>,
+    /// Only keys under this prefix.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Only objects last modified at or after this time (RFC 3339: 2024-06-01T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    modified_after: Option<String>,
+    /// Only objects last modified before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    modified_before: Option<String>,
+    /// Levels of "/" below the prefix whose folders are listed as tasks of their own, in parallel.
+    #[arg(long, default_value_t = replicator::backfill::DEFAULT_SPLIT)]
+    split: u8,
+    /// Where the backfill keeps its record and completion report, s3://BUCKET/PREFIX
+    /// (default: BACKFILL_REPORT_URL). Without one, `backfill status` cannot follow it.
+    #[arg(long, value_name = "URL")]
+    report: Option<String>,
+    /// List the scope here and print the objects, bytes and estimated request cost per
+    /// destination; send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Subcommand)]
+enum BackfillCommand {
+    /// Where a backfill stands: pages listed, jobs queued, replicated, skipped, failed,
+    /// and its rate. The first status that finds it complete writes its completion
+    /// report (report.csv: one line per object and destination, with outcome and reason).
+    Status {
+        /// The backfill's id (printed when it started); the latest one by default.
+        id: Option<String>,
+        /// Where its record is, s3://BUCKET/PREFIX (default: BACKFILL_REPORT_URL).
+        #[arg(long, value_name = "URL")]
+        report: Option<String>,
+        /// Refresh until it is complete (a progress bar on a terminal).
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
 }
 
@@ -274,24 +306,28 @@ async fn main() -> ExitCode {
             }
         }
         Command::Backfill {
-            bucket,
-            rule,
-            prefix,
-            modified_after,
-            modified_before,
-            split,
-            dry_run,
-            output,
+            command:
+                Some(BackfillCommand::Status {
+                    id,
+                    report,
+                    wait,
+                    output,
+                }),
+            ..
+        } => backfill::status(id, report, wait, output).await,
+        Command::Backfill {
+            command: None,
+            start,
         } => {
             let scope = replicator::backfill::Scope {
-                buckets: bucket,
-                rule,
-                prefix,
-                modified_after,
-                modified_before,
-                split,
+                buckets: start.bucket,
+                rule: start.rule,
+                prefix: start.prefix,
+                modified_after: start.modified_after,
+                modified_before: start.modified_before,
+                split: start.split,
             };
-            backfill::backfill(scope, dry_run, output).await
+            backfill::backfill(scope, start.report, start.dry_run, start.output).await
         }
         Command::Setup {
             command:

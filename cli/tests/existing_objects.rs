@@ -97,20 +97,99 @@ async fn drift_is_reported_backfilled_repaired_and_gone() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no source in scope has a rule"));
 
-    // The backfill, run by the worker; then only the extras drift.
-    let out = run(cmd(), &["backfill", "--output", "json"]);
+    // The backfill, run by the worker, keeping its record; then only the extras drift.
+    // A key that CSV must quote joins in first.
+    let weird = "odd, \"quoted\" key.txt";
+    stack.put(&p.source, weird, b"csv").await;
+    let records = stack.bucket("records").await;
+    let report_url = format!("s3://{records}/backfills");
+    let out = run(
+        cmd(),
+        &["backfill", "--report", &report_url, "--output", "json"],
+    );
     assert!(out.status.success());
     let started: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(started["backfill"].as_str().unwrap().starts_with("bf-"));
+    let id = started["backfill"].as_str().unwrap().to_string();
+    assert!(id.starts_with("bf-"));
+    let status = |args: &[&str]| -> Value {
+        let mut all = vec![
+            "backfill",
+            "status",
+            "--report",
+            &report_url,
+            "--output",
+            "json",
+        ];
+        all.extend(args);
+        let out = run(cmd(), &all);
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = status(&[]);
+    assert_eq!(
+        (before["id"].as_str(), before["complete"].as_bool()),
+        (Some(id.as_str()), Some(false))
+    );
+    assert_eq!(
+        (
+            before["pages_listed"].as_u64(),
+            before["pages_expected"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
     assert!(run(cmd(), &["run", "--exit-when-idle", "3s"])
         .status
         .success());
+    let after = status(&[&id, "--wait"]);
+    assert_eq!(after["complete"], true, "{after}");
+    // Root, a/, b/, b/c/: four pages; 49 jobs, of which the 8 in sync cost a HEAD.
+    assert_eq!(
+        (
+            after["pages_listed"].as_u64(),
+            after["queued"].as_u64(),
+            after["replicated"].as_u64(),
+            after["skipped"].as_u64(),
+            after["failed"].as_u64()
+        ),
+        (Some(4), Some(49), Some(41), Some(8), Some(0)),
+        "{after}"
+    );
+    let report_key = format!("backfills/{id}/report.csv");
+    assert_eq!(
+        after["report"].as_str(),
+        Some(format!("s3://{records}/{report_key}").as_str())
+    );
+    let csv = stack
+        .s3
+        .get_object()
+        .bucket(&records)
+        .key(&report_key)
+        .send()
+        .await
+        .unwrap();
+    let csv = String::from_utf8(csv.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
+    let rows = replicator::backfill::report::parse_csv(&csv);
+    assert_eq!(rows.len(), 49, "one line per object:\n{csv}");
+    let mut keys_in_report: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    keys_in_report.dedup();
+    assert_eq!(keys_in_report.len(), 49);
+    assert!(
+        rows.iter()
+            .any(|r| r.key == weird && r.outcome == "replicated"),
+        "{csv}"
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.reason == "ReplicaUpToDate")
+            .count(),
+        8
+    );
     let out = run(cmd(), &["verify", "--output", "json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let d = &report["destinations"][0];
     assert_eq!(
         (d["in_sync"].as_u64().unwrap(), count_of(d, "extra")),
-        (48, 2),
+        (49, 2),
         "{d}"
     );
 

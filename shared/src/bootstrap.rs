@@ -115,6 +115,7 @@ impl Process {
     pub fn retrier(&self) -> Result<Retrier, ConfigError> {
         Ok(Retrier {
             sqs: self.sqs.clone(),
+            s3: self.s3.clone(),
             work_queue_url: self.queues.require_work()?.to_string(),
             parking: Parking {
                 sqs: self.sqs.clone(),

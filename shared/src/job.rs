@@ -72,7 +72,16 @@ pub struct Job {
     /// and `event_time` (the last-modified time) are what the listing said, so a
     /// replica already up to date is recognised with one HEAD of the replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backfill: Option<String>,
+    pub backfill: Option<BackfillRef>,
+}
+
+/// The backfill a job belongs to, and where its outcome is recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackfillRef {
+    pub id: String,
+    /// `s3://BUCKET/PREFIX` of the backfill's record, when it keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
 /// A multipart copy in progress. Which parts are done is not stored: ListParts on the

@@ -86,6 +86,8 @@ const SWEEP_RESERVE: Duration = Duration::from_secs(15);
 
 pub struct Retrier {
     pub sqs: aws_sdk_sqs::Client,
+    /// Writes the outcome of a backfill job it parks to the backfill's record.
+    pub s3: aws_sdk_s3::Client,
     pub work_queue_url: String,
     pub parking: Parking,
     pub policy: RetryPolicy,
@@ -186,7 +188,7 @@ impl Retrier {
             let body = message.body.as_deref().unwrap_or("");
             let done = match WorkItem::parse(body) {
                 Ok(WorkItem::Job(job)) => self.retry(*job).await.is_ok(),
-                Ok(WorkItem::List(task)) => self.retry_list(task).await,
+                Ok(WorkItem::List(task)) => self.retry_list(*task).await,
                 Err(err) => self.parking.park_raw(body, &err).await,
             };
             if !done {
@@ -238,6 +240,33 @@ impl Retrier {
         }
     }
 
+    /// Records a parked backfill job as failed in its backfill's record.
+    async fn record_parked(&self, job: &Job) -> Result<(), String> {
+        use crate::backfill::report::{self, ReportLocation, Row};
+        let Some(crate::job::BackfillRef {
+            id,
+            report: Some(url),
+        }) = &job.backfill
+        else {
+            return Ok(());
+        };
+        let at = ReportLocation::parse(url)?;
+        let row = Row {
+            bucket: job.source.bucket.clone(),
+            key: job.source.key.clone(),
+            destination: job.destination.bucket.clone(),
+            outcome: "failed".into(),
+            reason: job
+                .last_error
+                .as_ref()
+                .map(|e| e.reason.as_str())
+                .unwrap_or("Unknown")
+                .into(),
+            bytes: 0,
+        };
+        report::write_results(&self.s3, &at, id, &[row]).await
+    }
+
     /// Decides what becomes of a job that failed, and does it.
     pub async fn retry(&self, mut job: Job) -> Result<Decision, QueueError> {
         if !std::mem::take(&mut job.forwarded) {
@@ -271,6 +300,15 @@ impl Retrier {
         match decision {
             // Parking logs the outcome with the failed queue's depth.
             Decision::Park { .. } => {
+                // Recorded first: a park that follows a failed write would leave the
+                // backfill waiting for an outcome that never comes.
+                if let Err(e) = self.record_parked(&job).await {
+                    return Err(QueueError::Request {
+                        operation: "SendMessage",
+                        queue: "failed queue".into(),
+                        detail: format!("not parked: the backfill's record cannot be written: {e}"),
+                    });
+                }
                 if !self.parking.park_job_as_is(&job).await {
                     return Err(QueueError::Request {
                         operation: "SendMessage",

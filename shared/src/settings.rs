@@ -12,6 +12,8 @@ pub const WORK_QUEUE_VAR: &str = "WORK_QUEUE_URL";
 pub const RETRY_QUEUE_VAR: &str = "RETRY_QUEUE_URL";
 pub const FAILED_QUEUE_VAR: &str = "FAILED_QUEUE_URL";
 pub const FAILED_ARCHIVE_VAR: &str = "FAILED_ARCHIVE_URL";
+/// Where backfills keep their record unless `--report` says: `s3://BUCKET/PREFIX`.
+pub const BACKFILL_REPORT_VAR: &str = "BACKFILL_REPORT_URL";
 pub const FAILED_ARCHIVE_AFTER_VAR: &str = "FAILED_ARCHIVE_AFTER";
 
 /// Every variable of our own that the Lambdas read (the SDK's `AWS_*` aside). The
@@ -36,6 +38,9 @@ pub const LAMBDA_RUNTIME_VARS: &[&str] = &[
 
 /// Read by `s3-replicator run` only: a Lambda's trigger hands it the events instead.
 pub const WORKER_ONLY_VARS: &[&str] = &[EVENTS_QUEUE_VAR];
+
+/// Read by the operator's commands only (`backfill`), never by a handler.
+pub const OPERATOR_VARS: &[&str] = &[BACKFILL_REPORT_VAR];
 
 /// Queue URLs. Which ones a process needs depends on what it runs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -114,24 +119,10 @@ impl ArchiveSettings {
     }
 
     pub fn parse(url: &str, after: Option<&str>) -> Result<ArchiveSettings, ConfigError> {
-        let rest = url
-            .trim()
-            .strip_prefix("s3://")
-            .ok_or_else(|| ConfigError::Environment {
-                name: FAILED_ARCHIVE_VAR,
-                reason: format!("\"{url}\" is not s3://BUCKET/PREFIX"),
-            })?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(ConfigError::Environment {
-                name: FAILED_ARCHIVE_VAR,
-                reason: format!("\"{url}\" names no bucket"),
-            });
-        }
-        let mut prefix = prefix.trim_start_matches('/').to_string();
-        if !prefix.is_empty() && !prefix.ends_with('/') {
-            prefix.push('/');
-        }
+        let (bucket, prefix) = parse_s3_prefix(url).map_err(|reason| ConfigError::Environment {
+            name: FAILED_ARCHIVE_VAR,
+            reason,
+        })?;
         let after = match after {
             None => DEFAULT_ARCHIVE_AFTER,
             Some(text) => parse_duration(text).ok_or_else(|| ConfigError::Environment {
@@ -146,7 +137,7 @@ impl ArchiveSettings {
             });
         }
         Ok(ArchiveSettings {
-            bucket: bucket.to_string(),
+            bucket,
             prefix,
             after,
         })
@@ -155,6 +146,23 @@ impl ArchiveSettings {
     pub fn url(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
+}
+
+/// `s3://BUCKET/PREFIX` as a bucket and a prefix that is empty or ends with `/`.
+pub fn parse_s3_prefix(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .trim()
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("\"{url}\" is not s3://BUCKET/PREFIX"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("\"{url}\" names no bucket"));
+    }
+    let mut prefix = prefix.trim_start_matches('/').to_string();
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Ok((bucket.to_string(), prefix))
 }
 
 /// `90`, `90s`, `5m`, `12h`, `7d`.

@@ -263,11 +263,11 @@ impl Worker {
                     activity.clone(),
                 );
                 tokio::spawn(async move {
-                    let response = worker
+                    let failures = worker
                         .replicator
-                        .handle_batch(to_sqs_event(std::slice::from_ref(&m), &url))
+                        .run_batch(to_sqs_event(std::slice::from_ref(&m), &url))
                         .await;
-                    let _ = finished.send((m, response.batch_item_failures.is_empty()));
+                    let _ = finished.send((m, failures.is_empty()));
                     activity.touch();
                     drop(slot);
                 });
@@ -407,7 +407,7 @@ impl Worker {
                 match tokio::time::timeout(DELETE_LINGER, finished.recv()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        self.delete(&url, &done.iter().collect::<Vec<_>>()).await;
+                        self.finish(&url, &done).await;
                         done.clear();
                         continue;
                     }
@@ -420,11 +420,26 @@ impl Worker {
             }
             done.push(message);
             if done.len() == 10 {
-                self.delete(&url, &done.iter().collect::<Vec<_>>()).await;
+                self.finish(&url, &done).await;
                 done.clear();
             }
         }
-        self.delete(&url, &done.iter().collect::<Vec<_>>()).await;
+        self.finish(&url, &done).await;
+    }
+
+    /// Deletes finished jobs' messages, once the backfill outcomes among them are
+    /// recorded (a message whose outcome was not written comes back instead).
+    async fn finish(&self, url: &str, done: &[Message]) {
+        let unwritten = self.replicator.flush_rows().await;
+        let finished: Vec<&Message> = done
+            .iter()
+            .filter(|m| {
+                !unwritten
+                    .iter()
+                    .any(|id| Some(id.as_str()) == m.message_id())
+            })
+            .collect();
+        self.delete(url, &finished).await;
     }
 
     /// A failed message becomes visible again after a backoff that grows with its

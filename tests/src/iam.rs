@@ -131,6 +131,7 @@ impl Deployment {
   destination_secret_arns  = {}
   config_object_arn        = ""
   archive_objects_arn      = "arn:aws:s3:::{}/{}*"
+  backfill_records_arn     = "arn:aws:s3:::{}/backfill-reports/*"
   direct_delivery_dlq_arn  = "{}"
   queue_arns = {{ events = "{}", work = "{}", retry = "{}", failed = "{}" }}
   log_group_arns = {{ ingest = "{}", replicate = "{}", retry = "{}" }}
@@ -150,6 +151,11 @@ output "documents" {{
                         &self.archive_bucket
                     },
                     self.archive_prefix(),
+                    if self.archive_bucket.is_empty() {
+                        CREATED_ARCHIVE
+                    } else {
+                        &self.archive_bucket
+                    },
                     self.direct_delivery_dlq.as_deref().unwrap_or_default(),
                     self.queues["events"],
                     self.queues["work"],

@@ -538,6 +538,7 @@ impl Pipeline {
     pub fn retrier(&self) -> Retrier {
         Retrier {
             sqs: self.stack.sqs.clone(),
+            s3: self.stack.s3.clone(),
             work_queue_url: self.work.url.clone(),
             parking: Parking {
                 sqs: self.stack.sqs.clone(),

@@ -357,7 +357,9 @@ async fn run_as_deployed(template: Template) {
     // replicates like any other.
     let old: Vec<u8> = (0..5_000u32).map(|i| (i % 13) as u8).collect();
     d.admin.put(&d.source, "photos/old/1999.jpg", &old).await;
-    let list = replicator::backfill::ListTask::root("bf-deployed", &d.source, "photos/old/", 1);
+    let mut list = replicator::backfill::ListTask::root("bf-deployed", &d.source, "photos/old/", 1);
+    let records = format!("s3://{}/backfill-reports/", d.archive);
+    list.report = Some(records.clone());
     let response = replicate
         .invoke(
             &serde_json::to_value(sqs_batch(&[list.to_body()])).unwrap(),
@@ -376,7 +378,7 @@ async fn run_as_deployed(template: Template) {
     assert!(
         bodies
             .iter()
-            .all(|b| b.contains("\"backfill\":\"bf-deployed\"")),
+            .all(|b| b.contains("\"backfill\":{\"id\":\"bf-deployed\"")),
         "{bodies:#?}"
     );
     let response = replicate.invoke(&backfill_jobs, LONG).await.response();
@@ -385,6 +387,32 @@ async fn run_as_deployed(template: Template) {
         .await
         .expect("the backfilled replica");
     assert_eq!(replica.sha256, sha(&old));
+    // The page and the job's outcome are in the backfill's record.
+    let recorded: Vec<String> = d
+        .admin
+        .s3
+        .list_objects_v2()
+        .bucket(&d.archive)
+        .prefix("backfill-reports/bf-deployed/")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    assert!(
+        recorded
+            .iter()
+            .any(|k| k.contains("/pages/") && k.contains("_j1_")),
+        "{recorded:?}"
+    );
+    assert!(
+        recorded
+            .iter()
+            .any(|k| k.contains("/results/") && k.contains("_r1_")),
+        "{recorded:?}"
+    );
 
     // Every request to the destination that names its Account carries the owner.
     let heads = d.proxy.heads.lock().unwrap().clone();
@@ -425,6 +453,11 @@ async fn run_as_deployed(template: Template) {
     );
     let mut spent = replicator::job::Job::parse(&retried[0]).unwrap();
     spent.attempts = 3;
+    // A backfill's job, parked: recorded as failed in its backfill's record first.
+    spent.backfill = Some(replicator::job::BackfillRef {
+        id: "bf-deployed".into(),
+        report: Some(records.clone()),
+    });
     let response = retry
         .invoke(
             &serde_json::to_value(sqs_batch(&[retried[0].clone(), spent.to_body()])).unwrap(),
@@ -442,6 +475,23 @@ async fn run_as_deployed(template: Template) {
     assert!(
         parked.iter().any(|p| p.contains("MalformedMessage")),
         "{parked:#?}"
+    );
+    let failed_rows = d
+        .admin
+        .s3
+        .list_objects_v2()
+        .bucket(&d.archive)
+        .prefix("backfill-reports/bf-deployed/results/")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter(|o| o.key().is_some_and(|k| k.contains("_f1.csv")))
+        .count();
+    assert_eq!(
+        failed_rows, 1,
+        "the parked backfill job is recorded as failed"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let requeued = d.admin.drain(&d.queues["work"]).await;

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use replicator::settings::{LAMBDA_RUNTIME_VARS, LAMBDA_VARS, WORKER_ONLY_VARS};
+use replicator::settings::{LAMBDA_RUNTIME_VARS, LAMBDA_VARS, OPERATOR_VARS, WORKER_ONLY_VARS};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -102,6 +102,7 @@ fn the_lists_name_every_variable_the_code_defines() {
     let listed = set(LAMBDA_VARS
         .iter()
         .chain(WORKER_ONLY_VARS)
+        .chain(OPERATOR_VARS)
         .chain(LAMBDA_RUNTIME_VARS)
         .copied());
     assert_eq!(defined, listed);
@@ -167,26 +168,39 @@ fn destination_grants_name_their_owner_and_kms_goes_through_s3() {
     };
     for template in [Template::Sam, Template::Terraform] {
         let policies = deployment.render(template);
-        // The archive a template creates: only retry writes it, only under its prefix.
-        let archive_writes: Vec<(&String, String)> = policies
+        // The archive a template creates: retry writes parked jobs under their prefix,
+        // and replicate and retry write backfills' records under theirs; nothing else.
+        let mut archive_writes: Vec<(String, String)> = policies
             .iter()
             .flat_map(|(f, p)| {
                 p["Statement"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .filter(|st| st["Resource"].to_string().contains("failed-jobs"))
-                    .map(move |st| (f, st["Resource"].to_string()))
+                    .filter(|st| st["Resource"].to_string().contains("s3r-test-failed-jobs/"))
+                    .map(move |st| {
+                        (
+                            f.clone(),
+                            st["Resource"].to_string().replace(['"', '[', ']'], ""),
+                        )
+                    })
             })
             .collect();
-        assert_eq!(archive_writes.len(), 1, "{template:?}: {archive_writes:?}");
-        assert_eq!(archive_writes[0].0, "retry");
-        assert!(
-            archive_writes[0]
-                .1
-                .contains("s3r-test-failed-jobs/failed-jobs/*"),
-            "{template:?}: {archive_writes:?}"
-        );
+        archive_writes.sort();
+        let expected: Vec<(String, String)> = [
+            ("replicate", "backfill-reports/*"),
+            ("retry", "backfill-reports/*"),
+            ("retry", "failed-jobs/*"),
+        ]
+        .iter()
+        .map(|(f, p)| {
+            (
+                f.to_string(),
+                format!("arn:aws:s3:::s3r-test-failed-jobs/{p}"),
+            )
+        })
+        .collect();
+        assert_eq!(archive_writes, expected, "{template:?}");
         // Direct delivery: ingest's role may send to the events DLQ (Lambda's
         // on-failure destination uses it), and only then.
         let dlq = "arn:aws:sqs:us-east-1:123456789012:events-dlq";

@@ -9,11 +9,12 @@ use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::ObjectStorageClass;
 use futures::{stream, StreamExt, TryStreamExt};
 
+use super::report::{self, PageCounts, ReportLocation, Row};
 use super::task::ListTask;
 use crate::errors::{FailureReason, ReplicationError, S3Step};
 use crate::events::{Change, ObjectEvent};
 use crate::ingest::{Ingest, IngestError};
-use crate::job::Job;
+use crate::job::{BackfillRef, Job};
 
 /// Objects of a page whose jobs are made at once (each may read tags, or HEAD the
 /// object where rules could send a replica back).
@@ -94,6 +95,8 @@ pub async fn page(
 pub struct Selection {
     pub jobs: Vec<Job>,
     pub skipped: BTreeMap<&'static str, usize>,
+    /// The objects that made no job, with why, for the backfill's record.
+    pub rows: Vec<Row>,
 }
 
 /// The jobs the rules make of listed objects, exactly as for a creation event of each
@@ -108,16 +111,16 @@ pub async fn select(
     let before = parse_bound(task.modified_before.as_deref())?;
     // Owned items: a stream of borrowed ones makes the future not `Send` for every
     // lifetime, which a spawned worker task needs.
-    let outcomes: Vec<Result<Vec<Job>, &'static str>> = stream::iter(objects.to_vec())
+    let outcomes: Vec<(Listed, Result<Vec<Job>, &'static str>)> = stream::iter(objects.to_vec())
         .map(|object| async move {
             let modified = object.last_modified.map(|t| t.secs());
             if after.is_some_and(|a| modified.is_none_or(|m| m < a))
                 || before.is_some_and(|b| modified.is_none_or(|m| m >= b))
             {
-                return Ok(Err("OutsideModifiedRange"));
+                return Ok((object, Err("OutsideModifiedRange")));
             }
             if object.archived {
-                return Ok(Err("ObjectInArchive"));
+                return Ok((object, Err("ObjectInArchive")));
             }
             let event = ObjectEvent {
                 change: Change::Created,
@@ -135,21 +138,34 @@ pub async fn select(
                 jobs.retain(|job| &job.rule_id == rule);
             }
             if jobs.is_empty() {
-                return Ok(Err("NoRuleMatches"));
+                return Ok((object, Err("NoRuleMatches")));
             }
             for job in &mut jobs {
-                job.backfill = Some(task.backfill.clone());
+                job.backfill = Some(BackfillRef {
+                    id: task.backfill.clone(),
+                    report: task.report.clone(),
+                });
             }
-            Ok(Ok(jobs))
+            Ok((object, Ok(jobs)))
         })
         .buffered(SELECTED_AT_ONCE)
         .try_collect()
         .await?;
     let mut selection = Selection::default();
-    for outcome in outcomes {
+    for (object, outcome) in outcomes {
         match outcome {
             Ok(jobs) => selection.jobs.extend(jobs),
-            Err(reason) => *selection.skipped.entry(reason).or_default() += 1,
+            Err(reason) => {
+                *selection.skipped.entry(reason).or_default() += 1;
+                selection.rows.push(Row {
+                    bucket: task.bucket.clone(),
+                    key: object.key,
+                    destination: String::new(),
+                    outcome: "skipped".into(),
+                    reason: reason.into(),
+                    bytes: object.size,
+                });
+            }
         }
     }
     Ok(selection)
@@ -185,6 +201,40 @@ pub async fn run(ingest: &Ingest, task: &ListTask) -> Result<Listing, Replicatio
         .collect();
     if let Some(token) = &page.next {
         next.push(task.continued(token.clone()));
+    }
+    // Recorded before the tasks that follow are sent: a page is counted only once its
+    // jobs are out, and the tasks it expects are counted with it.
+    if let Some(url) = &task.report {
+        let at = ReportLocation::parse(url).map_err(|e| {
+            ReplicationError::new(
+                FailureReason::MalformedMessage,
+                format!("list task report: {e}"),
+            )
+        })?;
+        let counts = PageCounts {
+            listed: page.objects.len() as u64,
+            jobs: selection.jobs.len() as u64,
+            skipped: selection.rows.len() as u64,
+            children: next.len() as u64,
+        };
+        let identity = format!(
+            "{}\n{}\n{}",
+            task.bucket,
+            task.prefix,
+            task.continuation.as_deref().unwrap_or("")
+        );
+        report::write_page(
+            &ingest.s3,
+            &at,
+            &task.backfill,
+            &identity,
+            counts,
+            &selection.rows,
+        )
+        .await
+        .map_err(|e| {
+            ReplicationError::new(FailureReason::Unknown, format!("recording the page: {e}"))
+        })?;
     }
     ingest
         .send_bodies(next.iter().map(ListTask::to_body))

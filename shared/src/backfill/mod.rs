@@ -11,6 +11,7 @@ use crate::errors::ScanError;
 use crate::ingest::Ingest;
 
 pub mod list;
+pub mod report;
 pub mod task;
 
 pub use task::{ListTask, WorkItem};

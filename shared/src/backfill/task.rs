@@ -39,6 +39,9 @@ pub struct ListTask {
     /// Only objects last modified before this (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_before: Option<String>,
+    /// `s3://BUCKET/PREFIX` where the backfill's record is kept, when it keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
     /// Times this task failed and came back through the retry queue.
     #[serde(default)]
     pub attempts: u32,
@@ -48,14 +51,14 @@ pub struct ListTask {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkItem {
     Job(Box<Job>),
-    List(ListTask),
+    List(Box<ListTask>),
 }
 
 impl WorkItem {
     /// Parses a work queue message: a list task when its `op` says so, else a job.
     pub fn parse(body: &str) -> Result<WorkItem, ReplicationError> {
         match ListTask::sniff(body) {
-            Some(task) => task.map(WorkItem::List),
+            Some(task) => task.map(|task| WorkItem::List(Box::new(task))),
             None => Job::parse(body).map(|job| WorkItem::Job(Box::new(job))),
         }
     }
@@ -75,6 +78,7 @@ impl ListTask {
             rule: None,
             modified_after: None,
             modified_before: None,
+            report: None,
             attempts: 0,
         }
     }
@@ -143,7 +147,7 @@ mod tests {
             (task.bucket.as_str(), task.prefix.as_str(), task.split),
             ("photos", "2024/", 1)
         );
-        assert_eq!(ListTask::sniff(&task.to_body()).unwrap().unwrap(), task);
+        assert_eq!(ListTask::sniff(&task.to_body()).unwrap().unwrap(), *task);
         let child = task.child("2024/06/".into());
         assert_eq!((child.split, child.continuation.as_deref()), (0, None));
 

@@ -6,8 +6,9 @@
 //! (puts, and the copies other operations fall back on), `deletes`, and `sync`
 //! (tag and ACL changes).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -15,13 +16,14 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 
+use crate::backfill::report::{self, ReportLocation, Row};
 use crate::backfill::{list, ListTask};
 use crate::batch::retry_these;
 use crate::clients::S3Clients;
 use crate::config::{Config, Destination};
 use crate::copy::{self, AclSupport, Outcome};
 use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
-use crate::job::{Continuation, Job, Operation};
+use crate::job::{BackfillRef, Continuation, Job, Operation};
 use crate::lease::Lease;
 use crate::multipart::{self, MemoryBudget, MultipartSettings};
 use crate::overlap::RecentWrites;
@@ -83,6 +85,16 @@ pub struct Replicator {
     /// the first streamed part.
     memory: OnceLock<MemoryBudget>,
     acls: AclSupport,
+    /// Backfill outcomes not yet written to their backfill's record.
+    rows: Mutex<Vec<PendingRow>>,
+}
+
+#[derive(Debug)]
+struct PendingRow {
+    message_id: String,
+    report: String,
+    backfill: String,
+    row: Row,
 }
 
 impl Replicator {
@@ -112,6 +124,7 @@ impl Replicator {
             writes: RecentWrites::default(),
             memory: OnceLock::new(),
             acls: AclSupport::default(),
+            rows: Mutex::default(),
         }
     }
 
@@ -126,13 +139,87 @@ impl Replicator {
         Ok(multipart::within(deadline, self.handle_batch(event.payload)).await)
     }
 
+    /// Runs a batch, then records its backfill jobs' outcomes; a job whose outcome
+    /// could not be recorded is delivered again rather than deleted unrecorded.
     pub async fn handle_batch(&self, batch: SqsEvent) -> SqsBatchResponse {
+        let mut failures = self.run_batch(batch).await;
+        failures.extend(self.flush_rows().await);
+        failures.sort();
+        failures.dedup();
+        retry_these(failures)
+    }
+
+    /// Runs a batch; returns the ids of the messages to deliver again. Backfill
+    /// outcomes wait in memory for [`Replicator::flush_rows`].
+    pub async fn run_batch(&self, batch: SqsEvent) -> Vec<String> {
         let run = stream::iter(batch.records)
             .map(|message| self.handle_message(message))
             .buffer_unordered(self.concurrency.max(1))
             .collect::<Vec<Option<String>>>();
         let failures = multipart::until_stopped(self.stopping.clone(), run).await;
-        retry_these(failures.into_iter().flatten())
+        failures.into_iter().flatten().collect()
+    }
+
+    /// Writes the backfill outcomes waiting in memory, one object per backfill. Returns
+    /// the messages whose outcome was not written: they must not be deleted.
+    pub async fn flush_rows(&self) -> Vec<String> {
+        let rows = std::mem::take(&mut *self.rows.lock().expect("rows lock"));
+        let mut groups: HashMap<(String, String), Vec<(String, Row)>> = HashMap::new();
+        for pending in rows {
+            groups
+                .entry((pending.report, pending.backfill))
+                .or_default()
+                .push((pending.message_id, pending.row));
+        }
+        let mut unwritten = Vec::new();
+        for ((url, id), rows) in groups {
+            let written = match ReportLocation::parse(&url) {
+                Ok(at) => {
+                    let only_rows: Vec<Row> = rows.iter().map(|(_, r)| r.clone()).collect();
+                    report::write_results(&self.s3.source, &at, &id, &only_rows).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::warn!(backfill = %id, error = %e, jobs = rows.len(),
+                    "could not record backfill outcomes; their messages will be delivered again");
+                unwritten.extend(rows.into_iter().map(|(m, _)| m));
+            }
+        }
+        unwritten
+    }
+
+    /// Keeps a backfill job's outcome for the backfill's record.
+    fn record(&self, message_id: &str, job: &Job, result: &Result<Outcome, ReplicationError>) {
+        let Some(BackfillRef {
+            id,
+            report: Some(report),
+        }) = &job.backfill
+        else {
+            return;
+        };
+        let (outcome, reason, bytes) = match result {
+            Ok(Outcome::Replicated { bytes, .. }) => ("replicated", "", *bytes),
+            Ok(Outcome::Updated) => ("replicated", "Updated", 0),
+            Ok(Outcome::Deleted) => ("replicated", "Deleted", 0),
+            Ok(Outcome::Skipped { reason }) => ("skipped", *reason, 0),
+            Ok(Outcome::Paused(_)) => return,
+            Err(e) if e.is_retryable() => return,
+            Err(e) => ("failed", e.reason.as_str(), 0),
+        };
+        self.rows.lock().expect("rows lock").push(PendingRow {
+            message_id: message_id.to_string(),
+            report: report.clone(),
+            backfill: id.clone(),
+            row: Row {
+                bucket: job.source.bucket.clone(),
+                key: job.source.key.clone(),
+                destination: job.destination.bucket.clone(),
+                outcome: outcome.into(),
+                reason: reason.into(),
+                bytes,
+            },
+        });
     }
 
     /// How many jobs are being run right now.
@@ -167,6 +254,7 @@ impl Replicator {
         };
         self.in_hand.fetch_sub(1, Ordering::Relaxed);
         log_outcome(&job, &result, started, receives);
+        let recorded = result.clone();
         let done = match result {
             Ok(Outcome::Paused(upload)) => self.continue_later(&job, *upload).await,
             Ok(_) => true,
@@ -176,6 +264,9 @@ impl Replicator {
             }
             Err(err) => self.parking.park_job(&job.without_upload(), &err).await,
         };
+        if done {
+            self.record(&id, &job, &recorded);
+        }
         (!done).then_some(id)
     }
 

@@ -18,6 +18,7 @@ locals {
 
   archive_bucket = var.failed_archive_bucket_name == "" ? aws_s3_bucket.failed_archive[0].bucket : var.failed_archive_bucket_name
   archive_url    = "s3://${local.archive_bucket}/${var.failed_archive_prefix}"
+  backfill_url   = "s3://${local.archive_bucket}/${var.backfill_report_prefix}"
 
   notification_target = var.notification_delivery == "direct" ? "--function-arn ${aws_lambda_function.function["ingest"].arn}" : "--queue-arn ${aws_sqs_queue.events.arn}"
 }
@@ -356,6 +357,7 @@ module "policies" {
   destination_secret_arns  = var.destination_secret_arns
   config_object_arn        = var.config_object_arn
   archive_objects_arn      = "arn:aws:s3:::${local.archive_bucket}/${var.failed_archive_prefix}*"
+  backfill_records_arn     = "arn:aws:s3:::${local.archive_bucket}/${var.backfill_report_prefix}*"
   direct_delivery_dlq_arn  = var.notification_delivery == "direct" ? aws_sqs_queue.events_dlq.arn : ""
   queue_arns = {
     events = aws_sqs_queue.events.arn

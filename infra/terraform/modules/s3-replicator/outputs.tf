@@ -22,6 +22,11 @@ output "failed_archive_url" {
   value       = local.archive_url
 }
 
+output "backfill_report_url" {
+  description = "Where backfills keep their record and completion report (set BACKFILL_REPORT_URL to this for s3-replicator backfill)."
+  value       = local.backfill_url
+}
+
 output "ingest_function_arn" {
   description = "With notification_delivery = \"direct\", point the source buckets' notifications here (s3-replicator setup notifications --function-arn)."
   value       = aws_lambda_function.function["ingest"].arn

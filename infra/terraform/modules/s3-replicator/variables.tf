@@ -106,6 +106,16 @@ variable "failed_archive_prefix" {
   }
 }
 
+variable "backfill_report_prefix" {
+  description = "Key prefix, in the archive bucket, of the records and completion reports of backfills (s3-replicator backfill --report)."
+  type        = string
+  default     = "backfill-reports/"
+  validation {
+    condition     = can(regex("^([^/].*/)?$", var.backfill_report_prefix))
+    error_message = "backfill_report_prefix is empty or ends with / (and does not start with one)."
+  }
+}
+
 variable "failed_archive_after_days" {
   description = "Days a parked job waits in the failed queue before the hourly sweep moves it to the archive (0 to 12)."
   type        = number

@@ -37,6 +37,11 @@ variable "archive_objects_arn" {
   type        = string
 }
 
+variable "backfill_records_arn" {
+  description = "Where backfills keep their records: arn:aws:s3:::BUCKET/PREFIX*."
+  type        = string
+}
+
 variable "direct_delivery_dlq_arn" {
   description = "The events dead-letter queue, when S3 invokes ingest directly (Lambda sends failed events there with ingest's role); empty otherwise."
   type        = string
@@ -148,6 +153,13 @@ locals {
         Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
         Resource = [local.q.failed]
       },
+      # A backfill's list tasks record each page, and finished jobs their outcome.
+      {
+        Sid      = "RecordBackfills"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject"]
+        Resource = [var.backfill_records_arn]
+      },
       {
         Sid    = "ReadSources"
         Effect = "Allow"
@@ -233,6 +245,13 @@ locals {
         Effect   = "Allow"
         Action   = ["s3:PutObject"]
         Resource = [var.archive_objects_arn]
+      },
+      # A backfill job it parks is recorded as failed in the backfill's record.
+      {
+        Sid      = "RecordBackfills"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject"]
+        Resource = [var.backfill_records_arn]
       },
     ]
   }
