@@ -318,3 +318,172 @@ fn sigterm(worker: &std::process::Child) {
         .unwrap();
     assert!(status.success());
 }
+
+/// A backfill outlives its worker: killed with SIGKILL mid-way, the restarted worker
+/// finishes the listing and the copies from the queue alone, copies none of the
+/// replicas the first one finished again, and the completion report lists every
+/// object once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_finishes_after_its_worker_is_killed() {
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    stack
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&p.work.url)
+        .attributes(QueueAttributeName::VisibilityTimeout, "3")
+        .send()
+        .await
+        .unwrap();
+    let dst = stack.bucket("dst").await;
+    let records = stack.bucket("records").await;
+    let report = format!("s3://{records}/backfills/");
+    let doc = one_rule(&p.source, &dst);
+    let mut keys = put_many(&stack, &p.source, "x/", 100).await;
+    keys.extend(put_many(&stack, &p.source, "y/z/", 100).await);
+
+    let out = command(&stack, &p, &doc, &stack.endpoint)
+        .args(["backfill", "--report", &report, "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let slow = FaultProxy::start(
+        &stack.endpoint,
+        Faults {
+            delay: 1.0,
+            delay_for: Duration::from_millis(150),
+            seed: 2,
+            ..Faults::none()
+        },
+    )
+    .await;
+    let mut worker = command(&stack, &p, &doc, &slow.endpoint)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start worker");
+    let started = Instant::now();
+    let listed = |stack: Stack, dst: String| async move {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = stack
+                .s3
+                .list_objects_v2()
+                .bucket(&dst)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            token = out.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                return keys;
+            }
+        }
+    };
+    while listed(stack.clone(), dst.clone()).await.len() < 30 {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the backfill made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.kill().expect("SIGKILL");
+    assert!(!worker.wait().unwrap().success());
+    let done_before = listed(stack.clone(), dst.clone()).await;
+    assert!(
+        done_before.len() < keys.len(),
+        "the kill must land before the end"
+    );
+
+    let counted = FaultProxy::start(&stack.endpoint, Faults::none()).await;
+    let status = command(&stack, &p, &doc, &counted.endpoint)
+        .args(["run", "--exit-when-idle", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for key in &keys {
+        let replica = object_state(&stack.s3, &dst, key)
+            .await
+            .unwrap_or_else(|| panic!("{key} missed"));
+        assert_eq!(
+            replica,
+            object_state(&stack.s3, &p.source, key).await.unwrap(),
+            "{key}"
+        );
+    }
+    let copies_again: Vec<String> = counted
+        .heads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.to_ascii_lowercase().contains("x-amz-copy-source"))
+        .filter(|h| {
+            // "PUT /bucket/key?x-id=CopyObject HTTP/1.1"
+            let target = h.split(' ').nth(1).unwrap_or("");
+            let path = target.split('?').next().unwrap_or("");
+            done_before
+                .iter()
+                .any(|k| path == format!("/{dst}/{}", k.replace(' ', "%20")))
+        })
+        .cloned()
+        .collect();
+    assert!(
+        copies_again.is_empty(),
+        "copied again after the restart: {copies_again:#?}"
+    );
+    let copies = counted.count("x-amz-copy-source");
+    assert!(
+        copies > 0 && copies <= keys.len() - done_before.len(),
+        "{copies} copies after the restart"
+    );
+
+    let out = command(&stack, &p, &doc, &stack.endpoint)
+        .args([
+            "backfill", "status", "--report", &report, "--wait", "--output", "json",
+        ])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            status["complete"].as_bool(),
+            status["queued"].as_u64(),
+            status["failed"].as_u64()
+        ),
+        (Some(true), Some(200), Some(0)),
+        "{status}"
+    );
+    let csv = stack
+        .s3
+        .get_object()
+        .bucket(&records)
+        .key(format!(
+            "backfills/{}/report.csv",
+            status["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let csv = String::from_utf8(csv.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
+    let mut reported: Vec<String> = replicator::backfill::report::parse_csv(&csv)
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    reported.sort();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(reported, expected, "every object once");
+}
