@@ -38,6 +38,7 @@ fn location(report: Option<String>) -> anyhow::Result<Option<ReportLocation>> {
 
 pub async fn backfill(
     scope: Scope,
+    inventory: Option<String>,
     report: Option<String>,
     dry_run: bool,
     output: Output,
@@ -46,7 +47,13 @@ pub async fn backfill(
     let ingest = process.ingest()?;
     let id = backfill::new_id();
     let at = location(report)?;
-    let mut tasks = backfill::root_tasks(&process.config, &scope, &id)?;
+    let mut tasks = match &inventory {
+        Some(url) => {
+            let (bucket, manifest) = backfill::inventory::read_manifest(&ingest.s3, url).await?;
+            backfill::inventory::tasks(&process.config, &scope, &id, &bucket, &manifest)?
+        }
+        None => backfill::root_tasks(&process.config, &scope, &id)?,
+    };
     for task in &mut tasks {
         task.report = at.as_ref().map(ReportLocation::url);
     }
@@ -72,7 +79,8 @@ pub async fn backfill(
             tasks: tasks.len() as u64,
             scope: serde_json::json!({
                 "buckets": tasks.iter().map(|t| t.bucket.clone()).collect::<std::collections::BTreeSet<_>>(),
-                "prefixes": tasks.iter().map(|t| t.prefix.clone()).collect::<Vec<_>>(),
+                "prefixes": tasks.iter().map(|t| t.prefix.clone()).collect::<std::collections::BTreeSet<_>>(),
+                "inventory": inventory,
                 "rule": scope.rule, "modified_after": scope.modified_after, "modified_before": scope.modified_before,
             }),
         };
@@ -97,7 +105,15 @@ pub async fn backfill(
                 tasks.len()
             );
             for task in &tasks {
-                crate::outln!("  s3://{}/{}", task.bucket, task.prefix);
+                match &task.inventory {
+                    Some(file) => crate::outln!(
+                        "  s3://{}/{} (inventory of {})",
+                        file.bucket,
+                        file.key,
+                        task.bucket
+                    ),
+                    None => crate::outln!("  s3://{}/{}", task.bucket, task.prefix),
+                }
             }
             crate::outln!("the replicate function (or `s3-replicator run`) lists and copies; its log lines carry backfill={id}");
             match &at {

@@ -131,6 +131,10 @@ struct BackfillArgs {
     /// Levels of "/" below the prefix whose folders are listed as tasks of their own, in parallel.
     #[arg(long, default_value_t = replicator::backfill::DEFAULT_SPLIT)]
     split: u8,
+    /// Read the objects from this S3 Inventory (CSV) instead of listing the bucket:
+    /// s3://BUCKET/PATH/manifest.json. For buckets of billions of objects.
+    #[arg(long, value_name = "URL")]
+    inventory: Option<String>,
     /// Where the backfill keeps its record and completion report, s3://BUCKET/PREFIX
     /// (default: BACKFILL_REPORT_URL). Without one, `backfill status` cannot follow it.
     #[arg(long, value_name = "URL")]
@@ -327,7 +331,14 @@ async fn main() -> ExitCode {
                 modified_before: start.modified_before,
                 split: start.split,
             };
-            backfill::backfill(scope, start.report, start.dry_run, start.output).await
+            backfill::backfill(
+                scope,
+                start.inventory,
+                start.report,
+                start.dry_run,
+                start.output,
+            )
+            .await
         }
         Command::Setup {
             command:

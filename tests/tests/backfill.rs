@@ -169,3 +169,163 @@ async fn a_backfill_converges_and_a_second_one_copies_nothing() {
         "one HEAD per object at the same-endpoint destination"
     );
 }
+
+/// A backfill fed by an S3 Inventory instead of a listing: gzip CSV files named by a
+/// manifest, URL-encoded keys, old versions and delete markers left out, and a file
+/// longer than one task reads.
+#[tokio::test]
+async fn an_inventory_feeds_a_backfill() {
+    use std::io::Write;
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let inventories = stack.bucket("inventories").await;
+    let cfg = config(&one_rule(
+        &p.source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
+    ));
+    let mut keys = put_many(&stack, &p.source, "inv/", 20).await;
+    for key in ["inv/a b+c.txt", "inv/100% sure.txt", "elsewhere/x"] {
+        stack.put(&p.source, key, key.as_bytes()).await;
+        keys.push(key.to_string());
+    }
+    let listed = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&p.source)
+        .send()
+        .await
+        .unwrap();
+    let row = |o: &aws_sdk_s3::types::Object, latest: bool, marker: bool| {
+        let key: String = form_urlencoded::byte_serialize(o.key().unwrap().as_bytes()).collect();
+        format!(
+            "\"{}\",\"{key}\",\"v1\",\"{latest}\",\"{marker}\",\"{}\",\"{}\",\"{}\",\"STANDARD\"\n",
+            p.source,
+            o.size().unwrap(),
+            o.last_modified()
+                .unwrap()
+                .fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime)
+                .unwrap(),
+            o.e_tag().unwrap().trim_matches('"'),
+        )
+    };
+    let gz = |text: &str| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap()
+    };
+    let objects = listed.contents();
+    // File 1: half the objects, an old version and a delete marker of a key, and a row
+    // of another bucket.
+    let mut first = String::new();
+    for o in &objects[..objects.len() / 2] {
+        first.push_str(&row(o, true, false));
+    }
+    first.push_str(&row(&objects[0], false, false));
+    first.push_str(&row(&objects[1], true, true).replace("inv", "deleted"));
+    first.push_str(&row(&objects[2], true, false).replace(&p.source, "another-bucket"));
+    // File 2: more rows of old versions than one task reads, then the other half.
+    let mut second = row(&objects[3], false, false).repeat(10_000);
+    for o in &objects[objects.len() / 2..] {
+        second.push_str(&row(o, true, false));
+    }
+    for (key, text) in [
+        ("inv/data/1.csv.gz", &first),
+        ("inv/data/2.csv.gz", &second),
+    ] {
+        stack
+            .s3
+            .put_object()
+            .bucket(&inventories)
+            .key(key)
+            .body(ByteStream::from(gz(text)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let manifest = serde_json::json!({
+        "sourceBucket": p.source, "destinationBucket": format!("arn:aws:s3:::{inventories}"),
+        "version": "2016-11-30", "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass",
+        "files": [{"key": "inv/data/1.csv.gz", "size": 1, "MD5checksum": "x"},
+                  {"key": "inv/data/2.csv.gz", "size": 1, "MD5checksum": "x"}]
+    });
+    stack
+        .put(
+            &inventories,
+            "inv/manifest.json",
+            manifest.to_string().as_bytes(),
+        )
+        .await;
+
+    let ingest = p.ingest(&cfg);
+    let url = format!("s3://{inventories}/inv/manifest.json");
+    let (bucket, manifest) = backfill::inventory::read_manifest(&stack.s3, &url)
+        .await
+        .unwrap();
+    let scope = Scope {
+        prefix: Some("inv/".into()),
+        ..Scope::default()
+    };
+    let tasks = backfill::inventory::tasks(&cfg, &scope, "bf-inv", &bucket, &manifest).unwrap();
+    assert_eq!(tasks.len(), 2);
+    let plan = backfill::dry_run(&ingest, &tasks).await.unwrap();
+    assert_eq!(
+        plan.listed, 22,
+        "the current objects under inv/, once each: {plan:?}"
+    );
+    assert_eq!(plan.list_requests, 3, "file 2 takes two tasks");
+    backfill::start(&ingest, &tasks).await.unwrap();
+    p.run_worker(&cfg).await;
+    for key in &keys {
+        let there = object_state(&stack.s3, &dst, key).await;
+        match key.starts_with("inv/") {
+            true => assert_eq!(
+                there,
+                object_state(&stack.s3, &p.source, key).await,
+                "{key}"
+            ),
+            false => assert!(there.is_none(), "{key} is outside --prefix"),
+        }
+    }
+    assert_eq!(stack.depth(&p.failed).await, 0);
+
+    // A manifest of another format, or of a bucket not configured, is refused.
+    stack
+        .put(
+            &inventories,
+            "orc/manifest.json",
+            manifest_of("ORC", &p.source).as_bytes(),
+        )
+        .await;
+    let err = backfill::inventory::read_manifest(
+        &stack.s3,
+        &format!("s3://{inventories}/orc/manifest.json"),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("only CSV"), "{err}");
+    stack
+        .put(
+            &inventories,
+            "other/manifest.json",
+            manifest_of("CSV", "not-a-source").as_bytes(),
+        )
+        .await;
+    let (b, m) = backfill::inventory::read_manifest(
+        &stack.s3,
+        &format!("s3://{inventories}/other/manifest.json"),
+    )
+    .await
+    .unwrap();
+    let err = backfill::inventory::tasks(&cfg, &Scope::default(), "bf-x", &b, &m)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a source"), "{err}");
+}
+
+fn manifest_of(format: &str, bucket: &str) -> String {
+    serde_json::json!({"sourceBucket": bucket, "fileFormat": format, "fileSchema": "Bucket, Key", "files": []})
+        .to_string()
+}

@@ -171,29 +171,34 @@ pub async fn select(
     Ok(selection)
 }
 
-/// What one list task did, for its log line.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Listing {
-    pub listed: usize,
-    pub jobs: usize,
-    pub skipped: BTreeMap<&'static str, usize>,
-    /// Tasks sent for sub-prefixes.
-    pub prefixes: usize,
-    pub continued: bool,
-}
-
-/// Runs a list task: the page's jobs are sent, then the tasks for what remains.
-pub async fn run(ingest: &Ingest, task: &ListTask) -> Result<Listing, ReplicationError> {
+/// A task's page (of the listing, or of its inventory file) and the tasks that take
+/// over where it stops: its continuation, and the sub-prefixes it splits into.
+pub async fn task_page(
+    s3: &aws_sdk_s3::Client,
+    task: &ListTask,
+) -> Result<(Page, Vec<ListTask>), ReplicationError> {
+    if let Some(file) = &task.inventory {
+        let (objects, next) = super::inventory::page(s3, task, file).await?;
+        let next = next
+            .map(|skip| task.inventory_from(skip))
+            .into_iter()
+            .collect();
+        return Ok((
+            Page {
+                objects,
+                ..Page::default()
+            },
+            next,
+        ));
+    }
     let page = page(
-        &ingest.s3,
+        s3,
         &task.bucket,
         &task.prefix,
         task.split > 0,
         task.continuation.as_deref(),
     )
     .await?;
-    let selection = select(ingest, task, &page.objects).await?;
-    ingest.send(&selection.jobs).await.map_err(queue_failure)?;
     let mut next: Vec<ListTask> = page
         .prefixes
         .iter()
@@ -202,6 +207,24 @@ pub async fn run(ingest: &Ingest, task: &ListTask) -> Result<Listing, Replicatio
     if let Some(token) = &page.next {
         next.push(task.continued(token.clone()));
     }
+    Ok((page, next))
+}
+
+/// What one list task did, for its log line.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Listing {
+    pub listed: usize,
+    pub jobs: usize,
+    pub skipped: BTreeMap<&'static str, usize>,
+    /// Tasks sent to take over: sub-prefixes and the continuation.
+    pub next: usize,
+}
+
+/// Runs a list task: the page's jobs are sent, then the tasks for what remains.
+pub async fn run(ingest: &Ingest, task: &ListTask) -> Result<Listing, ReplicationError> {
+    let (page, next) = task_page(&ingest.s3, task).await?;
+    let selection = select(ingest, task, &page.objects).await?;
+    ingest.send(&selection.jobs).await.map_err(queue_failure)?;
     // Recorded before the tasks that follow are sent: a page is counted only once its
     // jobs are out, and the tasks it expects are counted with it.
     if let Some(url) = &task.report {
@@ -217,12 +240,15 @@ pub async fn run(ingest: &Ingest, task: &ListTask) -> Result<Listing, Replicatio
             skipped: selection.rows.len() as u64,
             children: next.len() as u64,
         };
-        let identity = format!(
-            "{}\n{}\n{}",
-            task.bucket,
-            task.prefix,
-            task.continuation.as_deref().unwrap_or("")
-        );
+        let identity = match &task.inventory {
+            Some(file) => format!("{}\n{}\n{}", file.bucket, file.key, file.skip),
+            None => format!(
+                "{}\n{}\n{}",
+                task.bucket,
+                task.prefix,
+                task.continuation.as_deref().unwrap_or("")
+            ),
+        };
         report::write_page(
             &ingest.s3,
             &at,
@@ -244,8 +270,7 @@ pub async fn run(ingest: &Ingest, task: &ListTask) -> Result<Listing, Replicatio
         listed: page.objects.len(),
         jobs: selection.jobs.len(),
         skipped: selection.skipped,
-        prefixes: page.prefixes.len(),
-        continued: page.next.is_some(),
+        next: next.len(),
     })
 }
 

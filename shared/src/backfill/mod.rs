@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::errors::ScanError;
 use crate::ingest::Ingest;
 
+pub mod inventory;
 pub mod list;
 pub mod report;
 pub mod task;
@@ -165,20 +166,16 @@ pub async fn dry_run(ingest: &Ingest, tasks: &[ListTask]) -> Result<Plan, ScanEr
     let mut plan = Plan::default();
     let mut totals: BTreeMap<(String, String), Planned> = BTreeMap::new();
     for task in tasks {
-        let mut token: Option<String> = None;
-        loop {
-            let page = list::page(
-                &ingest.s3,
-                &task.bucket,
-                &task.prefix,
-                false,
-                token.as_deref(),
-            )
-            .await
-            .map_err(ScanError::Listing)?;
+        let mut pending = vec![task.clone()];
+        // The same pages the tasks would list, flat: sub-prefixes are not split off.
+        while let Some(mut task) = pending.pop() {
+            task.split = 0;
+            let (page, next) = list::task_page(&ingest.s3, &task)
+                .await
+                .map_err(ScanError::Listing)?;
             plan.list_requests += 1;
             plan.listed += page.objects.len() as u64;
-            let selection = list::select(ingest, task, &page.objects)
+            let selection = list::select(ingest, &task, &page.objects)
                 .await
                 .map_err(ScanError::Listing)?;
             for (reason, n) in selection.skipped {
@@ -194,10 +191,7 @@ pub async fn dry_run(ingest: &Ingest, tasks: &[ListTask]) -> Result<Plan, ScanEr
                 entry.objects += 1;
                 entry.bytes += job.source.size.unwrap_or(0);
             }
-            match page.next {
-                Some(next) => token = Some(next),
-                None => break,
-            }
+            pending.extend(next);
         }
     }
     plan.destinations = totals.into_values().collect();

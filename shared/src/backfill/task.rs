@@ -39,6 +39,9 @@ pub struct ListTask {
     /// Only objects last modified before this (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_before: Option<String>,
+    /// Read this S3 Inventory file instead of listing the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<super::inventory::InventoryFile>,
     /// `s3://BUCKET/PREFIX` where the backfill's record is kept, when it keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
@@ -78,6 +81,7 @@ impl ListTask {
             rule: None,
             modified_after: None,
             modified_before: None,
+            inventory: None,
             report: None,
             attempts: 0,
         }
@@ -115,6 +119,16 @@ impl ListTask {
             attempts: 0,
             ..self.clone()
         }
+    }
+
+    /// The task that reads an inventory file on from `skip` rows.
+    pub fn inventory_from(&self, skip: u64) -> ListTask {
+        let mut next = self.clone();
+        next.attempts = 0;
+        if let Some(file) = &mut next.inventory {
+            file.skip = skip;
+        }
+        next
     }
 
     /// The task for a sub-prefix this one split off.

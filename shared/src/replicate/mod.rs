@@ -301,7 +301,7 @@ impl Replicator {
                 if let Ok(l) = &listed {
                     tracing::info!(backfill = %task.backfill, bucket = %task.bucket, prefix = %task.prefix,
                         listed = l.listed, jobs = l.jobs, skipped = %serde_json::to_string(&l.skipped).unwrap_or_default(),
-                        prefixes = l.prefixes, continued = l.continued, latency_ms = started.elapsed().as_millis() as u64,
+                        next_tasks = l.next, latency_ms = started.elapsed().as_millis() as u64,
                         outcome = "listed", "backfill page listed");
                 }
                 listed.map(|_| ())
