@@ -16,11 +16,10 @@ const S3_WRITE: f64 = 0.005 / 1000.0; // PUT, COPY, LIST
 const S3_READ: f64 = 0.0004 / 1000.0; // GET, HEAD
 const SQS: f64 = 0.40 / 1_000_000.0;
 
-/// Requests per object at one destination when it must be copied: HEAD replica, HEAD
-/// source, COPY; and the job's SQS send (a tenth of a batch), receive and delete.
-const COPIED: (f64, f64, f64) = (1.0, 2.0, 0.3);
-/// ... and when its replica is up to date already: one HEAD.
-const UP_TO_DATE: (f64, f64, f64) = (0.0, 1.0, 0.3);
+/// Requests per object to copy (small, same endpoint, copied in its list task): HEAD
+/// source and COPY. An object the destination's listing shows up to date costs only
+/// its share of the listings.
+const COPIED: (f64, f64) = (1.0, 1.0);
 
 /// The record's location: `--report`, else BACKFILL_REPORT_URL, else none.
 fn location(report: Option<String>) -> anyhow::Result<Option<ReportLocation>> {
@@ -58,14 +57,15 @@ pub async fn backfill(
         task.report = at.as_ref().map(ReportLocation::url);
     }
     if dry_run {
-        let plan = backfill::dry_run(&ingest, &tasks).await?;
+        let clients = process.s3_clients().await?;
+        let plan = backfill::dry_run(&ingest, Some(&clients), &tasks).await?;
         match output {
             Output::Json => crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
                     "dry_run": true,
                     "plan": plan,
-                    "cost_usd": {"all_copied": cost(&plan, COPIED), "all_up_to_date": cost(&plan, UP_TO_DATE)},
+                    "estimated_cost_usd": cost(&plan),
                 }))?
             ),
             Output::Table => print_plan(&plan),
@@ -125,31 +125,32 @@ pub async fn backfill(
     Ok(())
 }
 
-/// Dollars for what the plan lists, with `per_object` requests (S3 writes, S3 reads,
-/// SQS) per object and destination.
-fn cost(plan: &Plan, per_object: (f64, f64, f64)) -> f64 {
-    let objects: u64 = plan.destinations.iter().map(|d| d.objects).sum();
-    let n = objects as f64;
-    // The backfill lists once more than the dry run did, and sends a task per page.
-    let listing = plan.list_requests as f64 * (S3_WRITE + 3.0 * SQS);
-    listing + n * (per_object.0 * S3_WRITE + per_object.1 * S3_READ + per_object.2 * SQS)
+/// Dollars for what the plan lists: every page listed at the source and at each
+/// destination, sent and received as a task; every object to copy, copied.
+fn cost(plan: &Plan) -> f64 {
+    let copies: u64 = plan.destinations.iter().map(|d| d.objects).sum();
+    let destinations = plan.destinations.len().max(1) as f64;
+    let listing = plan.list_requests as f64 * ((1.0 + destinations) * S3_WRITE + 3.0 * SQS);
+    listing + copies as f64 * (COPIED.0 * S3_WRITE + COPIED.1 * S3_READ)
 }
 
 fn print_plan(plan: &Plan) {
     crate::outln!(
-        "{:<24} {:<24} {:>10} {:>12}",
+        "{:<24} {:<24} {:>10} {:>12} {:>11}",
         "SOURCE",
         "DESTINATION",
-        "OBJECTS",
-        "BYTES"
+        "TO COPY",
+        "BYTES",
+        "UP TO DATE"
     );
     for d in &plan.destinations {
         crate::outln!(
-            "{:<24} {:<24} {:>10} {:>12}",
+            "{:<24} {:<24} {:>10} {:>12} {:>11}",
             d.source_bucket,
             d.destination,
             d.objects,
-            bytes(d.bytes)
+            bytes(d.bytes),
+            d.up_to_date
         );
     }
     let skipped: Vec<String> = plan
@@ -158,7 +159,7 @@ fn print_plan(plan: &Plan) {
         .map(|(r, n)| format!("{r} {n}"))
         .collect();
     crate::outln!(
-        "{} object(s) listed in {} request(s); skipped: {}",
+        "{} object(s) listed in {} page(s); skipped: {}",
         plan.listed,
         plan.list_requests,
         if skipped.is_empty() {
@@ -168,9 +169,8 @@ fn print_plan(plan: &Plan) {
         }
     );
     crate::outln!(
-        "estimated request cost: ${:.4} if every object is copied (3 S3 requests each, same endpoint), ${:.4} if every replica is up to date (1 HEAD each); sent nothing (--dry-run)",
-        cost(plan, COPIED),
-        cost(plan, UP_TO_DATE)
+        "estimated request cost: ${:.4} (listings, then a HEAD and a copy per object to copy; same endpoint, small objects); sent nothing (--dry-run)",
+        cost(plan)
     );
 }
 

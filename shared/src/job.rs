@@ -82,6 +82,10 @@ pub struct BackfillRef {
     /// `s3://BUCKET/PREFIX` of the backfill's record, when it keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
+    /// The destination's listing showed no object at this key: there is no replica
+    /// to read before copying.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub absent: bool,
 }
 
 /// A multipart copy in progress. Which parts are done is not stored: ListParts on the

@@ -246,6 +246,7 @@ impl Retrier {
         let Some(crate::job::BackfillRef {
             id,
             report: Some(url),
+            ..
         }) = &job.backfill
         else {
             return Ok(());

@@ -225,6 +225,50 @@ impl Run {
     }
 }
 
+impl Run {
+    /// A backfill of the whole bucket: its list tasks and the jobs they send, run by
+    /// the replicate handler in batches of ten until the work queue is empty.
+    async fn drive_backfill(&mut self, tally: &mut Tally, objects: usize) {
+        use replicator::backfill::{self, Scope};
+        let scope = Scope {
+            split: backfill::DEFAULT_SPLIT,
+            ..Scope::default()
+        };
+        let tasks =
+            backfill::root_tasks(&self.ingest.config, &scope, &backfill::new_id()).expect("scope");
+        backfill::start(&self.ingest, &tasks).await.expect("start");
+        let started = Instant::now();
+        let mut messages = 0;
+        loop {
+            let bodies = self.stack.drain(&self.p.work).await;
+            if bodies.is_empty() {
+                break;
+            }
+            messages += bodies.len();
+            for chunk in bodies.chunks(10) {
+                let r = self.replicator.handle_batch(sqs_batch(chunk)).await;
+                assert!(r.batch_item_failures.is_empty());
+            }
+        }
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        tally.count(&self.s3_log, objects);
+        tally.count(&self.sqs_log, objects);
+        let n = objects as f64;
+        tally.add(
+            "SQS trigger receive + delete (work)",
+            0.2 * messages as f64 / n,
+            SQS,
+        );
+        tally.add(
+            "Lambda invocations",
+            messages.div_ceil(10) as f64 / n,
+            LAMBDA_INVOKE,
+        );
+        tally.lambda_ms = ms / n;
+        tally.dollars += tally.lambda_ms * LAMBDA_MS_128;
+    }
+}
+
 fn report(name: &str, t: &Tally) {
     let per_million = t.dollars * 1e6;
     println!(
@@ -245,6 +289,27 @@ async fn main() {
     let n = objects();
     let body = vec![b'x'; 1024];
     println!("what a replication costs: {n} small objects per case, requests per object and $ per million (us-east-1 list prices)");
+
+    // Existing objects: a backfill of a bucket nothing has replicated yet, then the same
+    // backfill again (every replica up to date).
+    {
+        let mut run = Run::new(&stack, r#"{"Bucket": "DST"}"#, None).await;
+        for i in 0..n {
+            stack
+                .put(&run.p.source, &format!("o/{:02}/{i:05}", i % 10), &body)
+                .await;
+        }
+        // The bucket's own notifications are not what a backfill replicates from.
+        stack.drain(&run.p.events).await;
+        run.s3_log.take();
+        run.sqs_log.take();
+        let mut tally = Tally::default();
+        run.drive_backfill(&mut tally, n).await;
+        report("backfill, nothing replicated yet", &tally);
+        let mut tally = Tally::default();
+        run.drive_backfill(&mut tally, n).await;
+        report("backfill again, replicas up to date", &tally);
+    }
 
     for (name, destination, direct, remote) in [
         (

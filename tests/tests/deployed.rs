@@ -353,8 +353,8 @@ async fn run_as_deployed(template: Template) {
         replicate.logs().join("\n")
     );
 
-    // A backfill under the same policy: replicate runs a list task, whose jobs it then
-    // replicates like any other.
+    // A backfill under the same policy: replicate runs a list task, which lists the
+    // source and the destination and copies what is missing.
     let old: Vec<u8> = (0..5_000u32).map(|i| (i % 13) as u8).collect();
     d.admin.put(&d.source, "photos/old/1999.jpg", &old).await;
     let mut list = replicator::backfill::ListTask::root("bf-deployed", &d.source, "photos/old/", 1);
@@ -372,17 +372,10 @@ async fn run_as_deployed(template: Template) {
         "{response}\n{}",
         replicate.logs().join("\n")
     );
-    let (backfill_jobs, bodies) = d.batch("work").await;
-    // The other destination's rule filters on a tag this object does not have.
-    assert_eq!(bodies.len(), 1, "{bodies:#?}");
-    assert!(
-        bodies
-            .iter()
-            .all(|b| b.contains("\"backfill\":{\"id\":\"bf-deployed\"")),
-        "{bodies:#?}"
-    );
-    let response = replicate.invoke(&backfill_jobs, LONG).await.response();
-    assert!(failures(&response).is_empty(), "{response}");
+    // Copied in the task (the other destination's rule filters on a tag this object
+    // does not have): nothing is left for the work queue.
+    let (_, bodies) = d.batch("work").await;
+    assert!(bodies.is_empty(), "{bodies:#?}");
     let replica = object_state(&d.admin.s3, &d.replica, "photos/old/1999.jpg")
         .await
         .expect("the backfilled replica");
@@ -457,6 +450,7 @@ async fn run_as_deployed(template: Template) {
     spent.backfill = Some(replicator::job::BackfillRef {
         id: "bf-deployed".into(),
         report: Some(records.clone()),
+        absent: false,
     });
     let response = retry
         .invoke(

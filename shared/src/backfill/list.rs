@@ -1,7 +1,5 @@
-//! Running a list task: one page of the source, its put jobs, and the tasks that list
-//! the rest. Jobs go out before the tasks that follow them, so a task that dies half
-//! way is delivered again and sends its jobs again (replicate finds those replicas up
-//! to date with one HEAD) rather than leaving a page out.
+//! One page of a backfill's input (a listing, or rows of an inventory file) and the
+//! jobs the rules make of it.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +7,7 @@ use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::ObjectStorageClass;
 use futures::{stream, StreamExt, TryStreamExt};
 
-use super::report::{self, PageCounts, ReportLocation, Row};
+use super::report::Row;
 use super::task::ListTask;
 use crate::errors::{FailureReason, ReplicationError, S3Step};
 use crate::events::{Change, ObjectEvent};
@@ -144,6 +142,7 @@ pub async fn select(
                 job.backfill = Some(BackfillRef {
                     id: task.backfill.clone(),
                     report: task.report.clone(),
+                    absent: false,
                 });
             }
             Ok((object, Ok(jobs)))
@@ -205,73 +204,10 @@ pub async fn task_page(
         .map(|p| task.child(p.clone()))
         .collect();
     if let Some(token) = &page.next {
-        next.push(task.continued(token.clone()));
+        let last = page.objects.last().map(|o| o.key.clone());
+        next.push(task.continued(token.clone(), last));
     }
     Ok((page, next))
-}
-
-/// What one list task did, for its log line.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Listing {
-    pub listed: usize,
-    pub jobs: usize,
-    pub skipped: BTreeMap<&'static str, usize>,
-    /// Tasks sent to take over: sub-prefixes and the continuation.
-    pub next: usize,
-}
-
-/// Runs a list task: the page's jobs are sent, then the tasks for what remains.
-pub async fn run(ingest: &Ingest, task: &ListTask) -> Result<Listing, ReplicationError> {
-    let (page, next) = task_page(&ingest.s3, task).await?;
-    let selection = select(ingest, task, &page.objects).await?;
-    ingest.send(&selection.jobs).await.map_err(queue_failure)?;
-    // Recorded before the tasks that follow are sent: a page is counted only once its
-    // jobs are out, and the tasks it expects are counted with it.
-    if let Some(url) = &task.report {
-        let at = ReportLocation::parse(url).map_err(|e| {
-            ReplicationError::new(
-                FailureReason::MalformedMessage,
-                format!("list task report: {e}"),
-            )
-        })?;
-        let counts = PageCounts {
-            listed: page.objects.len() as u64,
-            jobs: selection.jobs.len() as u64,
-            skipped: selection.rows.len() as u64,
-            children: next.len() as u64,
-        };
-        let identity = match &task.inventory {
-            Some(file) => format!("{}\n{}\n{}", file.bucket, file.key, file.skip),
-            None => format!(
-                "{}\n{}\n{}",
-                task.bucket,
-                task.prefix,
-                task.continuation.as_deref().unwrap_or("")
-            ),
-        };
-        report::write_page(
-            &ingest.s3,
-            &at,
-            &task.backfill,
-            &identity,
-            counts,
-            &selection.rows,
-        )
-        .await
-        .map_err(|e| {
-            ReplicationError::new(FailureReason::Unknown, format!("recording the page: {e}"))
-        })?;
-    }
-    ingest
-        .send_bodies(next.iter().map(ListTask::to_body))
-        .await
-        .map_err(queue_failure)?;
-    Ok(Listing {
-        listed: page.objects.len(),
-        jobs: selection.jobs.len(),
-        skipped: selection.skipped,
-        next: next.len(),
-    })
 }
 
 /// Seconds since the epoch of an RFC 3339 bound.
@@ -290,7 +226,7 @@ fn parse_bound(bound: Option<&str>) -> Result<Option<i64>, ReplicationError> {
         .transpose()
 }
 
-fn queue_failure(e: crate::errors::QueueError) -> ReplicationError {
+pub(crate) fn queue_failure(e: crate::errors::QueueError) -> ReplicationError {
     ReplicationError::new(FailureReason::QueueSendFailed, e.to_string())
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::clients::S3Clients;
 use crate::config::Config;
 use crate::errors::ScanError;
 use crate::ingest::Ingest;
@@ -13,6 +14,7 @@ use crate::ingest::Ingest;
 pub mod inventory;
 pub mod list;
 pub mod report;
+pub mod run;
 pub mod task;
 
 pub use task::{ListTask, WorkItem};
@@ -147,8 +149,11 @@ pub async fn start(ingest: &Ingest, tasks: &[ListTask]) -> Result<(), ScanError>
 pub struct Planned {
     pub source_bucket: String,
     pub destination: String,
+    /// Objects to copy: no replica, or one that differs.
     pub objects: u64,
     pub bytes: u64,
+    /// Objects whose replica the destination's listing shows up to date.
+    pub up_to_date: u64,
 }
 
 /// What a dry run found: per (source, destination), and what makes no job, by reason.
@@ -157,42 +162,58 @@ pub struct Plan {
     pub listed: u64,
     pub destinations: Vec<Planned>,
     pub skipped: BTreeMap<&'static str, u64>,
+    /// Pages listed (each a LIST of the source, and of each destination it reaches).
     pub list_requests: u64,
 }
 
-/// Lists the scope here, page by page, and says what the backfill would send, without
-/// sending anything. Tags are read where rules filter on them, as the backfill would.
-pub async fn dry_run(ingest: &Ingest, tasks: &[ListTask]) -> Result<Plan, ScanError> {
+fn planned<'a>(
+    totals: &'a mut BTreeMap<(String, String), Planned>,
+    source: &str,
+    destination: &str,
+) -> &'a mut Planned {
+    totals
+        .entry((source.to_string(), destination.to_string()))
+        .or_insert_with(|| Planned {
+            source_bucket: source.to_string(),
+            destination: destination.to_string(),
+            ..Planned::default()
+        })
+}
+
+/// Lists the scope here, page by page, beside the destinations (with `clients`), and
+/// says what the backfill would copy, without sending or copying anything. Tags are
+/// read where rules filter on them, as the backfill would.
+pub async fn dry_run(
+    ingest: &Ingest,
+    clients: Option<&S3Clients>,
+    tasks: &[ListTask],
+) -> Result<Plan, ScanError> {
     let mut plan = Plan::default();
     let mut totals: BTreeMap<(String, String), Planned> = BTreeMap::new();
-    for task in tasks {
-        let mut pending = vec![task.clone()];
-        // The same pages the tasks would list, flat: sub-prefixes are not split off.
-        while let Some(mut task) = pending.pop() {
-            task.split = 0;
-            let (page, next) = list::task_page(&ingest.s3, &task)
-                .await
-                .map_err(ScanError::Listing)?;
-            plan.list_requests += 1;
-            plan.listed += page.objects.len() as u64;
-            let selection = list::select(ingest, &task, &page.objects)
-                .await
-                .map_err(ScanError::Listing)?;
-            for (reason, n) in selection.skipped {
-                *plan.skipped.entry(reason).or_default() += n as u64;
-            }
-            for job in selection.jobs {
-                let key = (job.source.bucket.clone(), job.destination.bucket.clone());
-                let entry = totals.entry(key).or_insert_with(|| Planned {
-                    source_bucket: job.source.bucket.clone(),
-                    destination: job.destination.bucket.clone(),
-                    ..Planned::default()
-                });
-                entry.objects += 1;
-                entry.bytes += job.source.size.unwrap_or(0);
-            }
-            pending.extend(next);
+    let mut pending: Vec<ListTask> = tasks.to_vec();
+    // The same pages the tasks would list, one after another.
+    while let Some(task) = pending.pop() {
+        let mut prepared = run::prepare(ingest, clients, &task)
+            .await
+            .map_err(ScanError::Listing)?;
+        plan.list_requests += 1;
+        plan.listed += prepared.listed as u64;
+        for (reason, n) in &prepared.skipped {
+            *plan.skipped.entry(reason).or_default() += *n as u64;
         }
+        for row in prepared
+            .rows
+            .iter()
+            .filter(|r| r.reason == "ReplicaUpToDate")
+        {
+            planned(&mut totals, &row.bucket, &row.destination).up_to_date += 1;
+        }
+        for job in &prepared.jobs {
+            let planned = planned(&mut totals, &job.source.bucket, &job.destination.bucket);
+            planned.objects += 1;
+            planned.bytes += job.source.size.unwrap_or(0);
+        }
+        pending.append(&mut prepared.next);
     }
     plan.destinations = totals.into_values().collect();
     Ok(plan)

@@ -2,20 +2,21 @@
 //!
 //! ```text
 //! P/ID/backfill.json                         what was asked, when, and its first tasks
-//! P/ID/pages/HASH_lLISTED_jJOBS_sSKIPPED_cCHILDREN.csv   one per page listed
+//! P/ID/pages/HASH_lLISTED_jJOBS_uUPTODATE_sSKIPPED_cCHILDREN.csv   one per page
 //! P/ID/results/TIME-RAND_nROWS_rREPL_sSKIP_fFAIL.csv     outcomes of finished jobs
 //! P/ID/report.csv, report.json               the completion report, once complete
 //! ```
 //!
 //! The counts are in the names, so `backfill status` reads one LIST per thousand
-//! parts, not the parts. A page's name is fixed by what it lists, so a page listed
-//! twice (a redelivered task) is counted once. Rows are written before their jobs'
-//! messages are deleted, so none is lost; a job run twice writes two rows, and the
-//! report keeps the later.
+//! parts, not the parts. A page's hash is fixed by what it lists, so a page listed
+//! twice (a redelivered task) is counted once, as its latest record says. A page's
+//! record holds a `queued` row per job it ran or sent; the report is complete when
+//! each has an outcome. Outcomes are written before their jobs' messages are deleted,
+//! so none is lost; a job run twice writes two rows, and the report keeps the later.
 
 use std::collections::BTreeMap;
 
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{describe, ScanError};
@@ -153,7 +154,11 @@ pub struct Manifest {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PageCounts {
     pub listed: u64,
+    /// Jobs run or sent, each to record an outcome.
     pub jobs: u64,
+    /// Jobs the destination's listing showed done.
+    pub up_to_date: u64,
+    /// Objects that made no job.
     pub skipped: u64,
     pub children: u64,
 }
@@ -205,10 +210,11 @@ pub async fn write_page(
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     let key = format!(
-        "{}pages/{hash:016x}_l{}_j{}_s{}_c{}.csv",
+        "{}pages/{hash:016x}_l{}_j{}_u{}_s{}_c{}.csv",
         at.base(id),
         counts.listed,
         counts.jobs,
+        counts.up_to_date,
         counts.skipped,
         counts.children
     );
@@ -247,9 +253,12 @@ pub struct Status {
     pub pages_listed: u64,
     pub pages_expected: u64,
     pub listed: u64,
-    /// Jobs sent (one per object and destination).
+    /// Jobs run or sent (one per object and destination whose replica was not
+    /// already up to date).
     pub queued: u64,
-    /// Objects no job was sent for (no rule, archived, outside the time window).
+    /// Replicas the destinations' listings showed up to date: no job at all.
+    pub up_to_date: u64,
+    /// Objects no job was made for (no rule, archived, outside the time window).
     pub skipped_at_listing: u64,
     pub replicated: u64,
     pub skipped: u64,
@@ -263,36 +272,31 @@ pub struct Status {
 }
 
 impl Status {
+    /// Jobs with an outcome recorded.
     pub fn finished_jobs(&self) -> u64 {
         self.replicated + self.skipped + self.failed
     }
 }
 
 /// Reads where a backfill stands; when its counts say it is complete, reads its parts,
-/// keeps each object's last row, and writes the completion report (once).
+/// checks that every queued job has an outcome, and writes the completion report (once).
 pub async fn status(
     s3: &aws_sdk_s3::Client,
     at: &ReportLocation,
     id: &str,
 ) -> Result<Status, ScanError> {
     let base = at.base(id);
-    let manifest = s3
+    let manifest_key = format!("{base}backfill.json");
+    let manifest: Manifest = match s3
         .get_object()
         .bucket(&at.bucket)
-        .key(format!("{base}backfill.json"))
+        .key(&manifest_key)
         .send()
-        .await;
-    let manifest: Manifest = match manifest {
-        Ok(out) => {
-            let bytes = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| ScanError::Scope(format!("reading {base}backfill.json: {e}")))?;
-            serde_json::from_slice(&bytes.into_bytes()).map_err(|e| {
-                ScanError::Scope(format!(
-                    "{base}backfill.json is not a backfill manifest: {e}"
-                ))
+        .await
+    {
+        Ok(_) => {
+            serde_json::from_str(&read_text(s3, &at.bucket, &manifest_key).await?).map_err(|e| {
+                ScanError::Scope(format!("{manifest_key} is not a backfill manifest: {e}"))
             })?
         }
         Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
@@ -303,7 +307,7 @@ pub async fn status(
         }
         Err(e) => {
             return Err(ScanError::Scope(format!(
-                "reading {base}backfill.json: {}",
+                "reading {manifest_key}: {}",
                 describe(&e)
             )))
         }
@@ -314,75 +318,58 @@ pub async fn status(
         pages_expected: manifest.tasks,
         ..Status::default()
     };
-    let mut pages: BTreeMap<String, PageCounts> = BTreeMap::new();
-    let mut results: Vec<(String, aws_sdk_s3::primitives::DateTime)> = Vec::new();
+    // A page recorded twice (its task ran twice): the latest record counts.
+    let mut pages: BTreeMap<String, (DateTime, String, PageCounts)> = BTreeMap::new();
+    let mut results: Vec<(DateTime, String)> = Vec::new();
     let mut report_written = false;
-    let mut token = None;
-    loop {
-        let out = s3
-            .list_objects_v2()
-            .bucket(&at.bucket)
-            .prefix(&base)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .map_err(|e| ScanError::Scope(format!("listing {}: {}", at.url(), describe(&e))))?;
-        for object in out.contents() {
-            let key = object.key().unwrap_or_default();
-            let name = &key[base.len().min(key.len())..];
-            if let Some(page) = name.strip_prefix("pages/") {
-                if let Some((hash, counts)) = page.trim_end_matches(".csv").split_once('_') {
-                    let n = numbers(counts);
-                    pages.insert(
-                        hash.to_string(),
-                        PageCounts {
-                            listed: n('l'),
-                            jobs: n('j'),
-                            skipped: n('s'),
-                            children: n('c'),
-                        },
-                    );
-                }
-            } else if let Some(part) = name.strip_prefix("results/") {
-                if let Some((_, counts)) = part.trim_end_matches(".csv").split_once('_') {
-                    let n = numbers(counts);
-                    status.replicated += n('r');
-                    status.skipped += n('s');
-                    status.failed += n('f');
-                    results.push((
-                        key.to_string(),
-                        object
-                            .last_modified()
-                            .copied()
-                            .unwrap_or(aws_sdk_s3::primitives::DateTime::from_secs(0)),
-                    ));
-                }
-            } else if name == "report.csv" {
-                report_written = true;
+    for (key, modified) in list_keys(s3, &at.bucket, &base).await? {
+        let name = &key[base.len().min(key.len())..];
+        if let Some(page) = name.strip_prefix("pages/") {
+            let Some((hash, counts)) = page.trim_end_matches(".csv").split_once('_') else {
+                continue;
+            };
+            let n = numbers(counts);
+            let counts = PageCounts {
+                listed: n('l'),
+                jobs: n('j'),
+                up_to_date: n('u'),
+                skipped: n('s'),
+                children: n('c'),
+            };
+            let newer = pages
+                .get(hash)
+                .is_none_or(|(m, k, _)| (modified, &key) > (*m, k));
+            if newer {
+                pages.insert(hash.to_string(), (modified, key.clone(), counts));
             }
-        }
-        token = out.next_continuation_token().map(str::to_string);
-        if token.is_none() {
-            break;
+        } else if let Some(part) = name.strip_prefix("results/") {
+            let Some((_, counts)) = part.trim_end_matches(".csv").split_once('_') else {
+                continue;
+            };
+            let n = numbers(counts);
+            status.replicated += n('r');
+            status.skipped += n('s');
+            status.failed += n('f');
+            results.push((modified, key.clone()));
+        } else if name == "report.csv" {
+            report_written = true;
         }
     }
-    for page in pages.values() {
+    for (_, _, page) in pages.values() {
         status.pages_listed += 1;
         status.pages_expected += page.children;
         status.listed += page.listed;
         status.queued += page.jobs;
+        status.up_to_date += page.up_to_date;
         status.skipped_at_listing += page.skipped;
     }
-    status.elapsed_s = aws_sdk_s3::primitives::DateTime::from_str(
+    status.elapsed_s = DateTime::from_str(
         &manifest.started,
         aws_smithy_types::date_time::Format::DateTime,
     )
     .ok()
     .and_then(|t| {
-        u64::try_from(
-            aws_sdk_s3::primitives::DateTime::from(std::time::SystemTime::now()).secs() - t.secs(),
-        )
-        .ok()
+        u64::try_from(DateTime::from(std::time::SystemTime::now()).secs() - t.secs()).ok()
     })
     .unwrap_or(0);
     let report_key = format!("{base}report.csv");
@@ -391,26 +378,35 @@ pub async fn status(
         status.report = Some(format!("s3://{}/{report_key}", at.bucket));
         return Ok(status);
     }
-    let counted_all =
-        status.pages_listed >= status.pages_expected && status.finished_jobs() >= status.queued;
-    if !counted_all {
+    if status.pages_listed < status.pages_expected || status.finished_jobs() < status.queued {
         return Ok(status);
     }
-    // The counts say complete; a job run twice counts twice, so the rows decide.
+    // The counts say complete, but a job run twice counts twice: every queued row must
+    // have an outcome. Outcomes are read oldest first, so the latest stands.
     let mut rows: BTreeMap<(String, String, String), Row> = BTreeMap::new();
-    results.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-    let page_keys = list_keys(s3, &at.bucket, &format!("{base}pages/")).await?;
-    for key in page_keys.iter().chain(results.iter().map(|(k, _)| k)) {
-        let text = read_text(s3, &at.bucket, key).await?;
-        for row in parse_csv(&text) {
+    for (_, key, _) in pages.values() {
+        for row in parse_csv(&read_text(s3, &at.bucket, key).await?) {
             rows.insert(
                 (row.bucket.clone(), row.key.clone(), row.destination.clone()),
                 row,
             );
         }
     }
-    let job_rows = rows.values().filter(|r| !r.destination.is_empty()).count() as u64;
-    if job_rows < status.queued {
+    results.sort();
+    for (_, key) in &results {
+        for row in parse_csv(&read_text(s3, &at.bucket, key).await?) {
+            let at_key = (row.bucket.clone(), row.key.clone(), row.destination.clone());
+            // An outcome of a job no latest page queued (an earlier run of a page that
+            // ran again and found it done) does not replace that page's row.
+            if rows
+                .get(&at_key)
+                .is_none_or(|r| r.outcome != "skipped" || r.reason != "ReplicaUpToDate")
+            {
+                rows.insert(at_key, row);
+            }
+        }
+    }
+    if rows.values().any(|r| r.outcome == "queued") {
         return Ok(status);
     }
     let rows: Vec<Row> = rows.into_values().collect();
@@ -477,7 +473,7 @@ async fn list_keys(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
-) -> Result<Vec<String>, ScanError> {
+) -> Result<Vec<(String, DateTime)>, ScanError> {
     let mut keys = Vec::new();
     let mut token = None;
     loop {
@@ -491,11 +487,12 @@ async fn list_keys(
             .map_err(|e| {
                 ScanError::Scope(format!("listing s3://{bucket}/{prefix}: {}", describe(&e)))
             })?;
-        keys.extend(
-            out.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
+        keys.extend(out.contents().iter().filter_map(|o| {
+            Some((
+                o.key()?.to_string(),
+                o.last_modified().copied().unwrap_or(DateTime::from_secs(0)),
+            ))
+        }));
         token = out.next_continuation_token().map(str::to_string);
         if token.is_none() {
             return Ok(keys);

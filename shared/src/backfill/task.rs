@@ -30,6 +30,9 @@ pub struct ListTask {
     /// Where the next page starts (ListObjectsV2's token), when this is a continuation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<String>,
+    /// The last key of the page before, where the destinations' listings start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_after: Option<String>,
     /// Only the destinations of this rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
@@ -78,6 +81,7 @@ impl ListTask {
             prefix: prefix.to_string(),
             split,
             continuation: None,
+            start_after: None,
             rule: None,
             modified_after: None,
             modified_before: None,
@@ -113,9 +117,10 @@ impl ListTask {
     }
 
     /// The task that lists the next page of the same prefix.
-    pub fn continued(&self, token: String) -> ListTask {
+    pub fn continued(&self, token: String, last_key: Option<String>) -> ListTask {
         ListTask {
             continuation: Some(token),
+            start_after: last_key.or_else(|| self.start_after.clone()),
             attempts: 0,
             ..self.clone()
         }
@@ -137,6 +142,7 @@ impl ListTask {
             prefix,
             split: self.split.saturating_sub(1),
             continuation: None,
+            start_after: None,
             attempts: 0,
             ..self.clone()
         }

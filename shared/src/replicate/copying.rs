@@ -32,7 +32,8 @@ impl Replicator {
             .is_none_or(|e| e.reason != FailureReason::ChecksumMismatch);
         // A backfill's job knows what the listing saw: a replica that already holds it
         // ends the job with one HEAD (a second backfill copies nothing).
-        if job.backfill.is_some() && sequencer.is_none() && checked_before {
+        let listed_absent = job.backfill.as_ref().is_some_and(|b| b.absent);
+        if job.backfill.is_some() && !listed_absent && sequencer.is_none() && checked_before {
             if let Some(replica) = replica_head(dst, destination, &job.source.key).await? {
                 if holds_listed_state(job, &replica) {
                     return Ok(Outcome::Skipped {

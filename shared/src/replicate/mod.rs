@@ -17,7 +17,7 @@ use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 
 use crate::backfill::report::{self, ReportLocation, Row};
-use crate::backfill::{list, ListTask};
+use crate::backfill::ListTask;
 use crate::batch::retry_these;
 use crate::clients::S3Clients;
 use crate::config::{Config, Destination};
@@ -30,6 +30,7 @@ use crate::overlap::RecentWrites;
 use crate::parking::Parking;
 use crate::provenance::Provenance;
 
+mod backfill;
 mod copying;
 mod deletes;
 mod sync;
@@ -194,6 +195,7 @@ impl Replicator {
         let Some(BackfillRef {
             id,
             report: Some(report),
+            ..
         }) = &job.backfill
         else {
             return;
@@ -267,70 +269,6 @@ impl Replicator {
         if done {
             self.record(&id, &job, &recorded);
         }
-        (!done).then_some(id)
-    }
-
-    /// Runs a backfill's list task. A failure that can pass goes to the retry queue (or
-    /// back to SQS without one), which sends the task back with backoff; one that
-    /// cannot is parked with its reason.
-    async fn handle_list(
-        &self,
-        id: String,
-        body: &str,
-        task: Result<ListTask, ReplicationError>,
-    ) -> Option<String> {
-        let started = Instant::now();
-        let result = match (task, &self.work_queue_url) {
-            (Err(e), _) => Err(e),
-            (Ok(_), None) => Err(ReplicationError::new(
-                FailureReason::RuleNotConfigured,
-                format!(
-                    "a backfill list task needs {} to send its jobs to",
-                    crate::settings::WORK_QUEUE_VAR
-                ),
-            )),
-            (Ok(task), Some(url)) => {
-                let ingest = crate::ingest::Ingest {
-                    config: self.config.clone(),
-                    s3: self.s3.source.clone(),
-                    sqs: self.sqs.clone(),
-                    work_queue_url: url.clone(),
-                    failed_queue_url: None,
-                };
-                let listed = list::run(&ingest, &task).await;
-                if let Ok(l) = &listed {
-                    tracing::info!(backfill = %task.backfill, bucket = %task.bucket, prefix = %task.prefix,
-                        listed = l.listed, jobs = l.jobs, skipped = %serde_json::to_string(&l.skipped).unwrap_or_default(),
-                        next_tasks = l.next, latency_ms = started.elapsed().as_millis() as u64,
-                        outcome = "listed", "backfill page listed");
-                }
-                listed.map(|_| ())
-            }
-        };
-        let err = match result {
-            Ok(()) => return None,
-            Err(err) => err,
-        };
-        tracing::warn!(outcome = "failed", reason = %err.reason, retryable = err.is_retryable(), error = %err.detail,
-            "backfill list task failed");
-        let done = match (err.is_retryable(), &self.retry_queue_url) {
-            (true, Some(url)) => {
-                let sent = self
-                    .sqs
-                    .send_message()
-                    .queue_url(url)
-                    .message_body(body)
-                    .send()
-                    .await;
-                sent.is_ok()
-            }
-            (true, None) => false,
-            (false, _) => {
-                self.parking
-                    .send(crate::parking::parked_raw("list-task", body, &err))
-                    .await
-            }
-        };
         (!done).then_some(id)
     }
 
