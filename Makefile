@@ -79,6 +79,8 @@ bench: venv tools
 	scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench cost
 	$(CARGO) build --release -p s3-replicator
 	S3R_CLI=$(CURDIR)/target/release/s3-replicator scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench throughput
+	command -v rclone >/dev/null || { command -v apt-get >/dev/null && apt-get install -y rclone; } || { echo "make bench needs rclone (Debian: apt-get install rclone)"; exit 1; }
+	S3R_CLI=$(CURDIR)/target/release/s3-replicator scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench existing_objects
 
 lint:
 	$(CARGO) fmt --all -- --check
