@@ -144,7 +144,7 @@ async fn drift_is_reported_backfilled_repaired_and_gone() {
         .success());
     let after = status(&[&id, "--wait"]);
     assert_eq!(after["complete"], true, "{after}");
-    // Root, a/, b/, b/c/: four pages; 41 jobs; the 8 in sync seen in the listing.
+    // One page (51 objects fit in one); 41 jobs; the 8 in sync seen in the listing.
     assert_eq!(
         (
             after["pages_listed"].as_u64(),
@@ -153,7 +153,7 @@ async fn drift_is_reported_backfilled_repaired_and_gone() {
             after["replicated"].as_u64(),
             after["failed"].as_u64()
         ),
-        (Some(4), Some(41), Some(8), Some(41), Some(0)),
+        (Some(1), Some(41), Some(8), Some(41), Some(0)),
         "{after}"
     );
     let report_key = format!("backfills/{id}/report.csv");

@@ -7,6 +7,15 @@ use aws_sdk_s3::types::StorageClass;
 use integration_tests::*;
 use replicator::backfill::{self, Scope};
 
+/// A destination bucket at the other provider, reached with the default chain's keys.
+fn at_other(other: &Stack, bucket: &str) -> String {
+    format!(
+        r#"{{"Bucket": "{bucket}", "Replicator": {{"EndpointUrl": "{}", "ForcePathStyle": true,
+            "AclMode": "none", "Credentials": {{"DefaultChain": true}}}}}}"#,
+        other.endpoint
+    )
+}
+
 #[tokio::test]
 async fn a_backfill_converges_and_a_second_one_copies_nothing() {
     let stack = Stack::main().await;
@@ -22,11 +31,10 @@ async fn a_backfill_converges_and_a_second_one_copies_nothing() {
               "DeleteMarkerReplication": {{"Status": "Enabled"}}}},
             {{"ID": "kept-images", "Priority": 2, "Status": "Enabled",
               "Filter": {{"And": {{"Prefix": "img/", "Tags": [{{"Key": "keep", "Value": "yes"}}]}}}},
-              "Destination": {{"Bucket": "{far}", "Replicator": {{"EndpointUrl": "{endpoint}", "ForcePathStyle": true,
-                 "AclMode": "none", "Credentials": {{"DefaultChain": true}}}}}},
+              "Destination": {far},
               "DeleteMarkerReplication": {{"Status": "Disabled"}}}}]}}}}]}}"#,
         src = p.source,
-        endpoint = other.endpoint,
+        far = at_other(&other, &far),
     ));
 
     // 150 objects over nested prefixes and the root; a third of the images tagged.
@@ -121,9 +129,9 @@ async fn a_backfill_converges_and_a_second_one_copies_nothing() {
     p.run_worker_on(&cfg, counted.clone()).await;
     let first = log.take();
     let lists = first.iter().filter(|r| r.contains("list-type=2")).count();
-    // The root and its folders (logs/, img/, cold/, then logs/2024/, logs/2025/,
-    // img/raw/) each list at least once.
-    assert!(lists >= 7, "{lists} listings");
+    // 151 objects fit in one page: one task lists the whole bucket, once here and
+    // once at the same-endpoint destination, and splits into no folder tasks.
+    assert_eq!(lists, 2, "{lists} listings");
     for key in &keys {
         let there = object_state(&stack.s3, &dst, key).await;
         assert_eq!(
@@ -353,4 +361,117 @@ async fn an_inventory_feeds_a_backfill() {
 fn manifest_of(format: &str, bucket: &str) -> String {
     serde_json::json!({"sourceBucket": bucket, "fileFormat": format, "fileSchema": "Bucket, Key", "files": []})
         .to_string()
+}
+
+/// Thousands of objects over many folders, as the issue asks: more than a page, so the
+/// bucket splits into folder tasks listed in parallel; some replicas already there,
+/// some stale, a tag filter, another provider. `verify` reports the drift before and
+/// none after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_objects_converge_and_verify_agrees() {
+    use replicator::drift::{Drift, Progress};
+    let stack = Stack::main().await;
+    let other = Stack::other_provider().await;
+    let p = Pipeline::unwired(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let tagged = stack.bucket("tagged").await;
+    let far = unique("far");
+    other.s3.create_bucket().bucket(&far).send().await.unwrap();
+    let cfg = config(&format!(
+        r#"{{"Sources": [{{"Bucket": "{src}", "ReplicationConfiguration": {{"Rules": [
+            {{"ID": "all", "Priority": 1, "Status": "Enabled", "Filter": {{}},
+              "Destination": {{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}},
+              "DeleteMarkerReplication": {{"Status": "Disabled"}}}},
+            {{"ID": "far", "Priority": 2, "Status": "Enabled", "Filter": {{"Prefix": "d1"}},
+              "Destination": {far},
+              "DeleteMarkerReplication": {{"Status": "Disabled"}}}},
+            {{"ID": "tagged", "Priority": 3, "Status": "Enabled",
+              "Filter": {{"And": {{"Prefix": "d2", "Tags": [{{"Key": "keep", "Value": "yes"}}]}}}},
+              "Destination": {{"Bucket": "{tagged}", "Replicator": {{"AclMode": "none"}}}},
+              "DeleteMarkerReplication": {{"Status": "Disabled"}}}}]}}}}]}}"#,
+        src = p.source,
+        far = at_other(&other, &far),
+    ));
+    let mut keys = Vec::new();
+    for folder in 0..24 {
+        keys.extend(put_many(&stack, &p.source, &format!("d{folder:02}/"), 100).await);
+    }
+    let kept: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with("d2"))
+        .step_by(10)
+        .collect();
+    for key in &kept {
+        stack.set_tag(&p.source, key, ("keep", "yes")).await;
+    }
+    let replicator = p.replicator(&cfg).await;
+    for key in keys.iter().step_by(24).take(100) {
+        let mut job = put_job(&p.source, key, &dst);
+        job.rule_id = "all".into();
+        replicator.run(&job).await.unwrap();
+    }
+    let stale: Vec<&String> = keys.iter().skip(1).step_by(24).take(20).collect();
+    for key in &stale {
+        stack.put(&dst, key, b"stale").await;
+    }
+
+    let ingest = p.ingest(&cfg);
+    let progress = Progress::default();
+    let drift = Drift {
+        config: &cfg,
+        ingest: &ingest,
+        clients: &replicator.s3,
+        progress: &progress,
+    };
+    let counts = |reports: &[replicator::drift::DestinationReport]| -> Vec<(String, u64, usize, usize, usize)> {
+        reports
+            .iter()
+            .map(|r| (r.destination.clone(), r.in_sync, r.missing.len(), r.differs.len(), r.extra.len()))
+            .collect()
+    };
+    let before = drift.run(&Scope::default(), false).await.unwrap();
+    let mut expected = vec![
+        (dst.clone(), 100, 2400 - 100 - 20, 20, 0),
+        (far.clone(), 0, 1000, 0, 0),
+        (tagged.clone(), 0, kept.len(), 0, 0),
+    ];
+    expected.sort();
+    let mut got = counts(&before);
+    got.sort();
+    assert_eq!(got, expected);
+
+    let scope = Scope {
+        split: backfill::DEFAULT_SPLIT,
+        ..Scope::default()
+    };
+    let tasks = backfill::root_tasks(&cfg, &scope, "bf-thousands").unwrap();
+    backfill::start(&ingest, &tasks).await.unwrap();
+    let (counted, log) = stack.counted_s3();
+    p.run_worker_on(&cfg, counted).await;
+    let lists = log
+        .take()
+        .iter()
+        .filter(|r| r.starts_with(&format!("GET /{}", p.source)) && r.contains("list-type=2"))
+        .count();
+    // More than a page: the root splits, and each of the 24 folders lists on its own.
+    assert!(lists >= 24, "{lists} listings of the source");
+    assert_eq!(stack.depth(&p.failed).await, 0);
+
+    let after = drift.run(&Scope::default(), false).await.unwrap();
+    let mut got = counts(&after);
+    got.sort();
+    let mut expected = vec![
+        (dst.clone(), 2400, 0, 0, 0),
+        (far.clone(), 1000, 0, 0, 0),
+        (tagged.clone(), kept.len() as u64, 0, 0, 0),
+    ];
+    expected.sort();
+    assert_eq!(got, expected);
+    for key in keys.iter().step_by(97) {
+        assert_eq!(
+            object_state(&stack.s3, &dst, key).await,
+            object_state(&stack.s3, &p.source, key).await,
+            "{key}"
+        );
+    }
 }

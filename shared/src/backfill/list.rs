@@ -36,6 +36,8 @@ pub struct Page {
     pub prefixes: Vec<String>,
     /// The token of the next page, when there is one.
     pub next: Option<String>,
+    /// Listed with `/` as delimiter: only the keys directly under the prefix.
+    pub delimited: bool,
 }
 
 /// Lists one page (up to 1,000 keys) under `prefix`, splitting on `/` when asked.
@@ -84,6 +86,7 @@ pub async fn page(
         objects,
         prefixes,
         next,
+        delimited: split,
     })
 }
 
@@ -190,11 +193,20 @@ pub async fn task_page(
             next,
         ));
     }
+    // A prefix that fits in one page is listed in one task: splitting it would cost
+    // a task and a LIST (here and at each destination) per folder for nothing.
+    let split = task.split > 0;
+    if split && task.continuation.is_none() {
+        let flat = page(s3, &task.bucket, &task.prefix, false, None).await?;
+        if flat.next.is_none() {
+            return Ok((flat, Vec::new()));
+        }
+    }
     let page = page(
         s3,
         &task.bucket,
         &task.prefix,
-        task.split > 0,
+        split,
         task.continuation.as_deref(),
     )
     .await?;

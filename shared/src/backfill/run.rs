@@ -60,17 +60,26 @@ pub async fn prepare(
         by_destination.entry(at).or_default().push(job);
     }
     for ((bucket, _), jobs) in by_destination {
-        let (listed, there) =
-            match destination_range(ingest, clients, task, &jobs[0], &bucket, &last.key).await {
-                Ok(there) => (true, there),
-                Err(e) => {
-                    // Each job finds out for itself, with its own reason (a missing bucket,
-                    // a refusal), and says so.
-                    tracing::warn!(backfill = %task.backfill, destination = %bucket, error = %e,
+        let (listed, there) = match destination_range(
+            ingest,
+            clients,
+            task,
+            &jobs[0],
+            &bucket,
+            &last.key,
+            page.delimited,
+        )
+        .await
+        {
+            Ok(there) => (true, there),
+            Err(e) => {
+                // Each job finds out for itself, with its own reason (a missing bucket,
+                // a refusal), and says so.
+                tracing::warn!(backfill = %task.backfill, destination = %bucket, error = %e,
                     "cannot list the destination; every job of the page goes ahead");
-                    (false, HashMap::new())
-                }
-            };
+                (false, HashMap::new())
+            }
+        };
         for mut job in jobs {
             let replica = there.get(&job.source.key);
             if !replica.is_some_and(|d| same_object(&job, d)) {
@@ -103,6 +112,7 @@ async fn destination_range(
     job: &Job,
     bucket: &str,
     last: &str,
+    delimited: bool,
 ) -> Result<HashMap<String, Listed>, String> {
     let rule = ingest
         .config
@@ -118,7 +128,7 @@ async fn destination_range(
             .list_objects_v2()
             .bucket(bucket)
             .prefix(&task.prefix)
-            .set_delimiter((task.split > 0 && task.inventory.is_none()).then(|| "/".to_string()))
+            .set_delimiter(delimited.then(|| "/".to_string()))
             .set_start_after(task.start_after.clone().filter(|_| token.is_none()))
             .set_continuation_token(token.take())
             .send()

@@ -44,6 +44,16 @@ impl<'a> Listing<'a> {
         }
     }
 
+    /// A listing whose first page was already read (`page`, listed without delimiter).
+    pub fn starting_with(mut self, page: list::Page) -> Self {
+        self.counter
+            .fetch_add(page.objects.len() as u64, Ordering::Relaxed);
+        self.buffer.extend(page.objects);
+        self.token = page.next;
+        self.done = self.token.is_none();
+        self
+    }
+
     /// The next key without taking it.
     pub async fn peek(&mut self) -> Result<Option<&Listed>, ReplicationError> {
         while self.buffer.is_empty() && !self.done {

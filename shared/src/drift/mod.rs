@@ -4,7 +4,8 @@
 //! missing object's source, to say whether S3 would have replicated it; an object
 //! only at the destination, to say whether this source made it).
 //!
-//! Each prefix a rule covers is split at its first `/` into shards compared at once.
+//! Each prefix a rule covers that holds more than a page is split at its first `/`
+//! into shards compared at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
@@ -195,6 +196,43 @@ impl Drift<'_> {
         };
         let src = &self.ingest.s3;
         for prefix in &pair.prefixes {
+            // What fits in one page is compared in one go: sharding it would cost a
+            // LIST per folder on each side for nothing.
+            // Both sides' first pages at once.
+            let (probe, probe_there) = tokio::join!(
+                crate::backfill::list::page(src, &pair.source.bucket, prefix, false, None),
+                crate::backfill::list::page(
+                    pair.dst,
+                    &pair.destination.bucket,
+                    prefix,
+                    false,
+                    None
+                )
+            );
+            let probe = probe.map_err(ScanError::Listing)?;
+            if probe.next.is_none() {
+                let mut here = Listing::new(
+                    src,
+                    &pair.source.bucket,
+                    prefix,
+                    false,
+                    &self.progress.source,
+                )
+                .starting_with(probe);
+                let there = Listing::new(
+                    pair.dst,
+                    &pair.destination.bucket,
+                    prefix,
+                    false,
+                    &self.progress.destination,
+                );
+                let mut there = match probe_there {
+                    Ok(page) => there.starting_with(page),
+                    Err(_) => there,
+                };
+                report.absorb(self.merge(pair, &mut here, &mut there).await?);
+                continue;
+            }
             let mut here = Listing::new(
                 src,
                 &pair.source.bucket,
