@@ -8,10 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use replicator::bootstrap::Process;
-use replicator::config::Config;
 use replicator::dlq::{Archive, Failed, FailedQueue, Parked};
-use replicator::errors::ConfigError;
-use replicator::settings::{ArchiveSettings, ConfigSource, Queues, CONFIG_VAR};
+use replicator::settings::{ArchiveSettings, Queues};
 use replicator::worker::Worker;
 
 /// `println!`, except that a reader gone (`| head`) ends the process quietly, as it
@@ -36,6 +34,7 @@ pub(crate) fn print_line(line: std::fmt::Arguments) {
 }
 
 mod backfill;
+mod config_check;
 mod verify;
 
 #[derive(Parser)]
@@ -243,10 +242,21 @@ enum Output {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Print every problem with its JSON path; exit 1 if there is any.
+    /// Print every problem with its JSON path (exit 1 if there is any), and notes on
+    /// fields that parse but do nothing here.
     Check {
-        /// A file to check; without it, what REPLICATOR_CONFIG points to.
+        /// The document: a file, `-` (standard input), file://PATH or s3://BUCKET/KEY;
+        /// without it, what REPLICATOR_CONFIG holds.
         path: Option<String>,
+        /// The document is `aws s3api get-bucket-replication` output for this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Also reach every destination with its credentials (HeadBucket) and read each
+        /// source's notification configuration; exit 1 if any check fails.
+        #[arg(long)]
+        online: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
 }
 
@@ -288,8 +298,14 @@ async fn main() -> ExitCode {
             concurrency,
         } => run(exit_when_idle, concurrency).await,
         Command::Config {
-            command: ConfigCommand::Check { path },
-        } => return check(path).await,
+            command:
+                ConfigCommand::Check {
+                    path,
+                    bucket,
+                    online,
+                    output,
+                },
+        } => return config_check::check(path, bucket, online, output).await,
         Command::Dlq { command } => dlq(command).await,
         Command::Verify {
             bucket,
@@ -446,110 +462,6 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
     }
-}
-
-async fn check(path: Option<String>) -> ExitCode {
-    let loaded: Result<Config, ConfigError> = match path {
-        Some(path) => std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError::Load {
-                location: path.clone(),
-                reason: e.to_string(),
-            })
-            .and_then(|text| Config::parse(&text)),
-        None => match ConfigSource::from_env() {
-            Ok(source) => {
-                let sdk = replicator::clients::load_sdk_config().await;
-                source
-                    .load(&replicator::clients::source_s3(&sdk, None))
-                    .await
-            }
-            Err(e) => Err(e),
-        },
-    };
-    match loaded {
-        Ok(config) => {
-            print_summary(&config);
-            ExitCode::SUCCESS
-        }
-        Err(ConfigError::Invalid { problems }) => {
-            for p in &problems {
-                outln!("{p}");
-            }
-            eprintln!("{} problem(s) found", problems.len());
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("s3-replicator: {e}");
-            if matches!(e, ConfigError::Environment { .. }) {
-                eprintln!("(pass a PATH, or set {CONFIG_VAR})");
-            }
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn print_summary(config: &Config) {
-    outln!(
-        "configuration is valid: {} source bucket(s)",
-        config.sources.len()
-    );
-    for source in &config.sources {
-        outln!("  {}", source.bucket);
-        for rule in &source.rules {
-            let d = &rule.destination;
-            let tags: Vec<String> = rule
-                .filter
-                .tags
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            outln!(
-                "    {:<24} {:<8} priority {:<4} prefix {:?}{} -> {}{} class {} deletes {} acl {}{}",
-                rule.id,
-                if rule.enabled { "enabled" } else { "DISABLED" },
-                rule.priority
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                rule.filter.prefix,
-                if tags.is_empty() {
-                    String::new()
-                } else {
-                    format!(" tags {}", tags.join(","))
-                },
-                d.bucket,
-                d.endpoint
-                    .endpoint_url
-                    .as_deref()
-                    .map(|u| format!(" at {u}"))
-                    .unwrap_or_default(),
-                d.storage_class.as_deref().unwrap_or("as source"),
-                d.delete_mode,
-                d.acl_mode,
-                credentials_note(d),
-            );
-            if let Some(key) = d.replica_kms_key_id.as_deref() {
-                outln!("      replicas encrypted with KMS key {key}");
-            }
-            outln!("      skips {}", rule.skipped_objects().join("; "));
-        }
-    }
-}
-
-/// Whose keys a destination is written with, and whose bucket it must be.
-fn credentials_note(d: &replicator::config::Destination) -> String {
-    let mut note = String::new();
-    if d.endpoint.endpoint_url.is_some() {
-        note.push_str(&format!(" keys {}", d.endpoint.credentials));
-        if d.endpoint.credentials == replicator::config::CredentialSource::DefaultChain {
-            note.push_str(" (sent to that endpoint on purpose: DefaultChain)");
-        }
-    } else if d.endpoint.credentials != replicator::config::CredentialSource::DefaultChain {
-        note.push_str(&format!(" keys {}", d.endpoint.credentials));
-    }
-    if let Some(account) = &d.account {
-        note.push_str(&format!(" owner {account}"));
-    }
-    note
 }
 
 async fn dlq(command: DlqCommand) -> anyhow::Result<()> {

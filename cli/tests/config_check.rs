@@ -106,3 +106,92 @@ fn the_document_can_come_from_the_environment_and_its_absence_is_explained() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.json"));
 }
+
+/// The document from standard input (with a byte-order mark), from `file://`, and as
+/// `aws s3api get-bucket-replication` prints it (with `--bucket` to name the bucket);
+/// XML gets a message that says what to do; fields that do nothing here get notes.
+#[test]
+fn every_input_is_read_or_explained_and_idle_fields_get_notes() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let check = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(BIN)
+            .arg("config")
+            .arg("check")
+            .args(args)
+            .env_remove("REPLICATOR_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let full = std::fs::read_to_string(fixture("full.json")).unwrap();
+    let (code, stdout, _) = check(&["-"], Some(&format!("\u{feff}{full}")));
+    assert_eq!(code, Some(0), "{stdout}");
+    let (code, _, _) = check(&[&format!("file://{}", fixture("full.json"))], None);
+    assert_eq!(code, Some(0));
+
+    // What get-bucket-replication prints: no bucket in it.
+    let printed = r#"{"ReplicationConfiguration": {"Role": "arn:aws:iam::111122223333:role/r", "Rules": [
+        {"ID": "all", "Priority": 1, "Status": "Enabled", "Filter": {},
+         "DeleteMarkerReplication": {"Status": "Disabled"},
+         "ExistingObjectReplication": {"Status": "Enabled"},
+         "Destination": {"Bucket": "arn:aws:s3:::photos-replica",
+            "ReplicationTime": {"Status": "Enabled", "Time": {"Minutes": 15}},
+            "Metrics": {"Status": "Enabled", "EventThreshold": {"Minutes": 15}}}}]}}"#;
+    let (code, stdout, _) = check(&["-"], Some(printed));
+    assert_eq!(code, Some(1));
+    assert!(
+        stdout.contains("get-bucket-replication") && stdout.contains("--bucket"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = check(&["-", "--bucket", "photos"], Some(printed));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("  photos"), "{stdout}");
+    let notes: Vec<&str> = stdout.lines().filter(|l| l.starts_with("note: ")).collect();
+    assert_eq!(notes.len(), 3, "{stdout}");
+    assert!(notes
+        .iter()
+        .any(|n| n.contains("ExistingObjectReplication") && n.contains("s3-replicator backfill")));
+    let (code, stdout, _) = check(
+        &["-", "--bucket", "photos", "--output", "json"],
+        Some(printed),
+    );
+    assert_eq!(code, Some(0));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["sources"][0]["bucket"], "photos");
+    assert_eq!(
+        report["sources"][0]["rules"][0]["destination"],
+        "photos-replica"
+    );
+    assert_eq!(report["notes"].as_array().unwrap().len(), 3);
+
+    let xml = r#"<?xml version="1.0"?><ReplicationConfiguration><Role>r</Role></ReplicationConfiguration>"#;
+    let (code, stdout, _) = check(&["-"], Some(xml));
+    assert_eq!(code, Some(1));
+    assert!(
+        stdout.contains("XML") && stdout.contains("get-bucket-replication"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = check(&["--output", "json", &fixture("broken.json")], None);
+    assert_eq!(code, Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (
+            report["valid"].as_bool(),
+            report["problems"].as_array().map(Vec::len)
+        ),
+        (Some(false), Some(10))
+    );
+}

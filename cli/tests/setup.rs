@@ -188,3 +188,66 @@ async fn direct_delivery_wires_the_ingest_function_and_back() {
             .success()
     );
 }
+
+/// `config check --online` reaches every bucket the document names, each destination
+/// with its own keys, and reads the sources' wiring: it fails, saying what to do,
+/// until the destination exists and the events are wired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_online_finds_what_is_missing() {
+    let stack = Stack::main().await;
+    let other = Stack::other_provider().await;
+    let p = Pipeline::unwired(&stack).await;
+    let far = integration_tests::unique("far");
+    let doc = format!(
+        r#"{{"Sources": [{{"Bucket": "{src}", "ReplicationConfiguration": {{"Rules": [
+            {{"ID": "far", "Priority": 1, "Status": "Enabled", "Filter": {{}},
+              "Destination": {{"Bucket": "{far}", "Replicator": {{"EndpointUrl": "{endpoint}", "ForcePathStyle": true,
+                 "AclMode": "none", "Credentials": {{"DefaultChain": true}}}}}},
+              "DeleteMarkerReplication": {{"Status": "Disabled"}}}}]}}}}]}}"#,
+        src = p.source,
+        endpoint = other.endpoint
+    );
+    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    let out = run(cmd(), &["config", "check", "--online", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<&str> = report["online"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        failed,
+        vec![
+            format!("notifications of {}", p.source),
+            format!("destination {far} at {} (rule far)", other.endpoint)
+        ]
+    );
+    let table = run(cmd(), &["config", "check", "--online"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("setup notifications --bucket"));
+
+    other.s3.create_bucket().bucket(&far).send().await.unwrap();
+    let wired = run(
+        cmd(),
+        &[
+            "setup",
+            "notifications",
+            "--bucket",
+            &p.source,
+            "--queue-arn",
+            &p.events.arn,
+        ],
+    );
+    assert!(wired.status.success());
+    let out = run(cmd(), &["config", "check", "--online"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("ok ")).count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains(&p.events.arn), "{text}");
+}

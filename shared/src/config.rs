@@ -17,6 +17,8 @@ use crate::storage_class::{is_aws_storage_class, is_storage_class_token};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub sources: Vec<SourceBucket>,
+    /// Fields that parse but do nothing here, each with what the tool does instead.
+    pub notes: Vec<Problem>,
 }
 
 /// One source bucket and its rules, in document order.
@@ -213,20 +215,46 @@ impl Config {
     /// Parses and validates a document; every problem found is returned, not just the
     /// first.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Invalid {
+        let invalid = |message: String| ConfigError::Invalid {
             problems: vec![Problem {
                 path: "$".into(),
-                message: format!("not valid JSON: {e}"),
+                message,
             }],
-        })?;
+        };
+        // Editors on Windows save UTF-8 with a byte-order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if text.trim_start().starts_with('<') {
+            return Err(invalid("the document is XML (as PutBucketReplication takes it); this tool reads the JSON that `aws s3api get-bucket-replication --bucket NAME` prints, wrapped as {\"Sources\": [{\"Bucket\": \"NAME\", \"ReplicationConfiguration\": ...}]}".into()));
+        }
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+        if value.get("ReplicationConfiguration").is_some() && value.get("Sources").is_none() {
+            return Err(invalid("this is what `aws s3api get-bucket-replication` prints, which does not name its bucket: wrap it as {\"Sources\": [{\"Bucket\": \"NAME\", \"ReplicationConfiguration\": ...}]} (`s3-replicator config check --bucket NAME` does this)".into()));
+        }
         let mut walker = Walker::default();
-        let config = walker.document(&value);
+        let mut config = walker.document(&value);
+        config.notes = walker.notes;
         if walker.problems.is_empty() {
             Ok(config)
         } else {
             Err(ConfigError::Invalid {
                 problems: walker.problems,
             })
+        }
+    }
+
+    /// The output of `aws s3api get-bucket-replication` (`{"ReplicationConfiguration":
+    /// ...}`) as a document for `bucket`; any other document as it is.
+    pub fn wrap_bucket_replication(text: &str, bucket: &str) -> String {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(mut map)) if !map.contains_key("Sources") => {
+                match map.remove("ReplicationConfiguration") {
+                    Some(inner) => serde_json::json!({"Sources": [{"Bucket": bucket, "ReplicationConfiguration": inner}]}).to_string(),
+                    None => text.to_string(),
+                }
+            }
+            _ => text.to_string(),
         }
     }
 
@@ -283,6 +311,7 @@ impl Config {
 #[derive(Default)]
 struct Walker {
     problems: Vec<Problem>,
+    notes: Vec<Problem>,
 }
 
 /// A JSON object being read: remembers which keys were consumed so unknown ones can be
@@ -294,6 +323,13 @@ struct Obj<'a> {
 }
 
 impl Walker {
+    fn note(&mut self, path: &str, message: impl Into<String>) {
+        self.notes.push(Problem {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
     fn problem(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.to_string(),
@@ -405,7 +441,10 @@ impl Walker {
     fn document(&mut self, value: &Value) -> Config {
         let mut sources = Vec::new();
         let Some(mut root) = self.obj(value, "$") else {
-            return Config { sources };
+            return Config {
+                sources,
+                notes: Vec::new(),
+            };
         };
         match self.field(&mut root, "Sources") {
             Some(Value::Array(items)) => {
@@ -438,7 +477,10 @@ impl Walker {
                 );
             }
         }
-        Config { sources }
+        Config {
+            sources,
+            notes: Vec::new(),
+        }
     }
 
     fn source(&mut self, value: &Value, path: &str) -> Option<SourceBucket> {
@@ -614,6 +656,10 @@ impl Walker {
             None => Selection::default(),
         };
         if let Some(v) = self.field(&mut obj, "ExistingObjectReplication") {
+            self.note(
+                &format!("{path}.ExistingObjectReplication"),
+                "accepted and ignored: events replicate new writes only; replicate what exists with `s3-replicator backfill`",
+            );
             let mut inner = self.obj(v, &format!("{path}.ExistingObjectReplication"));
             if let Some(inner) = inner.as_mut() {
                 self.status(inner);
@@ -817,8 +863,18 @@ impl Walker {
             }
         }
         // Accepted so a pasted rule parses; RTC and its metrics are S3's own service.
-        let _ = self.field(&mut obj, "ReplicationTime");
-        let _ = self.field(&mut obj, "Metrics");
+        if self.field(&mut obj, "ReplicationTime").is_some() {
+            self.note(
+                &format!("{path}.ReplicationTime"),
+                "accepted and ignored: S3 RTC's objective is the stack's replication-time alarm here (ReplicationTimeObjectiveSeconds / replication_time_objective_seconds)",
+            );
+        }
+        if self.field(&mut obj, "Metrics").is_some() {
+            self.note(
+                &format!("{path}.Metrics"),
+                "accepted and ignored: every job's outcome is a log line (bucket, key, destination, bytes, latency, reason) instead",
+            );
+        }
 
         let ext = match self.field(&mut obj, "Replicator") {
             Some(v) => self.extension(v, &format!("{path}.Replicator")),

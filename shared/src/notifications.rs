@@ -156,18 +156,32 @@ pub async fn plan(
     bucket: &str,
     ours: Entry,
 ) -> Result<Plan, ReplicationError> {
-    let current = match s3
+    let current = current(s3, bucket).await?;
+    let (merged, changed) = merge(&current, ours);
+    Ok(Plan {
+        current,
+        merged,
+        changed,
+    })
+}
+
+/// The bucket's notification configuration.
+pub async fn current(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<NotificationConfiguration, ReplicationError> {
+    match s3
         .get_bucket_notification_configuration()
         .bucket(bucket)
         .send()
         .await
     {
-        Ok(out) => NotificationConfiguration::builder()
+        Ok(out) => Ok(NotificationConfiguration::builder()
             .set_topic_configurations(out.topic_configurations)
             .set_queue_configurations(out.queue_configurations)
             .set_lambda_function_configurations(out.lambda_function_configurations)
             .set_event_bridge_configuration(out.event_bridge_configuration)
-            .build(),
+            .build()),
         // A bucket with no notifications yet: some S3-compatible servers (moto among
         // them) answer with an empty document under another root element, which the
         // SDK will not read. Empty is empty, whatever its name.
@@ -176,21 +190,30 @@ pub async fn plan(
                 r.status().as_u16() == 200 && r.body().bytes().is_some_and(is_empty_document)
             }) =>
         {
-            NotificationConfiguration::builder().build()
+            Ok(NotificationConfiguration::builder().build())
         }
-        Err(e) => {
-            return Err(ReplicationError::new(
-                FailureReason::InvalidRequest,
-                describe(&e),
-            ))
-        }
-    };
-    let (merged, changed) = merge(&current, ours);
-    Ok(Plan {
-        current,
-        merged,
-        changed,
-    })
+        Err(e) => Err(ReplicationError::new(
+            FailureReason::InvalidRequest,
+            describe(&e),
+        )),
+    }
+}
+
+/// Where our entry sends the bucket's events, and which events: `None` when the
+/// bucket has no entry of ours.
+pub fn our_target(c: &NotificationConfiguration) -> Option<(String, Vec<String>)> {
+    let events =
+        |e: &[aws_sdk_s3::types::Event]| e.iter().map(|e| e.as_str().to_string()).collect();
+    c.queue_configurations()
+        .iter()
+        .find(|q| q.id() == Some(NOTIFICATION_ID))
+        .map(|q| (q.queue_arn().to_string(), events(q.events())))
+        .or_else(|| {
+            c.lambda_function_configurations()
+                .iter()
+                .find(|f| f.id() == Some(NOTIFICATION_ID))
+                .map(|f| (f.lambda_function_arn().to_string(), events(f.events())))
+        })
 }
 
 /// Whether an XML document is one element with nothing in it (`<X/>` or `<X></X>`).

@@ -229,7 +229,7 @@ impl ConfigSource {
         ConfigSource::parse(&value)
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             ConfigSource::Inline(_) => format!("{CONFIG_VAR} (inline)"),
             ConfigSource::File(p) => format!("file://{p}"),
@@ -239,6 +239,11 @@ impl ConfigSource {
 
     /// Reads and validates the document (once, at cold start).
     pub async fn load(&self, s3: &aws_sdk_s3::Client) -> Result<Config, ConfigError> {
+        Config::parse(&self.read(s3).await?)
+    }
+
+    /// The document's text, wherever it lives.
+    pub async fn read(&self, s3: &aws_sdk_s3::Client) -> Result<String, ConfigError> {
         let load_error = |reason: String| ConfigError::Load {
             location: self.describe(),
             reason,
@@ -265,7 +270,7 @@ impl ConfigSource {
                     .map_err(|_| load_error("the document is not UTF-8".into()))?
             }
         };
-        Config::parse(&text)
+        Ok(text)
     }
 }
 

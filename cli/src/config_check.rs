@@ -1,0 +1,309 @@
+//! `s3-replicator config check`: explains a configuration document, from any place
+//! REPLICATOR_CONFIG may name or standard input, and with `--online` checks that
+//! every bucket it names answers and that each source's events are wired.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use replicator::config::{Config, Problem};
+use replicator::errors::ConfigError;
+use replicator::settings::{ConfigSource, CONFIG_VAR};
+use serde_json::{json, Value};
+
+use crate::Output;
+
+pub async fn check(
+    path: Option<String>,
+    bucket: Option<String>,
+    online: bool,
+    output: Output,
+) -> ExitCode {
+    // The SDK (and its region and credential lookups) only where S3 is read.
+    let needs_sdk = online || path.as_deref().is_none_or(|p| p.starts_with("s3://"));
+    let sdk = match needs_sdk {
+        true => Some(replicator::clients::load_sdk_config().await),
+        false => None,
+    };
+    let s3 = sdk
+        .as_ref()
+        .map(|sdk| replicator::clients::source_s3(sdk, None));
+    let text = match read(path, s3.as_ref()).await {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("s3-replicator: {e}");
+            if matches!(e, ConfigError::Environment { .. }) {
+                eprintln!("(pass a PATH, - for standard input, or set {CONFIG_VAR})");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = match &bucket {
+        Some(bucket) => Config::wrap_bucket_replication(&text, bucket),
+        None => text,
+    };
+    let config = match Config::parse(&text) {
+        Ok(config) => config,
+        Err(ConfigError::Invalid { problems }) => {
+            match output {
+                Output::Json => crate::outln!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"valid": false, "problems": entries(&problems)})
+                    )
+                    .unwrap_or_default()
+                ),
+                Output::Table => {
+                    for p in &problems {
+                        crate::outln!("{p}");
+                    }
+                }
+            }
+            eprintln!("{} problem(s) found", problems.len());
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("s3-replicator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let checks = match (&sdk, &s3) {
+        (Some(sdk), Some(s3)) if online => match online_checks(sdk, s3, &config).await {
+            Ok(checks) => checks,
+            Err(e) => {
+                eprintln!("s3-replicator: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => Vec::new(),
+    };
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    match output {
+        Output::Json => crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "valid": true,
+                "sources": summary(&config),
+                "notes": entries(&config.notes),
+                "online": online.then_some(&checks),
+            }))
+            .unwrap_or_default()
+        ),
+        Output::Table => {
+            print_summary(&config);
+            for note in &config.notes {
+                crate::outln!("note: {note}");
+            }
+            for c in &checks {
+                crate::outln!(
+                    "{} {}: {}",
+                    if c.ok { "ok  " } else { "FAIL" },
+                    c.what,
+                    c.detail
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} online check(s) failed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// The document's text: a path, `-`, file://, s3://, or REPLICATOR_CONFIG.
+async fn read(
+    path: Option<String>,
+    s3: Option<&aws_sdk_s3::Client>,
+) -> Result<String, ConfigError> {
+    let source = match path.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| ConfigError::Load {
+                    location: "standard input".into(),
+                    reason: e.to_string(),
+                })?;
+            return Ok(text);
+        }
+        Some(p) if p.starts_with("file://") || p.starts_with("s3://") => ConfigSource::parse(p)?,
+        Some(p) => ConfigSource::File(p.to_string()),
+        None => ConfigSource::from_env()?,
+    };
+    match s3 {
+        Some(s3) => source.read(s3).await,
+        None => {
+            let sdk = replicator::clients::load_sdk_config().await;
+            source
+                .read(&replicator::clients::source_s3(&sdk, None))
+                .await
+        }
+    }
+}
+
+fn entries(problems: &[Problem]) -> Vec<Value> {
+    problems
+        .iter()
+        .map(|p| json!({"path": p.path, "message": p.message}))
+        .collect()
+}
+
+fn summary(config: &Config) -> Vec<Value> {
+    config
+        .sources
+        .iter()
+        .map(|s| {
+            json!({
+                "bucket": s.bucket,
+                "rules": s.rules.iter().map(|r| json!({
+                    "id": r.id,
+                    "enabled": r.enabled,
+                    "priority": r.priority,
+                    "prefix": r.filter.prefix,
+                    "tags": r.filter.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+                    "destination": r.destination.bucket,
+                    "endpoint": r.destination.endpoint.endpoint_url,
+                    "storage_class": r.destination.storage_class,
+                    "delete_mode": r.destination.delete_mode.to_string(),
+                    "acl_mode": r.destination.acl_mode.to_string(),
+                    "skips": r.skipped_objects(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// One online check.
+#[derive(serde::Serialize)]
+struct Check {
+    what: String,
+    ok: bool,
+    detail: String,
+}
+
+/// Every destination answers a HeadBucket with the keys it is written with; every
+/// source answers, and has our notification entry.
+async fn online_checks(
+    sdk: &aws_config::SdkConfig,
+    s3: &aws_sdk_s3::Client,
+    config: &Config,
+) -> Result<Vec<Check>, ConfigError> {
+    let clients = replicator::clients::S3Clients::build(sdk, s3.clone(), config, None).await?;
+    let mut checks = Vec::new();
+    let head = |client: &aws_sdk_s3::Client, bucket: &str| {
+        let (client, bucket) = (client.clone(), bucket.to_string());
+        async move {
+            match client.head_bucket().bucket(&bucket).send().await {
+                Ok(_) => (true, "answers".to_string()),
+                Err(e) => (false, replicator::errors::describe(&e)),
+            }
+        }
+    };
+    for source in &config.sources {
+        let (ok, detail) = head(s3, &source.bucket).await;
+        checks.push(Check {
+            what: format!("source {}", source.bucket),
+            ok,
+            detail,
+        });
+        let (ok, detail) = match replicator::notifications::current(s3, &source.bucket).await {
+            Ok(c) => match replicator::notifications::our_target(&c) {
+                Some((arn, events)) => (true, format!("events ({}) go to {arn}", events.join(", "))),
+                None => (false, format!("no s3-replicator notification: run `s3-replicator setup notifications --bucket {} --queue-arn EVENTS_QUEUE_ARN`", source.bucket)),
+            },
+            Err(e) => (false, e.detail),
+        };
+        checks.push(Check {
+            what: format!("notifications of {}", source.bucket),
+            ok,
+            detail,
+        });
+        let mut seen = std::collections::BTreeSet::new();
+        for rule in source.rules.iter().filter(|r| r.enabled) {
+            let d = &rule.destination;
+            if !seen.insert((d.bucket.clone(), d.endpoint.endpoint_url.clone())) {
+                continue;
+            }
+            let Some(client) = clients.for_destination(&d.endpoint) else {
+                continue;
+            };
+            let (ok, detail) = head(client, &d.bucket).await;
+            let at = d
+                .endpoint
+                .endpoint_url
+                .as_deref()
+                .map(|u| format!(" at {u}"))
+                .unwrap_or_default();
+            checks.push(Check {
+                what: format!("destination {}{at} (rule {})", d.bucket, rule.id),
+                ok,
+                detail,
+            });
+        }
+    }
+    Ok(checks)
+}
+
+fn print_summary(config: &Config) {
+    crate::outln!(
+        "configuration is valid: {} source bucket(s)",
+        config.sources.len()
+    );
+    for source in &config.sources {
+        crate::outln!("  {}", source.bucket);
+        for rule in &source.rules {
+            let d = &rule.destination;
+            let tags: Vec<String> = rule
+                .filter
+                .tags
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            crate::outln!(
+                "    {:<24} {:<8} priority {:<4} prefix {:?}{} -> {}{} class {} deletes {} acl {}{}",
+                rule.id,
+                if rule.enabled { "enabled" } else { "DISABLED" },
+                rule.priority
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                rule.filter.prefix,
+                if tags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" tags {}", tags.join(","))
+                },
+                d.bucket,
+                d.endpoint
+                    .endpoint_url
+                    .as_deref()
+                    .map(|u| format!(" at {u}"))
+                    .unwrap_or_default(),
+                d.storage_class.as_deref().unwrap_or("as source"),
+                d.delete_mode,
+                d.acl_mode,
+                credentials_note(d),
+            );
+            if let Some(key) = d.replica_kms_key_id.as_deref() {
+                crate::outln!("      replicas encrypted with KMS key {key}");
+            }
+            crate::outln!("      skips {}", rule.skipped_objects().join("; "));
+        }
+    }
+}
+
+/// Whose keys a destination is written with, and whose bucket it must be.
+fn credentials_note(d: &replicator::config::Destination) -> String {
+    let mut note = String::new();
+    if d.endpoint.endpoint_url.is_some() {
+        note.push_str(&format!(" keys {}", d.endpoint.credentials));
+        if d.endpoint.credentials == replicator::config::CredentialSource::DefaultChain {
+            note.push_str(" (sent to that endpoint on purpose: DefaultChain)");
+        }
+    } else if d.endpoint.credentials != replicator::config::CredentialSource::DefaultChain {
+        note.push_str(&format!(" keys {}", d.endpoint.credentials));
+    }
+    if let Some(account) = &d.account {
+        note.push_str(&format!(" owner {account}"));
+    }
+    note
+}
