@@ -167,6 +167,24 @@ enum BackfillCommand {
 
 #[derive(Subcommand)]
 enum SetupCommand {
+    /// Create the worker's queues (NAME-events with its dead-letter queue NAME-events-dlq,
+    /// NAME-work, NAME-retry, NAME-failed) with the redrive policies, visibility timeout
+    /// and encryption the templates give them, and let S3 send the source buckets'
+    /// events to NAME-events. Safe to run again. Prints the variables `run` reads.
+    Queues {
+        /// The queues' name prefix.
+        #[arg(long, default_value = "s3-replicator")]
+        name: String,
+        /// A source bucket whose events S3 may send (repeat for several); the sources
+        /// of REPLICATOR_CONFIG by default.
+        #[arg(long)]
+        bucket: Vec<String>,
+        /// Receives of a job before SQS moves it to the retry queue.
+        #[arg(long, default_value_t = replicator::queue_setup::DEFAULT_MAX_RECEIVES, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_receive_count: u32,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Send a bucket's events to the events queue, keeping every notification already
     /// configured on it (topics, queues, Lambdas, EventBridge). Safe to run again.
     Notifications {
@@ -356,6 +374,15 @@ async fn main() -> ExitCode {
             )
             .await
         }
+        Command::Setup {
+            command:
+                SetupCommand::Queues {
+                    name,
+                    bucket,
+                    max_receive_count,
+                    output,
+                },
+        } => setup_queues(&name, bucket, max_receive_count, output).await,
         Command::Setup {
             command:
                 SetupCommand::Notifications {
@@ -650,6 +677,42 @@ fn human(seconds: u64) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+async fn setup_queues(
+    name: &str,
+    buckets: Vec<String>,
+    max_receives: u32,
+    output: Output,
+) -> anyhow::Result<()> {
+    let sdk = replicator::clients::load_sdk_config().await;
+    let buckets = match buckets.is_empty() {
+        false => buckets,
+        true => {
+            let source = replicator::settings::ConfigSource::from_env()
+                .context("name the source buckets with --bucket, or set REPLICATOR_CONFIG")?;
+            let config = source
+                .load(&replicator::clients::source_s3(&sdk, None))
+                .await?;
+            config.sources.iter().map(|s| s.bucket.clone()).collect()
+        }
+    };
+    let sqs = replicator::clients::sqs(&sdk);
+    let set = replicator::queue_setup::create(&sqs, name, &buckets, max_receives).await?;
+    match output {
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&set)?),
+        Output::Table => {
+            outln!("export EVENTS_QUEUE_URL={}", set.events.url);
+            outln!("export WORK_QUEUE_URL={}", set.work.url);
+            outln!("export RETRY_QUEUE_URL={}", set.retry.url);
+            outln!("export FAILED_QUEUE_URL={}", set.failed.url);
+            outln!(
+                "# then: s3-replicator setup notifications --bucket BUCKET --queue-arn {}",
+                set.events.arn
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn setup_notifications(

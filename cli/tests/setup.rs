@@ -251,3 +251,121 @@ async fn config_check_online_finds_what_is_missing() {
     );
     assert!(text.contains(&p.events.arn), "{text}");
 }
+
+/// `setup queues` makes the worker's queues as the templates do, twice without harm,
+/// and a worker on them replicates a bucket's events end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_queues_makes_what_the_worker_runs_on() {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let doc = common::one_rule(&p.source, &dst);
+    let name = integration_tests::unique("s3r");
+    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    let out = run(
+        cmd(),
+        &["setup", "queues", "--name", &name, "--output", "json"],
+    );
+    assert!(out.status.success());
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again = run(
+        cmd(),
+        &["setup", "queues", "--name", &name, "--output", "json"],
+    );
+    assert!(again.status.success());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&again.stdout).unwrap(),
+        made
+    );
+    let attributes = |url: &str| {
+        let stack = stack.clone();
+        let url = url.to_string();
+        async move {
+            stack
+                .sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(A::All)
+                .send()
+                .await
+                .unwrap()
+                .attributes
+                .unwrap_or_default()
+        }
+    };
+    let work = attributes(made["work"]["url"].as_str().unwrap()).await;
+    let redrive: Value = serde_json::from_str(&work[&A::RedrivePolicy]).unwrap();
+    assert_eq!(redrive["deadLetterTargetArn"], made["retry"]["arn"]);
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        "5"
+    );
+    assert_eq!(work[&A::VisibilityTimeout], "720");
+    let retry = attributes(made["retry"]["url"].as_str().unwrap()).await;
+    let redrive: Value = serde_json::from_str(&retry[&A::RedrivePolicy]).unwrap();
+    assert_eq!(redrive["deadLetterTargetArn"], made["failed"]["arn"]);
+    let events = attributes(made["events"]["url"].as_str().unwrap()).await;
+    let policy: Value = serde_json::from_str(&events[&A::Policy]).unwrap();
+    let statement = &policy["Statement"][0];
+    assert_eq!(statement["Principal"]["Service"], "s3.amazonaws.com");
+    assert_eq!(
+        statement["Condition"]["ArnLike"]["aws:SourceArn"][0],
+        format!("arn:aws:s3:::{}", p.source)
+    );
+
+    // The printed variables and ARN are all a worker needs.
+    let table = run(cmd(), &["setup", "queues", "--name", &name]);
+    let text = String::from_utf8_lossy(&table.stdout).into_owned();
+    let var = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .to_string()
+    };
+    let wired = run(
+        cmd(),
+        &[
+            "setup",
+            "notifications",
+            "--bucket",
+            &p.source,
+            "--queue-arn",
+            made["events"]["arn"].as_str().unwrap(),
+        ],
+    );
+    assert!(wired.status.success());
+    stack.put(&p.source, "via setup queues.txt", b"hello").await;
+    let mut worker = std::process::Command::new(common::BIN);
+    worker
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", &stack.endpoint)
+        .env("AWS_REGION", integration_tests::REGION)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("REPLICATOR_CONFIG", &doc);
+    for v in [
+        "EVENTS_QUEUE_URL",
+        "WORK_QUEUE_URL",
+        "RETRY_QUEUE_URL",
+        "FAILED_QUEUE_URL",
+    ] {
+        worker.env(v, var(v));
+    }
+    assert!(run(worker, &["run", "--exit-when-idle", "2s"])
+        .status
+        .success());
+    let replica = stack
+        .s3
+        .get_object()
+        .bucket(&dst)
+        .key("via setup queues.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        &replica.body.collect().await.unwrap().into_bytes()[..],
+        b"hello"
+    );
+}

@@ -36,6 +36,7 @@ pub mod ordering;
 pub mod overlap;
 pub mod parking;
 pub mod provenance;
+pub mod queue_setup;
 pub mod replicate;
 pub mod retry;
 pub mod rules;
