@@ -49,3 +49,18 @@ pub fn one_rule(source: &str, destination: &str) -> String {
               "DeleteMarkerReplication": {{"Status": "Disabled"}}}}]}}}}]}}"#
     )
 }
+
+/// `setup notifications`: the bucket's events to the queue.
+pub fn wire(cmd: Command, bucket: &str, queue_arn: &str) -> Output {
+    run(
+        cmd,
+        &[
+            "setup",
+            "notifications",
+            "--bucket",
+            bucket,
+            "--queue-arn",
+            queue_arn,
+        ],
+    )
+}

@@ -229,17 +229,7 @@ async fn config_check_online_finds_what_is_missing() {
     assert!(String::from_utf8_lossy(&table.stdout).contains("setup notifications --bucket"));
 
     other.s3.create_bucket().bucket(&far).send().await.unwrap();
-    let wired = run(
-        cmd(),
-        &[
-            "setup",
-            "notifications",
-            "--bucket",
-            &p.source,
-            "--queue-arn",
-            &p.events.arn,
-        ],
-    );
+    let wired = common::wire(cmd(), &p.source, &p.events.arn);
     assert!(wired.status.success());
     let out = run(cmd(), &["config", "check", "--online"]);
     assert_eq!(out.status.code(), Some(0));
@@ -323,17 +313,7 @@ async fn setup_queues_makes_what_the_worker_runs_on() {
             .unwrap_or_else(|| panic!("{name} in {text}"))
             .to_string()
     };
-    let wired = run(
-        cmd(),
-        &[
-            "setup",
-            "notifications",
-            "--bucket",
-            &p.source,
-            "--queue-arn",
-            made["events"]["arn"].as_str().unwrap(),
-        ],
-    );
+    let wired = common::wire(cmd(), &p.source, made["events"]["arn"].as_str().unwrap());
     assert!(wired.status.success());
     stack.put(&p.source, "via setup queues.txt", b"hello").await;
     let mut worker = std::process::Command::new(common::BIN);
