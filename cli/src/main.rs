@@ -8,8 +8,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use replicator::bootstrap::Process;
-use replicator::dlq::{Archive, Failed, FailedQueue, Parked};
-use replicator::settings::{ArchiveSettings, Queues};
 use replicator::worker::Worker;
 
 /// `println!`, except that a reader gone (`| head`) ends the process quietly, as it
@@ -35,6 +33,7 @@ pub(crate) fn print_line(line: std::fmt::Arguments) {
 
 mod backfill;
 mod config_check;
+mod dlq;
 mod verify;
 
 #[derive(Parser)]
@@ -106,7 +105,7 @@ enum Command {
     /// FAILED_ARCHIVE_URL is set, the archive that keeps them past SQS's retention.
     Dlq {
         #[command(subcommand)]
-        command: DlqCommand,
+        command: dlq::DlqCommand,
     },
 }
 
@@ -211,47 +210,6 @@ enum SetupCommand {
     },
 }
 
-#[derive(Subcommand)]
-enum DlqCommand {
-    /// Every failed job: reason, key, destination, attempts, age. Consumes nothing.
-    List {
-        /// Only jobs that failed for this reason (e.g. DstBucketNotFound).
-        #[arg(long, value_parser = known_reason)]
-        reason: Option<String>,
-        #[arg(long, value_enum, default_value_t = Output::Table)]
-        output: Output,
-    },
-    /// One failed message in full.
-    Show {
-        /// Its id, or enough of its start to name one message.
-        id: String,
-    },
-    /// Send failed jobs back to the work queue (WORK_QUEUE_URL) with attempts reset.
-    Redrive {
-        /// Only jobs that failed for this reason.
-        #[arg(long, conflicts_with = "all", value_parser = known_reason)]
-        reason: Option<String>,
-        /// Every job, whatever its reason.
-        #[arg(long)]
-        all: bool,
-        /// List what would be sent; send nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Delete failed messages for good.
-    Purge {
-        /// The reason whose messages go.
-        #[arg(long, value_parser = known_reason)]
-        reason: String,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Move jobs parked longer than FAILED_ARCHIVE_AFTER (default 7d) to the archive
-    /// (FAILED_ARCHIVE_URL) now; the deployed retry function does this hourly.
-    Archive,
-}
-
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Output {
     Table,
@@ -291,22 +249,6 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
-/// A failure reason `dlq` knows (they are the `reason` of `dlq list`).
-fn known_reason(text: &str) -> Result<String, String> {
-    use replicator::errors::FailureReason;
-    match serde_json::from_value::<FailureReason>(serde_json::Value::String(text.into())) {
-        Ok(reason) => Ok(reason.as_str().to_string()),
-        Err(_) => Err(format!(
-            "unknown reason; one of: {}",
-            FailureReason::ALL
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -324,7 +266,7 @@ async fn main() -> ExitCode {
                     output,
                 },
         } => return config_check::check(path, bucket, online, output).await,
-        Command::Dlq { command } => dlq(command).await,
+        Command::Dlq { command } => dlq::dlq(command).await,
         Command::Verify {
             bucket,
             rule,
@@ -488,194 +430,6 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-    }
-}
-
-async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
-    let queues = Queues::from_env();
-    let archive = ArchiveSettings::from_env()?;
-    let sdk = replicator::clients::load_sdk_config().await;
-    let failed = Failed {
-        queue: FailedQueue {
-            sqs: replicator::clients::sqs(&sdk),
-            url: queues.require_failed()?.to_string(),
-        },
-        archive: archive.map(|settings| Archive {
-            s3: replicator::clients::source_s3(&sdk, None),
-            settings,
-        }),
-    };
-    // Everything that can be refused is refused before the scan hides the queue.
-    if let DlqCommand::Redrive { reason, all, .. } = &command {
-        if reason.is_none() && !all {
-            anyhow::bail!("say which jobs: --reason REASON, or --all");
-        }
-        queues.require_work()?;
-    }
-    if let DlqCommand::Archive = command {
-        let Some(archive) = &failed.archive else {
-            anyhow::bail!(
-                "{} is not set: name the archive, s3://BUCKET/PREFIX",
-                replicator::settings::FAILED_ARCHIVE_VAR
-            );
-        };
-        let swept = failed.sweep(None).await?;
-        outln!(
-            "archived {} job(s) parked {} or longer to {}; {} younger stay in the failed queue",
-            swept.archived,
-            human(archive.settings.after.as_secs()),
-            archive.settings.url(),
-            swept.kept
-        );
-        return Ok(());
-    }
-    let all = failed.scan().await?;
-    let matching = |reason: Option<&str>| -> Vec<Parked> {
-        all.iter()
-            .filter(|p| reason.is_none_or(|r| p.reason == r))
-            .cloned()
-            .collect()
-    };
-    match command {
-        DlqCommand::List { reason, output } => {
-            failed.release(&all).await?;
-            let shown = matching(reason.as_deref());
-            let oldest = shown.iter().map(|p| p.age_seconds).max().unwrap_or(0);
-            let elsewhere = failed.in_flight().await?;
-            match output {
-                Output::Json => outln!("{}", serde_json::to_string_pretty(&shown)?),
-                Output::Table => print_parked(&shown),
-            }
-            eprintln!(
-                "{} failed message(s){}; oldest first failed {} ago",
-                shown.len(),
-                reason
-                    .map(|r| format!(" with reason {r}"))
-                    .unwrap_or_default(),
-                human(oldest)
-            );
-            if elsewhere > 0 {
-                eprintln!("{elsewhere} more held elsewhere right now (a redrive or another listing in progress), not listed");
-            }
-        }
-        DlqCommand::Show { id } => {
-            failed.release(&all).await?;
-            let matching: Vec<&Parked> = all.iter().filter(|p| p.id.starts_with(&id)).collect();
-            let p = match matching[..] {
-                [p] => p,
-                [] => anyhow::bail!("no message {id} in the failed queue or the archive"),
-                _ => anyhow::bail!(
-                    "{} messages start with {id}; give more of the id",
-                    matching.len()
-                ),
-            };
-            let body: serde_json::Value = serde_json::from_str(&p.body)
-                .unwrap_or_else(|_| serde_json::Value::String(p.body.clone()));
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"summary": p, "message": body}))?
-            );
-        }
-        DlqCommand::Redrive {
-            reason,
-            dry_run: true,
-            ..
-        } => {
-            failed.release(&all).await?;
-            let chosen: Vec<Parked> = matching(reason.as_deref())
-                .into_iter()
-                .filter(|p| p.job.is_some())
-                .collect();
-            print_parked(&chosen);
-            outln!(
-                "would redrive {} job(s); sent nothing (--dry-run)",
-                chosen.len()
-            );
-        }
-        DlqCommand::Redrive { reason, .. } => {
-            let chosen = matching(reason.as_deref());
-            let work = queues.require_work()?;
-            let sent = failed.redrive(&chosen, work).await;
-            failed.release(&all).await?;
-            let sent = sent?;
-            let left = chosen.iter().filter(|p| p.job.is_none()).count();
-            outln!("redrove {sent} job(s) to the work queue");
-            if left > 0 {
-                outln!("{left} message(s) are not jobs (unparsable bodies or notifications) and stay; see `dlq show ID`");
-            }
-        }
-        DlqCommand::Purge { reason, yes } => {
-            let chosen = matching(Some(&reason));
-            if chosen.is_empty() {
-                failed.release(&all).await?;
-                outln!("nothing to purge with reason {reason}");
-                return Ok(());
-            }
-            if !yes
-                && !confirm(&format!(
-                    "delete {} failed message(s) with reason {reason} for good?",
-                    chosen.len()
-                ))
-            {
-                failed.release(&all).await?;
-                anyhow::bail!("not confirmed; nothing deleted (pass --yes when not at a terminal)");
-            }
-            let deleted = failed.delete(&chosen).await;
-            failed.release(&all).await?;
-            deleted?;
-            outln!("deleted {} message(s)", chosen.len());
-        }
-        DlqCommand::Archive => unreachable!("answered before the scan"),
-    }
-    Ok(())
-}
-
-fn confirm(question: &str) -> bool {
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        return false;
-    }
-    print!("{question} type yes: ");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == "yes"
-}
-
-fn print_parked(parked: &[Parked]) {
-    outln!(
-        "{:<38} {:<26} {:<6} {:>8} {:>9} {:<13}  {:<24} KEY",
-        "ID",
-        "REASON",
-        "OP",
-        "ATTEMPTS",
-        "AGE",
-        "STORED",
-        "DESTINATION"
-    );
-    for p in parked {
-        outln!(
-            "{:<38} {:<26} {:<6} {:>8} {:>9} {:<13}  {:<24} {}",
-            p.id,
-            p.reason,
-            p.op.as_deref().unwrap_or("-"),
-            p.attempts,
-            human(p.age_seconds),
-            p.stored.join("+"),
-            p.destination.as_deref().unwrap_or("-"),
-            p.key
-                .as_deref()
-                .map(|k| format!("{}/{}", p.bucket.as_deref().unwrap_or(""), k))
-                .unwrap_or_else(|| format!("({})", p.kind)),
-        );
-    }
-}
-
-fn human(seconds: u64) -> String {
-    match seconds {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
     }
 }
 

@@ -429,3 +429,103 @@ async fn show_by_prefix_and_a_dry_run_redrive() {
         "and keeps everything"
     );
 }
+
+/// `dlq` narrowed by destination, source bucket and rule (all conditions hold), for
+/// list, redrive and purge, with JSON answers; purge without a condition is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_commands_narrow_by_destination_bucket_and_rule() {
+    use replicator::errors::{FailureReason, ReplicationError};
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let doc = one_rule(&p.source, "some-destination");
+    // Six jobs: two destinations by two rules, and two from another bucket.
+    for (i, (bucket, destination, rule)) in [
+        (p.source.as_str(), "east", "r1"),
+        (p.source.as_str(), "east", "r2"),
+        (p.source.as_str(), "west", "r1"),
+        (p.source.as_str(), "west", "r2"),
+        ("elsewhere", "east", "r1"),
+        ("elsewhere", "west", "r1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut job = integration_tests::put_job(bucket, &format!("k{i}"), destination);
+        job.rule_id = rule.into();
+        job.record_failure(&ReplicationError::new(FailureReason::Throttled, "injected"));
+        stack.send(&p.failed, &job.to_body()).await;
+    }
+    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    let keys = |args: &[&str]| -> Vec<String> {
+        let out = run(cmd(), args);
+        assert!(out.status.success());
+        let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let mut keys: Vec<String> = listed
+            .iter()
+            .map(|e| e["key"].as_str().unwrap().to_string())
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        keys(&["dlq", "list", "--destination", "east", "--output", "json"]),
+        ["k0", "k1", "k4"]
+    );
+    assert_eq!(
+        keys(&["dlq", "list", "--bucket", "elsewhere", "--output", "json"]),
+        ["k4", "k5"]
+    );
+    assert_eq!(
+        keys(&[
+            "dlq",
+            "list",
+            "--rule",
+            "r1",
+            "--destination",
+            "west",
+            "--output",
+            "json"
+        ]),
+        ["k2", "k5"]
+    );
+    let out = run(
+        cmd(),
+        &[
+            "dlq",
+            "redrive",
+            "--rule",
+            "r2",
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+    );
+    let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["would_redrive"].as_array().unwrap().len(), 2);
+    let out = run(
+        cmd(),
+        &["dlq", "redrive", "--rule", "r2", "--output", "json"],
+    );
+    let redriven: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(redriven["redriven"], 2);
+    assert_eq!(stack.depth(&p.work).await, 2);
+
+    let out = run(cmd(), &["dlq", "purge", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("say which messages"));
+    let out = run(
+        cmd(),
+        &[
+            "dlq",
+            "purge",
+            "--bucket",
+            "elsewhere",
+            "--yes",
+            "--output",
+            "json",
+        ],
+    );
+    let purged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(purged["deleted"], 2);
+    assert_eq!(keys(&["dlq", "list", "--output", "json"]), ["k0", "k2"]);
+}
