@@ -45,6 +45,16 @@ mod verify;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr: text (the default at a terminal) or json (the default
+    /// otherwise). RUST_LOG sets the level (info for run, warn for the others).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -207,6 +217,8 @@ enum SetupCommand {
         /// Print the merged configuration; change nothing.
         #[arg(long)]
         dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
 }
 
@@ -252,6 +264,17 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = match cli.command {
+        Command::Run { .. } => "info",
+        _ => "warn",
+    };
+    replicator::telemetry::init_with(
+        cli.log_format.map(|f| match f {
+            LogFormatArg::Text => replicator::telemetry::LogFormat::Text,
+            LogFormatArg::Json => replicator::telemetry::LogFormat::Json,
+        }),
+        level,
+    );
     let result = match cli.command {
         Command::Run {
             exit_when_idle,
@@ -333,18 +356,20 @@ async fn main() -> ExitCode {
                     function_arn,
                     events,
                     dry_run,
+                    output,
                 },
         } => {
             use replicator::notifications::Target;
-            match (queue_arn, function_arn) {
-                (Some(queue), _) => {
-                    setup_notifications(&bucket, &Target::Queue(queue), &events, dry_run).await
+            let target = match (queue_arn, function_arn) {
+                (Some(queue), _) => Some(Target::Queue(queue)),
+                (None, Some(function)) => Some(Target::Function(function)),
+                (None, None) => None,
+            };
+            match target {
+                Some(target) => {
+                    setup_notifications(&bucket, &target, &events, dry_run, output).await
                 }
-                (None, Some(function)) => {
-                    setup_notifications(&bucket, &Target::Function(function), &events, dry_run)
-                        .await
-                }
-                (None, None) => Err(anyhow::anyhow!("give --queue-arn or --function-arn")),
+                None => Err(anyhow::anyhow!("give --queue-arn or --function-arn")),
             }
         }
     };
@@ -358,7 +383,6 @@ async fn main() -> ExitCode {
 }
 
 async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Result<()> {
-    replicator::telemetry::init();
     let process = Process::from_env(None).await?;
     let work_queue_url = process.queues.require_work()?.to_string();
     Worker::check_queues(&process.sqs, &process.queues.named())
@@ -415,8 +439,8 @@ async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Re
         );
         std::process::exit(130);
     });
-    tracing::info!(events_queue = ?process.queues.events, work_queue = %worker.work_queue_url,
-        retry_queue = ?process.queues.retry, "worker started");
+    tracing::info!(events_queue = process.queues.events.as_deref().unwrap_or("-"), work_queue = %worker.work_queue_url,
+        retry_queue = process.queues.retry.as_deref().unwrap_or("-"), "worker started");
     worker
         .run(exit_when_idle, stop_rx)
         .await
@@ -474,10 +498,12 @@ async fn setup_notifications(
     target: &replicator::notifications::Target,
     events: &[String],
     dry_run: bool,
+    output: Output,
 ) -> anyhow::Result<()> {
     use replicator::notifications as n;
     let sdk = replicator::clients::load_sdk_config().await;
     let s3 = replicator::clients::source_s3(&sdk, None);
+    let mut done = Vec::new();
     for bucket in buckets {
         let plan = n::plan(&s3, bucket, n::our_entry(target, events))
             .await
@@ -510,14 +536,19 @@ async fn setup_notifications(
                 .filter(|f| f.id() != Some(n::NOTIFICATION_ID))
                 .count()
             + usize::from(plan.current.event_bridge_configuration().is_some());
-        if plan.changed {
-            outln!(
+        match (output, plan.changed) {
+            (Output::Json, changed) => done.push(serde_json::json!({
+                "bucket": bucket, "changed": changed, "target": target.arn(), "other_settings_kept": kept,
+            })),
+            (Output::Table, true) => outln!(
                 "{bucket}: events now go to {} ({kept} other notification setting(s) kept)",
                 target.arn()
-            );
-        } else {
-            outln!("{bucket}: already configured; nothing changed");
+            ),
+            (Output::Table, false) => outln!("{bucket}: already configured; nothing changed"),
         }
+    }
+    if let (Output::Json, false) = (output, dry_run) {
+        outln!("{}", serde_json::to_string_pretty(&done)?);
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! The CLI in scripts: a reader that goes away early, and arguments refused before
 //! anything runs, each with a message that says what would be accepted.
 
+mod common;
+
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_s3-replicator");
+use common::BIN;
 
 /// `s3-replicator config check FILE | head -0`: no panic (status 101), but the quiet
 /// end of any Unix tool whose reader left (141, 128 + SIGPIPE).
@@ -43,4 +45,55 @@ fn arguments_are_checked_before_anything_runs() {
         "unknown reason",
     );
     refused(&["setup", "notifications", "--bucket", "b"], "--queue-arn");
+}
+
+/// Log lines: JSON when stderr is not a terminal (as here), text when asked, and no
+/// Rust debug formatting (`Some("...")`) in any field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_are_json_or_text_and_never_debug_formatted() {
+    use integration_tests::{Pipeline, Stack};
+    let stack = Stack::main().await;
+    let p = Pipeline::creations_only(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let doc = common::one_rule(&p.source, &dst);
+    stack.put(&p.source, "logged.txt", b"x").await;
+    let logs = |args: &[&str]| {
+        let mut cmd = common::command(&stack, &p, &doc, &stack.endpoint);
+        cmd.env("RUST_LOG", "info");
+        let out = common::run(cmd, args);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let json = logs(&["run", "--exit-when-idle", "2s"]);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["message"] == "worker started"),
+        "{json}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["outcome"] == "replicated" && l["key"] == "logged.txt"),
+        "{json}"
+    );
+    for line in &lines {
+        for (field, value) in line.as_object().unwrap() {
+            let text = value.to_string();
+            assert!(
+                !text.contains("Some(") && text != "\"None\"",
+                "{field}: {text} in {line}"
+            );
+        }
+    }
+    stack.put(&p.source, "logged again.txt", b"y").await;
+    let text = logs(&["--log-format", "text", "run", "--exit-when-idle", "2s"]);
+    assert!(text.lines().any(|l| l.contains("worker started")), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_err()),
+        "{text}"
+    );
 }

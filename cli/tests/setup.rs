@@ -315,6 +315,29 @@ async fn setup_queues_makes_what_the_worker_runs_on() {
     };
     let wired = common::wire(cmd(), &p.source, made["events"]["arn"].as_str().unwrap());
     assert!(wired.status.success());
+    let events_arn = made["events"]["arn"].as_str().unwrap();
+    let again = run(
+        cmd(),
+        &[
+            "setup",
+            "notifications",
+            "--bucket",
+            &p.source,
+            "--queue-arn",
+            events_arn,
+            "--output",
+            "json",
+        ],
+    );
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        (
+            again[0]["bucket"].as_str(),
+            again[0]["changed"].as_bool(),
+            again[0]["target"].as_str()
+        ),
+        (Some(p.source.as_str()), Some(false), Some(events_arn))
+    );
     stack.put(&p.source, "via setup queues.txt", b"hello").await;
     let mut worker = std::process::Command::new(common::BIN);
     worker
