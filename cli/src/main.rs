@@ -34,6 +34,7 @@ pub(crate) fn print_line(line: std::fmt::Arguments) {
 mod backfill;
 mod config_check;
 mod dlq;
+mod status;
 mod verify;
 
 #[derive(Parser)]
@@ -88,6 +89,16 @@ enum Command {
         command: Option<BackfillCommand>,
         #[command(flatten)]
         start: BackfillArgs,
+    },
+    /// One screen: each queue's backlog (visible, in flight, delayed), parked jobs by
+    /// reason and destination (FAILED_QUEUE_URL, and FAILED_ARCHIVE_URL), and the
+    /// newest backfills with their progress (BACKFILL_REPORT_URL).
+    Status {
+        /// Refresh every DURATION (default 5s) until interrupted.
+        #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "5s", value_parser = duration)]
+        watch: Option<Duration>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// The drift report: each source listed beside each destination, in key order.
     /// Reports per destination what is in sync, missing, differs (size, or an older
@@ -290,6 +301,7 @@ async fn main() -> ExitCode {
                 },
         } => return config_check::check(path, bucket, online, output).await,
         Command::Dlq { command } => dlq::dlq(command).await,
+        Command::Status { watch, output } => status::status(watch, output).await,
         Command::Verify {
             bucket,
             rule,

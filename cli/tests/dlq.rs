@@ -529,3 +529,73 @@ async fn dlq_commands_narrow_by_destination_bucket_and_rule() {
     assert_eq!(purged["deleted"], 2);
     assert_eq!(keys(&["dlq", "list", "--output", "json"]), ["k0", "k2"]);
 }
+
+/// `status`: each queue's backlog, the parked jobs by reason and destination, and the
+/// newest backfill's progress, on one screen or as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_backlogs_parked_jobs_and_backfills() {
+    use replicator::errors::{FailureReason, ReplicationError};
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let records = stack.bucket("records").await;
+    let doc = one_rule(&p.source, &dst);
+    integration_tests::put_many(&stack, &p.source, "s/", 12).await;
+    let cmd = || {
+        let mut cmd = command(&stack, &p, &doc, &stack.endpoint);
+        cmd.env("BACKFILL_REPORT_URL", format!("s3://{records}/bf/"));
+        cmd
+    };
+    assert!(run(cmd(), &["backfill"]).status.success());
+    assert!(run(cmd(), &["run", "--exit-when-idle", "2s"])
+        .status
+        .success());
+    for (reason, destination) in [
+        (FailureReason::DstBucketNotFound, "gone"),
+        (FailureReason::DstBucketNotFound, "gone"),
+        (FailureReason::Throttled, "busy"),
+    ] {
+        let mut job = integration_tests::put_job(&p.source, "k", destination);
+        job.record_failure(&ReplicationError::new(reason, "injected"));
+        stack.send(&p.failed, &job.to_body()).await;
+    }
+    for _ in 0..3 {
+        stack.send(&p.work, "waiting").await;
+    }
+    let out = run(cmd(), &["status", "--output", "json"]);
+    assert!(out.status.success());
+    let screen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let queue = |variable: &str| {
+        screen["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["variable"] == variable)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(queue("WORK_QUEUE_URL")["visible"], 3);
+    assert_eq!(
+        queue("FAILED_QUEUE_URL")["visible"],
+        3,
+        "status holds nothing back"
+    );
+    assert_eq!(screen["parked"]["total"], 3);
+    assert_eq!(screen["parked"]["by_reason"]["DstBucketNotFound"], 2);
+    assert_eq!(screen["parked"]["by_destination"]["busy"], 1);
+    let backfill = &screen["backfills"][0];
+    assert_eq!(
+        (
+            backfill["complete"].as_bool(),
+            backfill["replicated"].as_u64()
+        ),
+        (Some(true), Some(12)),
+        "{backfill}"
+    );
+    let table = run(cmd(), &["status"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("parked jobs: 3") && text.contains("complete"),
+        "{text}"
+    );
+}

@@ -18,6 +18,7 @@
 //!   past SQS's retention
 
 pub mod backfill;
+pub mod backlog;
 pub mod batch;
 pub mod bootstrap;
 pub mod clients;

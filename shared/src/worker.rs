@@ -365,27 +365,13 @@ impl Worker {
 
     /// True when none of the worker's queues holds a message, visible or not.
     async fn settled(&self) -> bool {
-        use aws_sdk_sqs::types::QueueAttributeName as A;
         let mut urls = vec![self.work_queue_url.as_str()];
         urls.extend(self.ingest.as_ref().map(|(_, u)| u.as_str()));
         urls.extend(self.retry.as_ref().map(|(_, u)| u.as_str()));
         for url in urls {
-            let out = self
-                .sqs
-                .get_queue_attributes()
-                .queue_url(url)
-                .attribute_names(A::ApproximateNumberOfMessages)
-                .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-                .attribute_names(A::ApproximateNumberOfMessagesDelayed)
-                .send()
-                .await;
-            let Ok(out) = out else { return false };
-            let Some(attrs) = out.attributes() else {
-                return false;
-            };
-            let total: u64 = attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum();
-            if total > 0 {
-                return false;
+            match crate::backlog::of(&self.sqs, url).await {
+                Ok(backlog) if backlog.total() == 0 => {}
+                _ => return false,
             }
         }
         true

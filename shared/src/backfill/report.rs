@@ -442,21 +442,42 @@ pub async fn latest(
     s3: &aws_sdk_s3::Client,
     at: &ReportLocation,
 ) -> Result<Option<String>, ScanError> {
-    let out = s3
-        .list_objects_v2()
-        .bucket(&at.bucket)
-        .prefix(&at.prefix)
-        .delimiter("/")
-        .send()
-        .await
-        .map_err(|e| ScanError::Scope(format!("listing {}: {}", at.url(), describe(&e))))?;
-    Ok(out
-        .common_prefixes()
-        .iter()
-        .filter_map(|p| p.prefix()?.strip_prefix(&at.prefix)?.strip_suffix('/'))
-        .filter(|id| id.starts_with("bf-"))
-        .max()
-        .map(str::to_string))
+    Ok(recent(s3, at, 1).await?.into_iter().next())
+}
+
+/// The `n` newest backfills under the record's prefix, newest first.
+pub async fn recent(
+    s3: &aws_sdk_s3::Client,
+    at: &ReportLocation,
+    n: usize,
+) -> Result<Vec<String>, ScanError> {
+    let mut ids = Vec::new();
+    let mut token = None;
+    loop {
+        let out = s3
+            .list_objects_v2()
+            .bucket(&at.bucket)
+            .prefix(&at.prefix)
+            .delimiter("/")
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| ScanError::Scope(format!("listing {}: {}", at.url(), describe(&e))))?;
+        ids.extend(
+            out.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix()?.strip_prefix(&at.prefix)?.strip_suffix('/'))
+                .filter(|id| id.starts_with("bf-"))
+                .map(str::to_string),
+        );
+        token = out.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    ids.sort_by(|a, b| b.cmp(a));
+    ids.truncate(n);
+    Ok(ids)
 }
 
 /// `l12_j10_s2_c1` -> the number after a letter.

@@ -1,0 +1,189 @@
+//! `s3-replicator status`: one screen for the pipeline. Each queue's backlog (visible,
+//! in flight, delayed), the parked jobs by reason and by destination, and the recent
+//! backfills with their progress. `--watch` refreshes it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use replicator::backfill::report::{self, ReportLocation, Status as Backfill};
+use replicator::dlq::{Archive, Failed, FailedQueue};
+use replicator::settings::{ArchiveSettings, Queues, BACKFILL_REPORT_VAR};
+use serde::Serialize;
+
+use crate::Output;
+
+/// Backfills shown: the newest few.
+const BACKFILLS: usize = 5;
+
+#[derive(Serialize)]
+struct QueueState {
+    variable: &'static str,
+    url: String,
+    #[serde(flatten)]
+    backlog: replicator::backlog::Backlog,
+}
+
+#[derive(Serialize, Default)]
+struct Parked {
+    total: usize,
+    by_reason: BTreeMap<String, usize>,
+    by_destination: BTreeMap<String, usize>,
+}
+
+#[derive(Serialize)]
+struct Screen {
+    queues: Vec<QueueState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parked: Option<Parked>,
+    backfills: Vec<Backfill>,
+}
+
+pub async fn status(watch: Option<Duration>, output: Output) -> anyhow::Result<()> {
+    let sdk = replicator::clients::load_sdk_config().await;
+    let sqs = replicator::clients::sqs(&sdk);
+    let s3 = replicator::clients::source_s3(&sdk, None);
+    let queues = Queues::from_env();
+    if queues.named().is_empty() {
+        anyhow::bail!(
+            "no queue to show: set WORK_QUEUE_URL (and EVENTS_, RETRY_, FAILED_QUEUE_URL)"
+        );
+    }
+    let records = std::env::var(BACKFILL_REPORT_VAR)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|u| {
+            ReportLocation::parse(&u).map_err(|e| anyhow::anyhow!("{BACKFILL_REPORT_VAR}: {e}"))
+        })
+        .transpose()?;
+    loop {
+        let screen = read(&sqs, &s3, &queues, records.as_ref()).await?;
+        match output {
+            Output::Json => crate::outln!("{}", serde_json::to_string(&screen)?),
+            Output::Table => {
+                if watch.is_some() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    // Clear the screen and go home, as `watch` does.
+                    print!("\x1b[2J\x1b[H");
+                }
+                print(&screen);
+            }
+        }
+        match watch {
+            Some(every) => tokio::time::sleep(every).await,
+            None => return Ok(()),
+        }
+    }
+}
+
+async fn read(
+    sqs: &aws_sdk_sqs::Client,
+    s3: &aws_sdk_s3::Client,
+    queues: &Queues,
+    records: Option<&ReportLocation>,
+) -> anyhow::Result<Screen> {
+    let mut states = Vec::new();
+    for (variable, url) in queues.named() {
+        let backlog = replicator::backlog::of(sqs, url).await?;
+        states.push(QueueState {
+            variable,
+            url: url.to_string(),
+            backlog,
+        });
+    }
+    let parked = match &queues.failed {
+        Some(url) => {
+            let failed = Failed {
+                queue: FailedQueue {
+                    sqs: sqs.clone(),
+                    url: url.clone(),
+                },
+                archive: ArchiveSettings::from_env()?.map(|settings| Archive {
+                    s3: s3.clone(),
+                    settings,
+                }),
+            };
+            let all = failed.scan().await?;
+            failed.release(&all).await?;
+            let mut parked = Parked {
+                total: all.len(),
+                ..Parked::default()
+            };
+            for p in &all {
+                *parked.by_reason.entry(p.reason.clone()).or_default() += 1;
+                let destination = p
+                    .destination
+                    .clone()
+                    .unwrap_or_else(|| format!("({})", p.kind));
+                *parked.by_destination.entry(destination).or_default() += 1;
+            }
+            Some(parked)
+        }
+        None => None,
+    };
+    let mut backfills = Vec::new();
+    if let Some(at) = records {
+        for id in report::recent(s3, at, BACKFILLS).await? {
+            backfills.push(report::status(s3, at, &id).await?);
+        }
+    }
+    Ok(Screen {
+        queues: states,
+        parked,
+        backfills,
+    })
+}
+
+fn print(screen: &Screen) {
+    crate::outln!(
+        "{:<18} {:>9} {:>10} {:>8}",
+        "QUEUE",
+        "VISIBLE",
+        "IN FLIGHT",
+        "DELAYED"
+    );
+    for q in &screen.queues {
+        let name = q.variable.trim_end_matches("_QUEUE_URL").to_lowercase();
+        crate::outln!(
+            "{:<18} {:>9} {:>10} {:>8}",
+            name,
+            q.backlog.visible,
+            q.backlog.in_flight,
+            q.backlog.delayed
+        );
+    }
+    if let Some(parked) = &screen.parked {
+        crate::outln!("");
+        crate::outln!("parked jobs: {}", parked.total);
+        for (reason, n) in &parked.by_reason {
+            crate::outln!("  {n:>6}  {reason}");
+        }
+        for (destination, n) in &parked.by_destination {
+            crate::outln!("  {n:>6}  to {destination}");
+        }
+    }
+    if !screen.backfills.is_empty() {
+        crate::outln!("");
+        crate::outln!(
+            "{:<26} {:>11} {:>8} {:>10} {:>10} {:>7} {:>7}  STATE",
+            "BACKFILL",
+            "PAGES",
+            "LISTED",
+            "UP TO DATE",
+            "REPLICATED",
+            "SKIPPED",
+            "FAILED"
+        );
+        for b in &screen.backfills {
+            crate::outln!(
+                "{:<26} {:>11} {:>8} {:>10} {:>10} {:>7} {:>7}  {}",
+                b.id,
+                format!("{}/{}", b.pages_listed, b.pages_expected),
+                b.listed,
+                b.up_to_date,
+                b.replicated,
+                b.skipped,
+                b.failed,
+                if b.complete { "complete" } else { "running" }
+            );
+        }
+    }
+}
