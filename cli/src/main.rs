@@ -68,6 +68,10 @@ enum Command {
         /// Jobs replicated at once (at least 1); the worker receives more as they finish.
         #[arg(long, default_value_t = replicator::replicate::DEFAULT_CONCURRENCY, value_parser = at_least_one)]
         concurrency: usize,
+        /// Serve the replication metrics for Prometheus here (text exposition format,
+        /// any path), e.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Inspect the configuration document.
     Config {
@@ -290,7 +294,8 @@ async fn main() -> ExitCode {
         Command::Run {
             exit_when_idle,
             concurrency,
-        } => run(exit_when_idle, concurrency).await,
+            metrics_addr,
+        } => run(exit_when_idle, concurrency, metrics_addr).await,
         Command::Config {
             command:
                 ConfigCommand::Check {
@@ -394,7 +399,17 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Result<()> {
+async fn run(
+    exit_when_idle: Option<Duration>,
+    concurrency: usize,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    if let Some(addr) = metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("serving metrics on {addr}"))?;
+    }
     let process = Process::from_env(None).await?;
     let work_queue_url = process.queues.require_work()?.to_string();
     Worker::check_queues(&process.sqs, &process.queues.named())
@@ -453,11 +468,37 @@ async fn run(exit_when_idle: Option<Duration>, concurrency: usize) -> anyhow::Re
     });
     tracing::info!(events_queue = process.queues.events.as_deref().unwrap_or("-"), work_queue = %worker.work_queue_url,
         retry_queue = process.queues.retry.as_deref().unwrap_or("-"), "worker started");
-    worker
-        .run(exit_when_idle, stop_rx)
-        .await
-        .context("worker stopped")?;
-    tracing::info!("worker finished");
+    // A line a minute of what was done in it, and the totals at the end.
+    let summary = tokio::spawn(async move {
+        let mut before = replicator::metrics::TOTALS.read();
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let now = replicator::metrics::TOTALS.read();
+            tracing::info!(
+                replicated = now.0 - before.0,
+                bytes = now.1 - before.1,
+                skipped = now.2 - before.2,
+                failed = now.3 - before.3,
+                failed_attempts = now.4 - before.4,
+                retries = now.5 - before.5,
+                "the last minute"
+            );
+            before = now;
+        }
+    });
+    let ran = worker.run(exit_when_idle, stop_rx).await;
+    summary.abort();
+    let t = replicator::metrics::TOTALS.read();
+    tracing::info!(
+        replicated = t.0,
+        bytes = t.1,
+        skipped = t.2,
+        failed = t.3,
+        failed_attempts = t.4,
+        retries = t.5,
+        "worker finished"
+    );
+    ran.context("worker stopped")?;
     Ok(())
 }
 

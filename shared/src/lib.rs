@@ -31,6 +31,7 @@ pub mod events;
 pub mod ingest;
 pub mod job;
 pub mod lease;
+pub mod metrics;
 pub mod multipart;
 pub mod notifications;
 pub mod ordering;

@@ -310,6 +310,7 @@ impl Retrier {
                         detail: format!("not parked: the backfill's record cannot be written: {e}"),
                     });
                 }
+                crate::metrics::parked(&job);
                 if !self.parking.park_job_as_is(&job).await {
                     return Err(QueueError::Request {
                         operation: "SendMessage",
@@ -331,6 +332,12 @@ impl Retrier {
                         queue: self.work_queue_url.clone(),
                         detail: describe(&e),
                     })?;
+                let age_s = job
+                    .first_failure
+                    .as_deref()
+                    .and_then(crate::parking::age_seconds)
+                    .unwrap_or(0);
+                crate::metrics::requeued(&job, age_s);
                 tracing::info!(bucket = %job.source.bucket, key = %job.source.key, destination = %job.destination.bucket,
                     attempts = job.attempts, delay_s = delay.as_secs(), outcome = "requeued", reason = %reason, "job retried later");
             }

@@ -302,6 +302,44 @@ async fn run_as_deployed(template: Template) {
             .any(|l| l["outcome"] == "replicated" && l["key"] == KEY),
         "no replicated line for {KEY}: {logs:#?}"
     );
+    // The invocation's metrics, as CloudWatch Embedded Metric Format documents on
+    // stdout: per source, destination and rule, and in total.
+    let emf: Vec<&Value> = logs.iter().filter(|l| l.get("_aws").is_some()).collect();
+    let to_replica = emf
+        .iter()
+        .find(|doc| {
+            doc["DestinationBucket"] == d.replica.as_str()
+                && doc.get("OperationsReplicated").is_some()
+        })
+        .unwrap_or_else(|| panic!("no EMF document for {}: {emf:#?}", d.replica));
+    let directive = &to_replica["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "S3Replicator");
+    let mut dimensions: Vec<&str> = directive["Dimensions"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    dimensions.sort();
+    assert_eq!(dimensions, ["DestinationBucket", "RuleId", "SourceBucket"]);
+    assert_eq!(to_replica["SourceBucket"], d.source.as_str());
+    // Four deliveries of one event: copied at least once, each copy 70,000 bytes.
+    let copies = to_replica["OperationsReplicated"].as_u64().unwrap_or(0);
+    assert!(copies >= 1, "{to_replica}");
+    assert_eq!(
+        to_replica["BytesReplicated"].as_u64(),
+        Some(copies * 70_000),
+        "{to_replica}"
+    );
+    assert!(
+        to_replica.get("ReplicationLatency").is_some(),
+        "{to_replica}"
+    );
+    assert!(
+        emf.iter().any(|doc| doc.get("DestinationBucket").is_none()
+            && doc["OperationsReplicated"].as_u64() >= Some(copies)),
+        "no total: {emf:#?}"
+    );
 
     // A tag change (the tags removed at the source) and a delete marker reach the
     // replica through the same functions.
@@ -921,8 +959,17 @@ async fn the_functions_honour_lambdas_logging_controls() {
             json,
             "{extra:?}: {error}"
         );
-        // The skipped job's outcome is an INFO line.
-        let info = logs.iter().any(|l| l.contains("SourceDeleted"));
+        // The skipped job's outcome is an INFO line (its metric, an EMF document on
+        // stdout, is written whatever the level).
+        let info = logs
+            .iter()
+            .filter(|l| !l.contains("\"_aws\""))
+            .any(|l| l.contains("SourceDeleted"));
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("\"_aws\"") && l.contains("OperationsSkipped")),
+            "{extra:?}: {logs:#?}"
+        );
         assert_eq!(info, info_lines, "{extra:?}: {logs:#?}");
     }
 }

@@ -271,3 +271,43 @@ fn destination_grants_name_their_owner_and_kms_goes_through_s3() {
         "source_policy_documents = [data.aws_iam_policy_document.tls_only[\"events\"].json]"
     ));
 }
+
+/// Both templates ship the dashboard and the four alarms, and every metric of ours they
+/// name is one the functions emit.
+#[test]
+fn the_dashboard_and_alarms_watch_metrics_the_code_emits() {
+    use replicator::metrics as m;
+    let emitted = [
+        m::REPLICATED,
+        m::BYTES,
+        m::LATENCY,
+        m::FAILED,
+        m::FAILED_ATTEMPTS,
+        m::SKIPPED,
+        m::PAUSED,
+        m::RETRIES,
+        m::REQUEUED_AGE,
+    ];
+    let sam = read("infra/sam/template.yaml");
+    let tf = read("infra/terraform/modules/s3-replicator/main.tf");
+    assert_eq!(sam.matches("Type: AWS::CloudWatch::Alarm").count(), 4);
+    assert_eq!(
+        tf.matches("resource \"aws_cloudwatch_metric_alarm\"")
+            .count(),
+        4
+    );
+    assert!(sam.contains("Type: AWS::CloudWatch::Dashboard"));
+    assert!(tf.contains("resource \"aws_cloudwatch_dashboard\""));
+    for text in [&sam, &tf] {
+        assert!(text.contains(m::NAMESPACE));
+        // Every name after our namespace in a metric reference is one we emit.
+        for (i, _) in text.match_indices("\"S3Replicator\", \"") {
+            let rest = &text[i + "\"S3Replicator\", \"".len()..];
+            let name = &rest[..rest.find('"').unwrap()];
+            assert!(emitted.contains(&name), "{name} is not emitted");
+        }
+        for used in [m::LATENCY, m::REQUEUED_AGE, m::FAILED, m::REPLICATED] {
+            assert!(text.contains(used), "{used}");
+        }
+    }
+}

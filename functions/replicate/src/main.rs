@@ -9,12 +9,17 @@ use replicator::bootstrap::{or_exit, Process};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     replicator::telemetry::init();
+    let metrics = replicator::metrics::install_emf();
     let replicator = Arc::new(or_exit(
         or_exit(Process::from_env(None).await).replicator().await,
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let replicator = replicator.clone();
-        async move { replicator.handle(event).await }
+        async move {
+            let result = replicator.handle(event).await;
+            replicator::metrics::flush_emf(metrics);
+            result
+        }
     }))
     .await
 }

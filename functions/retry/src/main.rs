@@ -11,10 +11,15 @@ use replicator::retry::RetryInput;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     replicator::telemetry::init();
+    let metrics = replicator::metrics::install_emf();
     let retrier = Arc::new(or_exit(or_exit(Process::from_env(None).await).retrier()));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RetryInput>| {
         let retrier = retrier.clone();
-        async move { retrier.invoke(event).await }
+        async move {
+            let result = retrier.invoke(event).await;
+            replicator::metrics::flush_emf(metrics);
+            result
+        }
     }))
     .await
 }

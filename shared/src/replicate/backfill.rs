@@ -137,6 +137,8 @@ impl Replicator {
             }
             Err(err) => self.parking.park_job(&job.without_upload(), err).await,
         };
+        let parked = done && matches!(&result, Err(err) if !err.is_retryable());
+        crate::metrics::job_outcome(job, &result, parked);
         if !done {
             return Some(job.without_upload());
         }

@@ -266,6 +266,8 @@ impl Replicator {
             }
             Err(err) => self.parking.park_job(&job.without_upload(), &err).await,
         };
+        let parked = done && matches!(&recorded, Err(e) if !e.is_retryable());
+        crate::metrics::job_outcome(&job, &recorded, parked);
         if done {
             self.record(&id, &job, &recorded);
         }

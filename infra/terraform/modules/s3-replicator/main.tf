@@ -25,6 +25,8 @@ locals {
 
 data "aws_caller_identity" "current" {}
 
+data "aws_region" "current" {}
+
 # ---------------------------------------------------------------- queues
 
 resource "aws_sqs_queue" "events" {
@@ -407,19 +409,143 @@ resource "aws_cloudwatch_metric_alarm" "unread_notifications" {
   alarm_actions       = local.alarm_actions
 }
 
+# The backlog's age across the events, work and retry queues, and the age of what the
+# retry function requeues: a requeued job resets the work queue's own age.
 resource "aws_cloudwatch_metric_alarm" "replication_time" {
   alarm_name          = "${var.name_prefix}-replication-time"
-  alarm_description   = "The oldest job waiting to replicate is older than the replication-time objective."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateAgeOfOldestMessage"
-  dimensions          = { QueueName = aws_sqs_queue.work.name }
-  statistic           = "Maximum"
-  period              = 60
+  alarm_description   = "A notification or job has waited longer than the replication-time objective (events, work or retry queue, or a requeued job's age since it first failed); see `s3-replicator status`."
   evaluation_periods  = 3
   threshold           = var.replication_time_objective_seconds
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
+
+  metric_query {
+    id          = "oldest"
+    expression  = "MAX([events, work, retry, requeued])"
+    label       = "Oldest waiting (s)"
+    return_data = true
+  }
+  dynamic "metric_query" {
+    for_each = {
+      events = aws_sqs_queue.events.name
+      work   = aws_sqs_queue.work.name
+      retry  = aws_sqs_queue.retry.name
+    }
+    content {
+      id = metric_query.key
+      metric {
+        namespace   = "AWS/SQS"
+        metric_name = "ApproximateAgeOfOldestMessage"
+        dimensions  = { QueueName = metric_query.value }
+        period      = 60
+        stat        = "Maximum"
+      }
+    }
+  }
+  metric_query {
+    id = "requeued"
+    metric {
+      namespace   = "S3Replicator"
+      metric_name = "RequeuedJobAge"
+      period      = 60
+      stat        = "Maximum"
+    }
+  }
+}
+
+# ReplicationLatency (ms, from the event's time to the replica written), p99.
+resource "aws_cloudwatch_metric_alarm" "replication_latency" {
+  alarm_name          = "${var.name_prefix}-replication-latency"
+  alarm_description   = "The 99th percentile of replication latency is above the replication-time objective."
+  evaluation_periods  = 1
+  threshold           = var.replication_time_objective_seconds
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+
+  metric_query {
+    id          = "seconds"
+    expression  = "p99 / 1000"
+    label       = "ReplicationLatency p99 (s)"
+    return_data = true
+  }
+  metric_query {
+    id = "p99"
+    metric {
+      namespace   = "S3Replicator"
+      metric_name = "ReplicationLatency"
+      period      = 300
+      stat        = "p99"
+    }
+  }
+}
+
+resource "aws_cloudwatch_dashboard" "replication" {
+  dashboard_name = "${var.name_prefix}-replication"
+  dashboard_body = jsonencode({
+    widgets = [
+      {
+        type = "metric", x = 0, y = 0, width = 12, height = 6
+        properties = {
+          title = "Backlog (visible messages)", region = data.aws_region.current.name, stat = "Maximum", period = 60
+          metrics = [
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.events.name, { label = "events" }],
+            ["...", aws_sqs_queue.work.name, { label = "work" }],
+            ["...", aws_sqs_queue.retry.name, { label = "retry" }],
+            ["...", aws_sqs_queue.failed.name, { label = "failed" }],
+            ["...", aws_sqs_queue.events_dlq.name, { label = "events DLQ" }],
+          ]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 0, width = 12, height = 6
+        properties = {
+          title = "Oldest waiting (s)", region = data.aws_region.current.name, stat = "Maximum", period = 60
+          metrics = [
+            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", aws_sqs_queue.events.name, { label = "events" }],
+            ["...", aws_sqs_queue.work.name, { label = "work" }],
+            ["...", aws_sqs_queue.retry.name, { label = "retry" }],
+            ["S3Replicator", "RequeuedJobAge", { label = "requeued job, since it first failed" }],
+          ]
+          annotations = { horizontal = [{ label = "objective", value = var.replication_time_objective_seconds }] }
+        }
+      },
+      {
+        type = "metric", x = 0, y = 6, width = 12, height = 6
+        properties = {
+          title = "Replication latency (ms)", region = data.aws_region.current.name, period = 300
+          metrics = [
+            ["S3Replicator", "ReplicationLatency", { stat = "p50", label = "p50" }],
+            ["...", { stat = "p90", label = "p90" }],
+            ["...", { stat = "p99", label = "p99" }],
+          ]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 6, width = 12, height = 6
+        properties = {
+          title = "Throughput", region = data.aws_region.current.name, stat = "Sum", period = 300
+          metrics = [
+            ["S3Replicator", "OperationsReplicated", { label = "operations replicated" }],
+            ["S3Replicator", "BytesReplicated", { label = "bytes replicated", yAxis = "right" }],
+            ["S3Replicator", "Retries", { label = "retries" }],
+          ]
+        }
+      },
+      {
+        type = "metric", x = 0, y = 12, width = 24, height = 6
+        properties = {
+          title = "Failures and skips by reason", region = data.aws_region.current.name, stat = "Sum", period = 300
+          metrics = [
+            [{ expression = "SEARCH('{S3Replicator,Reason} MetricName=\"OperationsFailedReplication\"', 'Sum', 300)", id = "failed", label = "failed" }],
+            [{ expression = "SEARCH('{S3Replicator,Reason} MetricName=\"FailedAttempts\"', 'Sum', 300)", id = "attempts", label = "failed attempt" }],
+            [{ expression = "SEARCH('{S3Replicator,Reason} MetricName=\"OperationsSkipped\"', 'Sum', 300)", id = "skipped", label = "skipped" }],
+          ]
+        }
+      },
+    ]
+  })
 }
 
 # ---------------------------------------------------------------- notifications

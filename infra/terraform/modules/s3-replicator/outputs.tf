@@ -31,3 +31,8 @@ output "ingest_function_arn" {
   description = "With notification_delivery = \"direct\", point the source buckets' notifications here (s3-replicator setup notifications --function-arn)."
   value       = aws_lambda_function.function["ingest"].arn
 }
+
+output "dashboard_name" {
+  description = "The CloudWatch dashboard of backlogs, latency, throughput and failures."
+  value       = aws_cloudwatch_dashboard.replication.dashboard_name
+}
