@@ -98,6 +98,10 @@ enum Command {
     /// reason and destination (FAILED_QUEUE_URL, and FAILED_ARCHIVE_URL), and the
     /// newest backfills with their progress (BACKFILL_REPORT_URL).
     Status {
+        /// A worker's metrics endpoint (its `run --metrics-addr`): adds what it did,
+        /// its latency, and with --watch its rate.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
         /// Refresh every DURATION (default 5s) until interrupted.
         #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "5s", value_parser = duration)]
         watch: Option<Duration>,
@@ -306,7 +310,11 @@ async fn main() -> ExitCode {
                 },
         } => return config_check::check(path, bucket, online, output).await,
         Command::Dlq { command } => dlq::dlq(command).await,
-        Command::Status { watch, output } => status::status(watch, output).await,
+        Command::Status {
+            watch,
+            metrics,
+            output,
+        } => status::status(watch, metrics, output).await,
         Command::Verify {
             bucket,
             rule,

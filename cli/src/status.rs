@@ -30,15 +30,35 @@ struct Parked {
     by_destination: BTreeMap<String, usize>,
 }
 
+/// What a worker's metrics endpoint says: totals since it started, latency quantiles,
+/// and (with `--watch`) the rate since the last refresh.
+#[derive(Serialize, Default, Clone)]
+struct Worker {
+    replicated: f64,
+    bytes: f64,
+    failed: f64,
+    skipped: f64,
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicated_per_s: Option<f64>,
+}
+
 #[derive(Serialize)]
 struct Screen {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker: Option<Worker>,
     queues: Vec<QueueState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parked: Option<Parked>,
     backfills: Vec<Backfill>,
 }
 
-pub async fn status(watch: Option<Duration>, output: Output) -> anyhow::Result<()> {
+pub async fn status(
+    watch: Option<Duration>,
+    metrics: Option<std::net::SocketAddr>,
+    output: Output,
+) -> anyhow::Result<()> {
     let sdk = replicator::clients::load_sdk_config().await;
     let sqs = replicator::clients::sqs(&sdk);
     let s3 = replicator::clients::source_s3(&sdk, None);
@@ -55,8 +75,19 @@ pub async fn status(watch: Option<Duration>, output: Output) -> anyhow::Result<(
             ReportLocation::parse(&u).map_err(|e| anyhow::anyhow!("{BACKFILL_REPORT_VAR}: {e}"))
         })
         .transpose()?;
+    let mut before: Option<(std::time::Instant, f64)> = None;
     loop {
-        let screen = read(&sqs, &s3, &queues, records.as_ref()).await?;
+        let mut screen = read(&sqs, &s3, &queues, records.as_ref()).await?;
+        if let Some(addr) = metrics {
+            let mut worker = scrape(addr).await?;
+            let now = std::time::Instant::now();
+            if let Some((then, replicated)) = before {
+                let seconds = now.duration_since(then).as_secs_f64().max(0.001);
+                worker.replicated_per_s = Some((worker.replicated - replicated).max(0.0) / seconds);
+            }
+            before = Some((now, worker.replicated));
+            screen.worker = Some(worker);
+        }
         match output {
             Output::Json => crate::outln!("{}", serde_json::to_string(&screen)?),
             Output::Table => {
@@ -126,13 +157,68 @@ async fn read(
         }
     }
     Ok(Screen {
+        worker: None,
         queues: states,
         parked,
         backfills,
     })
 }
 
+/// Reads a worker's Prometheus endpoint (`run --metrics-addr`).
+async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<Worker> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let read = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        Ok::<String, std::io::Error>(text)
+    };
+    let text = tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .map_err(|_| anyhow::anyhow!("the worker's metrics at {addr} did not answer in 5 s"))?
+        .map_err(|e| anyhow::anyhow!("the worker's metrics at {addr}: {e}"))?;
+    // Samples without labels are the totals (`NAME VALUE`), or a summary's quantile.
+    let value = |series: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    Ok(Worker {
+        replicated: value("OperationsReplicated").unwrap_or(0.0),
+        bytes: value("BytesReplicated").unwrap_or(0.0),
+        failed: value("OperationsFailedReplication").unwrap_or(0.0),
+        skipped: value("OperationsSkipped").unwrap_or(0.0),
+        latency_p50_ms: value("ReplicationLatency{quantile=\"0.5\"}"),
+        latency_p99_ms: value("ReplicationLatency{quantile=\"0.99\"}"),
+        replicated_per_s: None,
+    })
+}
+
 fn print(screen: &Screen) {
+    if let Some(w) = &screen.worker {
+        let ms = |v: Option<f64>| {
+            v.map(|v| format!("{v:.0} ms"))
+                .unwrap_or_else(|| "-".into())
+        };
+        crate::outln!(
+            "worker: {} replicated ({} bytes), {} skipped, {} failed since it started; latency p50 {}, p99 {}{}",
+            w.replicated,
+            w.bytes,
+            w.skipped,
+            w.failed,
+            ms(w.latency_p50_ms),
+            ms(w.latency_p99_ms),
+            w.replicated_per_s.map(|r| format!("; {r:.1} replicated/s lately")).unwrap_or_default()
+        );
+        crate::outln!("");
+    }
     crate::outln!(
         "{:<18} {:>9} {:>10} {:>8}",
         "QUEUE",

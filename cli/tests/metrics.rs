@@ -102,6 +102,24 @@ async fn the_worker_serves_what_it_did_to_prometheus() {
         Some(3.0),
         "{text}"
     );
+    // `status` reads the same endpoint.
+    let out = common::run(
+        command(&stack, &p, &doc, &stack.endpoint),
+        &[
+            "status",
+            "--metrics",
+            &format!("127.0.0.1:{port}"),
+            "--output",
+            "json",
+        ],
+    );
+    assert!(out.status.success());
+    let screen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(screen["worker"]["replicated"], 3.0, "{screen}");
+    assert!(
+        screen["worker"]["latency_p99_ms"].as_f64().is_some(),
+        "{screen}"
+    );
     let out = worker.wait_with_output().unwrap();
     assert!(out.status.success());
     let logs = String::from_utf8_lossy(&out.stderr);
