@@ -102,6 +102,10 @@ enum Command {
         /// its latency, and with --watch its rate.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// Also the deployed functions' metrics from CloudWatch over the last DURATION
+        /// (default 15m): replicated, bytes, failed, rate, latency p50 and p99.
+        #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "15m", value_parser = duration)]
+        cloudwatch: Option<Duration>,
         /// Refresh every DURATION (default 5s) until interrupted.
         #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "5s", value_parser = duration)]
         watch: Option<Duration>,
@@ -313,8 +317,9 @@ async fn main() -> ExitCode {
         Command::Status {
             watch,
             metrics,
+            cloudwatch,
             output,
-        } => status::status(watch, metrics, output).await,
+        } => status::status(watch, metrics, cloudwatch, output).await,
         Command::Verify {
             bucket,
             rule,

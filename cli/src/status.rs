@@ -47,6 +47,11 @@ struct Worker {
 #[derive(Serialize)]
 struct Screen {
     #[serde(skip_serializing_if = "Option::is_none")]
+    cloudwatch: Option<replicator::recent::Recent>,
+    /// Why CloudWatch could not be read (the rest of the screen stands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cloudwatch_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     worker: Option<Worker>,
     queues: Vec<QueueState>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,10 +62,12 @@ struct Screen {
 pub async fn status(
     watch: Option<Duration>,
     metrics: Option<std::net::SocketAddr>,
+    cloudwatch: Option<Duration>,
     output: Output,
 ) -> anyhow::Result<()> {
     let sdk = replicator::clients::load_sdk_config().await;
     let sqs = replicator::clients::sqs(&sdk);
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
     let s3 = replicator::clients::source_s3(&sdk, None);
     let queues = Queues::from_env();
     if queues.named().is_empty() {
@@ -87,6 +94,12 @@ pub async fn status(
             }
             before = Some((now, worker.replicated));
             screen.worker = Some(worker);
+        }
+        if let Some(window) = cloudwatch {
+            match replicator::recent::from_cloudwatch(&cw, window).await {
+                Ok(recent) => screen.cloudwatch = Some(recent),
+                Err(e) => screen.cloudwatch_error = Some(e),
+            }
         }
         match output {
             Output::Json => crate::outln!("{}", serde_json::to_string(&screen)?),
@@ -157,6 +170,8 @@ async fn read(
         }
     }
     Ok(Screen {
+        cloudwatch: None,
+        cloudwatch_error: None,
         worker: None,
         queues: states,
         parked,
@@ -201,12 +216,33 @@ async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<Worker> {
     })
 }
 
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.0} ms"))
+        .unwrap_or_else(|| "-".into())
+}
+
 fn print(screen: &Screen) {
+    if let Some(e) = &screen.cloudwatch_error {
+        crate::outln!("CloudWatch: unavailable ({e})");
+        crate::outln!("");
+    }
+    if let Some(r) = &screen.cloudwatch {
+        crate::outln!(
+            "last {} min (CloudWatch): {} replicated ({:.2}/s, {} bytes), {} failed; latency p50 {}, p99 {}",
+            r.minutes,
+            r.replicated,
+            r.replicated_per_s,
+            r.bytes,
+            r.failed,
+            ms(r.latency_p50_ms),
+            ms(r.latency_p99_ms)
+        );
+        if let Some(note) = &r.note {
+            crate::outln!("  ({note})");
+        }
+        crate::outln!("");
+    }
     if let Some(w) = &screen.worker {
-        let ms = |v: Option<f64>| {
-            v.map(|v| format!("{v:.0} ms"))
-                .unwrap_or_else(|| "-".into())
-        };
         crate::outln!(
             "worker: {} replicated ({} bytes), {} skipped, {} failed since it started; latency p50 {}, p99 {}{}",
             w.replicated,

@@ -134,3 +134,33 @@ async fn the_worker_serves_what_it_did_to_prometheus() {
         "{last}"
     );
 }
+
+/// `status --cloudwatch` reads the deployed functions' metrics from CloudWatch (the
+/// parsing is tested against mocked answers in `replicator::recent`). A CloudWatch it
+/// cannot read — moto's speaks an older protocol than the SDK's — costs that line
+/// only: the rest of the screen is there, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_without_cloudwatch_still_shows_the_rest() {
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let doc = one_rule(&p.source, "dst");
+    let out = common::run(
+        command(&stack, &p, &doc, &stack.endpoint),
+        &["status", "--cloudwatch", "15m", "--output", "json"],
+    );
+    assert!(out.status.success());
+    let screen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        screen["cloudwatch_error"]
+            .as_str()
+            .unwrap()
+            .contains("GetMetricData"),
+        "{screen}"
+    );
+    assert_eq!(screen["queues"].as_array().unwrap().len(), 4, "{screen}");
+    let table = common::run(
+        command(&stack, &p, &doc, &stack.endpoint),
+        &["status", "--cloudwatch"],
+    );
+    assert!(String::from_utf8_lossy(&table.stdout).contains("CloudWatch: unavailable"));
+}

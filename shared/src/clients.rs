@@ -92,6 +92,7 @@ pub async fn load_sdk_config() -> SdkConfig {
         "AWS_ENDPOINT_URL_S3",
         "AWS_ENDPOINT_URL_SQS",
         "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "AWS_ENDPOINT_URL_CLOUDWATCH",
     ] {
         if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
             std::env::remove_var(var);

@@ -39,6 +39,7 @@ pub mod overlap;
 pub mod parking;
 pub mod provenance;
 pub mod queue_setup;
+pub mod recent;
 pub mod replicate;
 pub mod retry;
 pub mod rules;
