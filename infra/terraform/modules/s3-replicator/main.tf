@@ -506,6 +506,8 @@ resource "aws_cloudwatch_dashboard" "replication" {
             ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", aws_sqs_queue.events.name, { label = "events" }],
             ["...", aws_sqs_queue.work.name, { label = "work" }],
             ["...", aws_sqs_queue.retry.name, { label = "retry" }],
+            ["...", aws_sqs_queue.failed.name, { label = "failed" }],
+            ["...", aws_sqs_queue.events_dlq.name, { label = "events DLQ" }],
             ["S3Replicator", "RequeuedJobAge", { label = "requeued job, since it first failed" }],
           ]
           annotations = { horizontal = [{ label = "objective", value = var.replication_time_objective_seconds }] }
