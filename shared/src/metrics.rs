@@ -140,9 +140,13 @@ pub fn parked(job: &Job) {
     TOTALS.failed.fetch_add(1, Ordering::Relaxed);
 }
 
-/// From the event (S3's eventTime, or the listed object's last modification for a
-/// backfill) to now, in milliseconds.
+/// From the event (S3's eventTime) to now, in milliseconds. A backfill's job has no
+/// event (its time is the object's last modification, maybe years ago): it has no
+/// replication latency, and would only bury the events' in the percentiles.
 fn latency_ms(job: &Job) -> Option<f64> {
+    if job.backfill.is_some() {
+        return None;
+    }
     let at = job.source.event_time.as_deref()?;
     let at =
         aws_smithy_types::DateTime::from_str(at, aws_smithy_types::date_time::Format::DateTime)
@@ -173,5 +177,34 @@ pub fn flush_emf(collector: Option<&'static metrics_cloudwatch_embedded::Collect
         if let Err(e) = collector.flush(std::io::stdout().lock()) {
             tracing::warn!(error = %e, "could not write the invocation's metrics");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_runs_from_the_event_and_a_backfill_has_none() {
+        let mut job = Job::parse(include_str!("../../tests/fixtures/jobs/put.json")).unwrap();
+        let a_minute_ago = aws_smithy_types::DateTime::from(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(60),
+        );
+        job.source.event_time = Some(
+            a_minute_ago
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap(),
+        );
+        let ms = latency_ms(&job).unwrap();
+        assert!((59_000.0..61_000.0).contains(&ms), "{ms}");
+        job.backfill = Some(crate::job::BackfillRef {
+            id: "bf-1".into(),
+            report: None,
+            absent: false,
+        });
+        assert_eq!(latency_ms(&job), None);
+        job.backfill = None;
+        job.source.event_time = None;
+        assert_eq!(latency_ms(&job), None);
     }
 }
