@@ -118,15 +118,8 @@ enum Command {
     /// gone; objects written there directly are never extra). Exit status 0 when every
     /// destination is in sync, 3 when one drifts, 1 on an error.
     Verify {
-        /// A source bucket (repeat for several); every source of the configuration by default.
-        #[arg(long)]
-        bucket: Vec<String>,
-        /// Only the destination of this rule (its ID).
-        #[arg(long)]
-        rule: Option<String>,
-        /// Only keys under this prefix.
-        #[arg(long)]
-        prefix: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
         /// Queue the jobs that fix each difference on the work queue (deletes only where
         /// the destination's delete mode allows them).
         #[arg(long)]
@@ -142,8 +135,9 @@ enum Command {
     },
 }
 
+/// Which sources, rules and keys `backfill` and `verify` cover.
 #[derive(clap::Args)]
-struct BackfillArgs {
+struct ScopeArgs {
     /// A source bucket (repeat for several); every source of the configuration by default.
     #[arg(long)]
     bucket: Vec<String>,
@@ -153,6 +147,23 @@ struct BackfillArgs {
     /// Only keys under this prefix.
     #[arg(long)]
     prefix: Option<String>,
+}
+
+impl ScopeArgs {
+    fn scope(self) -> replicator::backfill::Scope {
+        replicator::backfill::Scope {
+            buckets: self.bucket,
+            rule: self.rule,
+            prefix: self.prefix,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct BackfillArgs {
+    #[command(flatten)]
+    scope: ScopeArgs,
     /// Only objects last modified at or after this time (RFC 3339: 2024-06-01T00:00:00Z).
     #[arg(long, value_name = "TIME")]
     modified_after: Option<String>,
@@ -321,23 +332,13 @@ async fn main() -> ExitCode {
             output,
         } => status::status(watch, metrics, cloudwatch, output).await,
         Command::Verify {
-            bucket,
-            rule,
-            prefix,
+            scope,
             repair,
             output,
-        } => {
-            let scope = replicator::backfill::Scope {
-                buckets: bucket,
-                rule,
-                prefix,
-                ..Default::default()
-            };
-            match verify::verify(scope, repair, output).await {
-                Ok(code) => return code,
-                Err(e) => Err(e),
-            }
-        }
+        } => match verify::verify(scope.scope(), repair, output).await {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Backfill {
             command:
                 Some(BackfillCommand::Status {
@@ -353,12 +354,10 @@ async fn main() -> ExitCode {
             start,
         } => {
             let scope = replicator::backfill::Scope {
-                buckets: start.bucket,
-                rule: start.rule,
-                prefix: start.prefix,
                 modified_after: start.modified_after,
                 modified_before: start.modified_before,
                 split: start.split,
+                ..start.scope.scope()
             };
             backfill::backfill(
                 scope,

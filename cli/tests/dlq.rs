@@ -238,19 +238,7 @@ async fn parked_jobs_outlive_the_queue_in_the_archive() {
             .env("FAILED_ARCHIVE_AFTER", after);
         c
     };
-    let archived_keys = || async {
-        let out = stack
-            .s3
-            .list_objects_v2()
-            .bucket(&bucket)
-            .send()
-            .await
-            .unwrap();
-        out.contents()
-            .iter()
-            .map(|o| o.key().unwrap().to_string())
-            .collect::<Vec<_>>()
-    };
+    let archived_keys = || stack.keys(&bucket, "");
 
     // Without an archive named, `dlq archive` says what to set; a bad age is refused.
     let out = run(plain(), &["dlq", "archive"]);

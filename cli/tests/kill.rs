@@ -16,14 +16,7 @@ async fn a_worker_killed_mid_batch_and_restarted_replicates_everything() {
     let stack = Stack::main().await;
     let p = Pipeline::creations_only(&stack).await;
     for queue in [&p.events, &p.work] {
-        stack
-            .sqs
-            .set_queue_attributes()
-            .queue_url(&queue.url)
-            .attributes(QueueAttributeName::VisibilityTimeout, "3")
-            .send()
-            .await
-            .unwrap();
+        stack.set_visibility(queue, 3).await;
     }
     let dst = stack.bucket("dst").await;
     let doc = one_rule(&p.source, &dst);
@@ -49,15 +42,7 @@ async fn a_worker_killed_mid_batch_and_restarted_replicates_everything() {
         .expect("start worker");
     let started = Instant::now();
     let replicated = loop {
-        let n = stack
-            .s3
-            .list_objects_v2()
-            .bucket(&dst)
-            .send()
-            .await
-            .unwrap()
-            .key_count()
-            .unwrap_or(0);
+        let n = stack.keys(&dst, "").await.len();
         if n >= 20 {
             break n;
         }
@@ -327,14 +312,7 @@ fn sigterm(worker: &std::process::Child) {
 async fn a_backfill_finishes_after_its_worker_is_killed() {
     let stack = Stack::main().await;
     let p = Pipeline::unwired(&stack).await;
-    stack
-        .sqs
-        .set_queue_attributes()
-        .queue_url(&p.work.url)
-        .attributes(QueueAttributeName::VisibilityTimeout, "3")
-        .send()
-        .await
-        .unwrap();
+    stack.set_visibility(&p.work, 3).await;
     let dst = stack.bucket("dst").await;
     let records = stack.bucket("records").await;
     let report = format!("s3://{records}/backfills/");
@@ -368,30 +346,7 @@ async fn a_backfill_finishes_after_its_worker_is_killed() {
         .spawn()
         .expect("start worker");
     let started = Instant::now();
-    let listed = |stack: Stack, dst: String| async move {
-        let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            let out = stack
-                .s3
-                .list_objects_v2()
-                .bucket(&dst)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .unwrap();
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
-            token = out.next_continuation_token().map(str::to_string);
-            if token.is_none() {
-                return keys;
-            }
-        }
-    };
-    while listed(stack.clone(), dst.clone()).await.len() < 30 {
+    while stack.keys(&dst, "").await.len() < 30 {
         assert!(
             started.elapsed() < Duration::from_secs(90),
             "the backfill made no progress"
@@ -400,7 +355,7 @@ async fn a_backfill_finishes_after_its_worker_is_killed() {
     }
     worker.kill().expect("SIGKILL");
     assert!(!worker.wait().unwrap().success());
-    let done_before = listed(stack.clone(), dst.clone()).await;
+    let done_before = stack.keys(&dst, "").await;
     assert!(
         done_before.len() < keys.len(),
         "the kill must land before the end"

@@ -1,6 +1,7 @@
 //! Helpers for integration tests against the local stack: moto's server on loopback
 //! (`make integration` starts it and sets `S3R_TEST_ENDPOINT`).
 
+pub mod cpu;
 pub mod fault_proxy;
 pub mod history;
 pub mod iam;
@@ -252,6 +253,91 @@ impl Stack {
         out.attributes()
             .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
             .unwrap_or(0)
+    }
+
+    /// Uploads an object in parts (CRC32 checksums, as the SDK writes by default): its
+    /// ETag ends in `-N`, and its checksum is a composite of the parts'.
+    pub async fn put_in_parts(&self, bucket: &str, key: &str, parts: &[Vec<u8>]) {
+        use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+        let upload = self
+            .s3
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .send()
+            .await
+            .expect("create a multipart upload");
+        let id = upload.upload_id().unwrap_or_default();
+        let mut done = Vec::new();
+        for (n, body) in (1..).zip(parts) {
+            let out = self
+                .s3
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(id)
+                .part_number(n)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await
+                .expect("upload a part");
+            done.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
+                    .build(),
+            );
+        }
+        self.s3
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("complete a multipart upload");
+    }
+
+    /// Every key under `prefix` in a bucket, in order, over as many pages as it takes.
+    pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .unwrap_or_else(|e| panic!("list {bucket}: {}", replicator::errors::describe(&e)));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        keys
+    }
+
+    /// Sets how long a received message stays invisible: short, so that what a
+    /// killed worker held comes back within a test.
+    pub async fn set_visibility(&self, queue: &Queue, seconds: u32) {
+        self.sqs
+            .set_queue_attributes()
+            .queue_url(&queue.url)
+            .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string())
+            .send()
+            .await
+            .expect("set the visibility timeout");
     }
 
     /// Sends one message to a queue.
@@ -723,6 +809,14 @@ pub fn parts_body() -> Vec<u8> {
     (0..(66u32 << 20))
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect()
+}
+
+/// Bytes that never repeat at part boundaries: a part out of place changes the hash.
+pub fn random_bytes(len: u64, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut bytes = vec![0u8; len as usize];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -6,6 +6,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::StorageClass;
 use integration_tests::*;
 use replicator::backfill::{self, Scope};
+use replicator::copy::Outcome;
 
 /// A destination bucket at the other provider, reached with the default chain's keys.
 fn at_other(other: &Stack, bucket: &str) -> String {
@@ -151,16 +152,8 @@ async fn a_backfill_converges_and_a_second_one_copies_nothing() {
             "{key}"
         );
     }
-    let far_count = other
-        .s3
-        .list_objects_v2()
-        .bucket(&far)
-        .send()
-        .await
-        .unwrap()
-        .key_count()
-        .unwrap_or(0);
-    assert_eq!(far_count as usize, kept.len(), "only kept images go far");
+    let far_count = other.keys(&far, "").await.len();
+    assert_eq!(far_count, kept.len(), "only kept images go far");
     assert!(object_state(&stack.s3, &dst, "cold/archive.bin")
         .await
         .is_none());
@@ -363,13 +356,30 @@ fn manifest_of(format: &str, bucket: &str) -> String {
         .to_string()
 }
 
+/// `verify`'s reports for every source and destination of the document.
+async fn verify(
+    p: &Pipeline,
+    cfg: &std::sync::Arc<replicator::config::Config>,
+    replicator: &replicator::replicate::Replicator,
+) -> Vec<replicator::drift::DestinationReport> {
+    let progress = replicator::drift::Progress::default();
+    replicator::drift::Drift {
+        config: cfg,
+        ingest: &p.ingest(cfg),
+        clients: &replicator.s3,
+        progress: &progress,
+    }
+    .run(&Scope::default(), false)
+    .await
+    .unwrap()
+}
+
 /// Thousands of objects over many folders, as the issue asks: more than a page, so the
 /// bucket splits into folder tasks listed in parallel; some replicas already there,
 /// some stale, a tag filter, another provider. `verify` reports the drift before and
 /// none after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_objects_converge_and_verify_agrees() {
-    use replicator::drift::{Drift, Progress};
     let stack = Stack::main().await;
     let other = Stack::other_provider().await;
     let p = Pipeline::unwired(&stack).await;
@@ -416,20 +426,13 @@ async fn thousands_of_objects_converge_and_verify_agrees() {
     }
 
     let ingest = p.ingest(&cfg);
-    let progress = Progress::default();
-    let drift = Drift {
-        config: &cfg,
-        ingest: &ingest,
-        clients: &replicator.s3,
-        progress: &progress,
-    };
     let counts = |reports: &[replicator::drift::DestinationReport]| -> Vec<(String, u64, usize, usize, usize)> {
         reports
             .iter()
             .map(|r| (r.destination.clone(), r.in_sync, r.missing.len(), r.differs.len(), r.extra.len()))
             .collect()
     };
-    let before = drift.run(&Scope::default(), false).await.unwrap();
+    let before = verify(&p, &cfg, &replicator).await;
     let mut expected = vec![
         (dst.clone(), 100, 2400 - 100 - 20, 20, 0),
         (far.clone(), 0, 1000, 0, 0),
@@ -457,7 +460,7 @@ async fn thousands_of_objects_converge_and_verify_agrees() {
     assert!(lists >= 24, "{lists} listings of the source");
     assert_eq!(stack.depth(&p.failed).await, 0);
 
-    let after = drift.run(&Scope::default(), false).await.unwrap();
+    let after = verify(&p, &cfg, &replicator).await;
     let mut got = counts(&after);
     got.sort();
     let mut expected = vec![
@@ -474,4 +477,87 @@ async fn thousands_of_objects_converge_and_verify_agrees() {
             "{key}"
         );
     }
+}
+
+/// `verify` against a strict provider (s3s-fs): a multipart replica, whose ETag is not
+/// its source's, is compared by checksum and provenance (two HEADs) and is in sync; an
+/// object written over a replica at the destination, same size, later, differs; one
+/// written there directly is not ours; an object not yet replicated is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_compares_a_strict_providers_replicas_by_checksum_and_provenance() {
+    let stack = Stack::main().await;
+    let s3s = Stack::s3s_fs().await;
+    let p = Pipeline::unwired(&stack).await;
+    let (dst, destination) = s3s_destination(&stack, &s3s, r#", "PartSize": 5242880"#).await;
+    let cfg = config(&one_rule(&p.source, &destination));
+    let replicator = p.replicator(&cfg).await;
+    // A source written in parts: its ETag ends in -2, its replica's (one PutObject, or
+    // s3s-fs's own multipart ETag) does not.
+    let part = random_bytes(5 * 1024 * 1024, 3);
+    stack
+        .put_in_parts(
+            &p.source,
+            "big/parts.bin",
+            &[part.clone(), part[..1000].to_vec()],
+        )
+        .await;
+    for key in ["same/1.txt", "same/2.txt", "over/written.txt"] {
+        stack.put(&p.source, key, key.as_bytes()).await;
+    }
+    for key in [
+        "big/parts.bin",
+        "same/1.txt",
+        "same/2.txt",
+        "over/written.txt",
+    ] {
+        let outcome = replicator
+            .run(&put_job(&p.source, key, &dst))
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, Outcome::Replicated { .. }),
+            "{key}: {outcome:?}"
+        );
+    }
+    let etag = |s3: aws_sdk_s3::Client, bucket: String| async move {
+        s3.head_object()
+            .bucket(bucket)
+            .key("big/parts.bin")
+            .send()
+            .await
+            .unwrap()
+            .e_tag()
+            .map(str::to_string)
+    };
+    let (here, there) = (
+        etag(stack.s3.clone(), p.source.clone()).await,
+        etag(s3s.s3.clone(), dst.clone()).await,
+    );
+    assert_ne!(here, there, "the listings alone cannot settle this pair");
+    // S3's Last-Modified has one-second grain: the overwrite is later by more.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    s3s.put(&dst, "over/written.txt", b"OVER/WRITTEN.TXT").await;
+    s3s.put(&dst, "direct.txt", b"not from the source").await;
+    stack
+        .put(&p.source, "late.txt", b"not replicated yet")
+        .await;
+
+    let reports = verify(&p, &cfg, &replicator).await;
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let r = &reports[0];
+    let keys = |list: &[replicator::drift::Drifted]| -> Vec<String> {
+        list.iter().map(|d| d.key.clone()).collect()
+    };
+    assert_eq!(r.in_sync, 3, "{r:#?}");
+    assert_eq!(keys(&r.missing), ["late.txt"], "{r:#?}");
+    assert_eq!(keys(&r.differs), ["over/written.txt"], "{r:#?}");
+    assert!(
+        r.differs[0]
+            .why
+            .as_deref()
+            .is_some_and(|w| w.contains("written at the destination")),
+        "{r:#?}"
+    );
+    assert!(r.extra.is_empty(), "{r:#?}");
+    assert_eq!(r.not_ours, 1, "{r:#?}");
 }

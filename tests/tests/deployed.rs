@@ -419,19 +419,10 @@ async fn run_as_deployed(template: Template) {
         .expect("the backfilled replica");
     assert_eq!(replica.sha256, sha(&old));
     // The page and the job's outcome are in the backfill's record.
-    let recorded: Vec<String> = d
+    let recorded = d
         .admin
-        .s3
-        .list_objects_v2()
-        .bucket(&d.archive)
-        .prefix("backfill-reports/bf-deployed/")
-        .send()
-        .await
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .collect();
+        .keys(&d.archive, "backfill-reports/bf-deployed/")
+        .await;
     assert!(
         recorded
             .iter()
@@ -510,16 +501,10 @@ async fn run_as_deployed(template: Template) {
     );
     let failed_rows = d
         .admin
-        .s3
-        .list_objects_v2()
-        .bucket(&d.archive)
-        .prefix("backfill-reports/bf-deployed/results/")
-        .send()
+        .keys(&d.archive, "backfill-reports/bf-deployed/results/")
         .await
-        .unwrap()
-        .contents()
         .iter()
-        .filter(|o| o.key().is_some_and(|k| k.contains("_f1.csv")))
+        .filter(|k| k.contains("_f1.csv"))
         .count();
     assert_eq!(
         failed_rows, 1,

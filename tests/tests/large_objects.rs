@@ -11,11 +11,10 @@ use std::time::{Duration, SystemTime};
 use aws_lambda_events::sqs::SqsBatchResponse;
 use aws_sdk_s3::primitives::ByteStream;
 use integration_tests::{
-    config, hex, object_state, object_without_tags, one_rule, part_count, put_job,
+    config, hex, object_state, object_without_tags, one_rule, part_count, put_job, random_bytes,
     replicator_to_other, s3s_destination, secret_keys, sqs_batch, unique, Stack,
 };
 use lambda_runtime::{Context, LambdaEvent};
-use rand::{RngCore, SeedableRng};
 use replicator::clients::{RequestLog, S3Clients};
 use replicator::copy::Outcome;
 use replicator::job::Job;
@@ -23,13 +22,6 @@ use replicator::multipart::{MultipartSettings, MIB};
 use replicator::replicate::Replicator;
 use replicator::verify::Verified;
 use sha2::{Digest, Sha256};
-
-/// Bytes that never repeat at part boundaries: a part out of place changes the hash.
-fn random_bytes(len: u64, seed: u64) -> Vec<u8> {
-    let mut bytes = vec![0u8; len as usize];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
-    bytes
-}
 
 fn sha256(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
-};
+use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use integration_tests::fault_proxy::{FaultProxy, Faults};
 use integration_tests::{
     config, object_state, object_without_tags, one_rule, provenance, put_job, sqs_batch, Pipeline,
@@ -592,52 +590,13 @@ async fn a_multipart_crc32_object_replicates_to_another_endpoint() {
     let source = stack.bucket("src").await;
     let dst = other.bucket("dst").await;
     let part: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
-    let upload = stack
-        .s3
-        .create_multipart_upload()
-        .bucket(&source)
-        .key("parts")
-        .checksum_algorithm(ChecksumAlgorithm::Crc32)
-        .send()
-        .await
-        .unwrap();
-    let id = upload.upload_id().unwrap();
-    let mut parts = Vec::new();
-    for n in 1..=3 {
-        let out = stack
-            .s3
-            .upload_part()
-            .bucket(&source)
-            .key("parts")
-            .upload_id(id)
-            .part_number(n)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .body(ByteStream::from(part.clone()))
-            .send()
-            .await
-            .unwrap();
-        parts.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .set_e_tag(out.e_tag().map(str::to_string))
-                .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
-                .build(),
-        );
-    }
     stack
-        .s3
-        .complete_multipart_upload()
-        .bucket(&source)
-        .key("parts")
-        .upload_id(id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
+        .put_in_parts(
+            &source,
+            "parts",
+            &[part.clone(), part.clone(), part.clone()],
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     let replicator = integration_tests::replicator_to_other(&stack, &source, &other, &dst).await;
     let outcome = replicator
         .run(&put_job(&source, "parts", &dst))

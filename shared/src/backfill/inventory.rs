@@ -210,7 +210,8 @@ pub async fn page(
         if line.trim().is_empty() {
             continue;
         }
-        let fields = split_line(&line);
+        // Keys are URL-encoded: no field holds a line break, a line is a record.
+        let fields = super::csv::records(&line).pop().unwrap_or_default();
         let field = |at: Option<usize>| {
             at.and_then(|i| fields.get(i))
                 .map(String::as_str)
@@ -240,41 +241,4 @@ pub async fn page(
         });
     }
     Ok((objects, None))
-}
-
-/// One line of an inventory CSV: fields in double quotes (doubled inside), keys
-/// URL-encoded so no field holds a line break.
-fn split_line(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (false, '"') => quoted = true,
-            (false, ',') => fields.push(std::mem::take(&mut field)),
-            (_, c) => field.push(c),
-        }
-    }
-    fields.push(field);
-    fields
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inventory_lines_split_on_commas_outside_quotes() {
-        assert_eq!(
-            split_line(r#""b","a%2C+b","12","""x""""#),
-            vec!["b", "a%2C+b", "12", "\"x\""]
-        );
-        assert_eq!(split_line("b,k,3"), vec!["b", "k", "3"]);
-    }
 }

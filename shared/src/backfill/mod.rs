@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::errors::ScanError;
 use crate::ingest::Ingest;
 
+pub mod csv;
 pub mod inventory;
 pub mod list;
 pub mod report;

@@ -63,70 +63,34 @@ impl Row {
     pub fn to_csv(&self) -> String {
         format!(
             "{},{},{},{},{},{}",
-            csv_field(&self.bucket),
-            csv_field(&self.key),
-            csv_field(&self.destination),
-            csv_field(&self.outcome),
-            csv_field(&self.reason),
+            super::csv::field(&self.bucket),
+            super::csv::field(&self.key),
+            super::csv::field(&self.destination),
+            super::csv::field(&self.outcome),
+            super::csv::field(&self.reason),
             self.bytes
         )
     }
 }
 
-/// RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled. Keys
-/// may hold any of them.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
-}
-
 /// Parses what [`Row::to_csv`] wrote (lines joined with `\n`, after a header).
 pub fn parse_csv(text: &str) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let mut fields: Vec<String> = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    let mut push_row = |fields: &mut Vec<String>| {
-        if let [bucket, key, destination, outcome, reason, bytes] = &fields[..] {
-            rows.push(Row {
+    super::csv::records(text)
+        .into_iter()
+        .filter_map(|fields| match &fields[..] {
+            [bucket, key, destination, outcome, reason, bytes] => Some(Row {
                 bucket: bucket.clone(),
                 key: key.clone(),
                 destination: destination.clone(),
                 outcome: outcome.clone(),
                 reason: reason.clone(),
                 bytes: bytes.parse().unwrap_or(0),
-            });
-        }
-        fields.clear();
-    };
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => fields.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                fields.push(std::mem::take(&mut field));
-                push_row(&mut fields);
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !fields.is_empty() {
-        fields.push(field);
-        push_row(&mut fields);
-    }
-    // The header parses as a row of its own.
-    rows.retain(|r| !(r.bucket == "bucket" && r.key == "key" && r.outcome == "outcome"));
-    rows
+            }),
+            _ => None,
+        })
+        // The header parses as a row of its own.
+        .filter(|r| !(r.bucket == "bucket" && r.key == "key" && r.outcome == "outcome"))
+        .collect()
 }
 
 fn csv(rows: &[Row]) -> String {

@@ -2,7 +2,9 @@
 //! and every difference named. Listings are merged, not HEADed key by key: an object
 //! costs a share of a LIST on each side, and a HEAD only when something is off (a
 //! missing object's source, to say whether S3 would have replicated it; an object
-//! only at the destination, to say whether this source made it).
+//! only at the destination, to say whether this source made it; a pair whose ETags
+//! cannot be compared, as a multipart replica's or another provider's, to compare
+//! checksums and the provenance instead).
 //!
 //! Each prefix a rule covers that holds more than a page is split at its first `/`
 //! into shards compared at once.
@@ -13,8 +15,12 @@ use std::sync::atomic::AtomicU64;
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use aws_sdk_s3::operation::head_object::HeadObjectError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+
 use crate::backfill::list::Listed;
 use crate::backfill::{self, Scope};
+use crate::checksums_of;
 use crate::clients::S3Clients;
 use crate::config::{Config, Destination, SourceBucket};
 use crate::copy::SourceState;
@@ -120,6 +126,18 @@ struct Pair<'a> {
 enum Look {
     OnlyAtSource(Listed),
     OnlyAtDestination(Listed),
+    /// The same size, other ETags, and a replica written after its source: a copy
+    /// whose ETag is not comparable (multipart, encrypted, another provider's), or an
+    /// object written over the replica.
+    Unsure(Listed),
+}
+
+/// What the two listings say of a key found on both sides.
+#[derive(Debug, PartialEq)]
+enum Listings {
+    InSync,
+    Differ(String),
+    LookCloser,
 }
 
 impl Drift<'_> {
@@ -310,13 +328,14 @@ impl Drift<'_> {
                         .await
                         .map_err(ScanError::Listing)?
                         .expect("peeked");
-                    match differs(&s, &d) {
-                        None => report.in_sync += 1,
-                        Some(why) => report.differs.push(Drifted {
+                    match compare_listed(&s, &d) {
+                        Listings::InSync => report.in_sync += 1,
+                        Listings::Differ(why) => report.differs.push(Drifted {
                             key: s.key,
                             size: s.size,
                             why: Some(why),
                         }),
+                        Listings::LookCloser => looks.push(Look::Unsure(s)),
                     }
                 }
                 (Some(a), b) if b.as_ref().is_none_or(|b| &a < b) => {
@@ -358,6 +377,7 @@ impl Drift<'_> {
                 match look {
                     Look::OnlyAtSource(s) => self.only_at_source(pair, s).await,
                     Look::OnlyAtDestination(d) => self.only_at_destination(pair, d).await,
+                    Look::Unsure(s) => self.closer(pair, s).await,
                 }
             })
             .buffered(LOOKS_AT_ONCE)
@@ -366,6 +386,8 @@ impl Drift<'_> {
             .map_err(ScanError::Listing)?;
         for (kind, drifted) in found.into_iter().flatten() {
             match kind {
+                Some("in-sync") => report.in_sync += 1,
+                Some("differs") => report.differs.push(drifted),
                 Some("missing") => report.missing.push(drifted),
                 Some("extra") => report.extra.push(drifted),
                 Some("not-ours") => report.not_ours += 1,
@@ -431,6 +453,85 @@ impl Drift<'_> {
             _ => {}
         }
         Ok(Some((Some("missing"), drifted)))
+    }
+
+    /// A pair the listings cannot settle (see [`Look::Unsure`]): the two HEADs, with
+    /// checksums, say. A replica this source did not make, one made from an older
+    /// version than the source's current one, or one whose full-object checksum
+    /// differs from the source's differs; otherwise it is in sync.
+    async fn closer(
+        &self,
+        pair: &Pair<'_>,
+        s: Listed,
+    ) -> Result<Option<(Option<&'static str>, Drifted)>, ReplicationError> {
+        let head = |s3: &aws_sdk_s3::Client, bucket: &str| {
+            s3.head_object()
+                .bucket(bucket)
+                .key(&s.key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+        };
+        let (source, replica) = tokio::join!(
+            head(&self.ingest.s3, &pair.source.bucket),
+            head(pair.dst, &pair.destination.bucket)
+        );
+        let gone = |e: &aws_sdk_s3::error::SdkError<HeadObjectError, HttpResponse>| {
+            e.raw_response().map(|r| r.status().as_u16()) == Some(404)
+        };
+        let source = match source {
+            Ok(head) => head,
+            // Deleted since it was listed: its own event settles it.
+            Err(e) if gone(&e) => return Ok(None),
+            Err(e) => return Err(ReplicationError::from_sdk(S3Step::SourceHead, &e)),
+        };
+        let replica = match replica {
+            Ok(head) => head,
+            Err(e) if gone(&e) => return self.only_at_source(pair, s).await,
+            Err(e) => return Err(ReplicationError::from_sdk(S3Step::DestinationHead, &e)),
+        };
+        let why = |text: String| {
+            Some((
+                Some("differs"),
+                Drifted {
+                    key: s.key.clone(),
+                    size: s.size,
+                    why: Some(text),
+                },
+            ))
+        };
+        let made = Provenance::read(replica.metadata());
+        let Some(made) = made.filter(|p| p.source_bucket == pair.source.bucket) else {
+            return Ok(why(
+                "another ETag, and no record of this source: written at the destination"
+                    .to_string(),
+            ));
+        };
+        if let (Some(from), Some(now)) = (made.version_id.as_deref(), source.version_id()) {
+            if now != "null" && from != now {
+                return Ok(why(format!(
+                    "made from version {from}; the source's current version is {now}"
+                )));
+            }
+        }
+        let (here, there) = (checksums_of!(&source), checksums_of!(&replica));
+        if let Some((algorithm, value)) = crate::verify::source_full_object(&source, &here) {
+            if let Some(theirs) = there.get(&algorithm).filter(|v| !v.contains('-')) {
+                if theirs != value {
+                    return Ok(why(format!(
+                        "{} {value} at the source, {theirs} at the destination",
+                        crate::verify::checksum_name(&algorithm)
+                    )));
+                }
+            }
+        }
+        Ok(Some((
+            Some("in-sync"),
+            Drifted {
+                key: s.key,
+                size: s.size,
+                why: None,
+            },
+        )))
     }
 
     /// A destination object with no source: extra when this source made it.
@@ -519,20 +620,22 @@ impl Drift<'_> {
 /// Why a replica differs from its source, if it does: by size; or by ETag when it was
 /// also written before the source was (a later write with another ETag is a multipart,
 /// encrypted or other provider's copy of the same bytes).
-fn differs(source: &Listed, replica: &Listed) -> Option<String> {
+fn compare_listed(source: &Listed, replica: &Listed) -> Listings {
     if source.size != replica.size {
-        return Some(format!(
+        return Listings::Differ(format!(
             "size {} at the source, {} at the destination",
             source.size, replica.size
         ));
     }
     let unquote = |e: &Option<String>| e.as_deref().map(|e| e.trim_matches('"').to_string());
     if unquote(&source.etag) == unquote(&replica.etag) {
-        return None;
+        return Listings::InSync;
     }
     match (source.last_modified, replica.last_modified) {
-        (Some(s), Some(r)) if r >= s => None,
-        _ => Some("another ETag, written before the source was last modified".to_string()),
+        (Some(s), Some(r)) if r >= s => Listings::LookCloser,
+        _ => Listings::Differ(
+            "another ETag, written before the source was last modified".to_string(),
+        ),
     }
 }
 
@@ -553,13 +656,20 @@ mod tests {
 
     #[test]
     fn a_replica_differs_by_size_or_by_an_older_other_etag() {
-        assert_eq!(differs(&listed(5, "a", 10), &listed(5, "a", 5)), None);
-        assert_eq!(differs(&listed(5, "a", 10), &listed(5, "b-2", 11)), None);
-        assert!(differs(&listed(5, "a", 10), &listed(5, "b", 9))
-            .unwrap()
-            .contains("ETag"));
-        assert!(differs(&listed(5, "a", 10), &listed(6, "a", 11))
-            .unwrap()
-            .contains("size 5"));
+        let differs = |s, r| match compare_listed(&s, &r) {
+            Listings::Differ(why) => why,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            compare_listed(&listed(5, "a", 10), &listed(5, "a", 5)),
+            Listings::InSync
+        );
+        // Not comparable from the listings alone: the HEADs decide.
+        assert_eq!(
+            compare_listed(&listed(5, "a", 10), &listed(5, "b-2", 11)),
+            Listings::LookCloser
+        );
+        assert!(differs(listed(5, "a", 10), listed(5, "b", 9)).contains("ETag"));
+        assert!(differs(listed(5, "a", 10), listed(6, "a", 11)).contains("size 5"));
     }
 }

@@ -11,7 +11,6 @@ use futures::stream::{self, StreamExt};
 use super::Replicator;
 use crate::backfill::run::{self, Listing};
 use crate::backfill::ListTask;
-use crate::copy::Outcome;
 use crate::errors::{FailureReason, ReplicationError};
 use crate::ingest::Ingest;
 use crate::job::Job;
@@ -122,30 +121,13 @@ impl Replicator {
             && !self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Runs one job in the task, as a message of its own would run: its outcome
-    /// recorded, a permanent failure parked, a transient one forwarded for retry.
+    /// Runs one job in the task and settles it as a message of its own would be.
     /// Returns the job when it must go to the work queue instead.
     async fn copy_in_task(&self, message_id: &str, job: &Job) -> Option<Job> {
         let started = Instant::now();
         let result = self.run(job).await;
         super::log_outcome(job, &result, started, 1);
-        let done = match &result {
-            Ok(Outcome::Paused(upload)) => self.continue_later(job, (**upload).clone()).await,
-            Ok(_) => true,
-            Err(err) if err.is_retryable() => {
-                self.forward_for_retry(&job.without_upload(), err).await
-            }
-            Err(err) => self.parking.park_job(&job.without_upload(), err).await,
-        };
-        let parked = done && matches!(&result, Err(err) if !err.is_retryable());
-        crate::metrics::job_outcome(job, &result, parked);
-        if !done {
-            return Some(job.without_upload());
-        }
-        // A forwarded job records its outcome when it ends.
-        if !matches!(&result, Err(err) if err.is_retryable()) {
-            self.record(message_id, job, &result);
-        }
-        None
+        let done = self.settle(message_id, job, result).await;
+        (!done).then(|| job.without_upload())
     }
 }

@@ -256,22 +256,36 @@ impl Replicator {
         };
         self.in_hand.fetch_sub(1, Ordering::Relaxed);
         log_outcome(&job, &result, started, receives);
-        let recorded = result.clone();
-        let done = match result {
-            Ok(Outcome::Paused(upload)) => self.continue_later(&job, *upload).await,
+        let done = self.settle(&id, &job, result).await;
+        (!done).then_some(id)
+    }
+
+    /// Settles a job's outcome, wherever the job ran (its own message, or a backfill's
+    /// list task): a paused copy is handed on, a transient failure forwarded for retry,
+    /// a permanent one parked; then its metrics, and its line in the backfill's record.
+    /// Returns whether the job is done with (if not, its message must come back).
+    async fn settle(
+        &self,
+        message_id: &str,
+        job: &Job,
+        result: Result<Outcome, ReplicationError>,
+    ) -> bool {
+        let done = match &result {
+            Ok(Outcome::Paused(upload)) => self.continue_later(job, (**upload).clone()).await,
             Ok(_) => true,
             // A failed copy has aborted its upload: whatever runs next starts afresh.
             Err(err) if err.is_retryable() => {
-                self.forward_for_retry(&job.without_upload(), &err).await
+                self.forward_for_retry(&job.without_upload(), err).await
             }
-            Err(err) => self.parking.park_job(&job.without_upload(), &err).await,
+            Err(err) => self.parking.park_job(&job.without_upload(), err).await,
         };
-        let parked = done && matches!(&recorded, Err(e) if !e.is_retryable());
-        crate::metrics::job_outcome(&job, &recorded, parked);
+        let parked = done && matches!(&result, Err(e) if !e.is_retryable());
+        crate::metrics::job_outcome(job, &result, parked);
+        // A forwarded job records its outcome when it ends.
         if done {
-            self.record(&id, &job, &recorded);
+            self.record(message_id, job, &result);
         }
-        (!done).then_some(id)
+        done
     }
 
     /// Hands a paused copy to the next invocation through the work queue. If that
