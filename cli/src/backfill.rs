@@ -4,10 +4,10 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use replicator::backfill::report::{self, Manifest, ReportLocation, Status};
-use replicator::backfill::{self, Plan, Scope};
-use replicator::bootstrap::Process;
-use replicator::settings::BACKFILL_REPORT_VAR;
+use replicator::config::bootstrap::Process;
+use replicator::config::settings::BACKFILL_REPORT_VAR;
+use replicator::operator::backfill::report::{self, Manifest, ReportLocation, Status};
+use replicator::operator::backfill::{self, Plan, Scope};
 
 use crate::Output;
 
@@ -75,7 +75,7 @@ pub async fn backfill(
     if let Some(at) = &at {
         let manifest = Manifest {
             id: id.clone(),
-            started: replicator::parking::now_rfc3339(),
+            started: replicator::queues::parking::now_rfc3339(),
             tasks: tasks.len() as u64,
             scope: serde_json::json!({
                 "buckets": tasks.iter().map(|t| t.bucket.clone()).collect::<std::collections::BTreeSet<_>>(),
@@ -199,8 +199,8 @@ pub async fn status(
     let Some(at) = location(report)? else {
         anyhow::bail!("say where backfills keep their record: --report s3://BUCKET/PREFIX, or {BACKFILL_REPORT_VAR}");
     };
-    let sdk = replicator::clients::load_sdk_config().await;
-    let s3 = replicator::clients::source_s3(&sdk, None);
+    let sdk = replicator::config::clients::load_sdk_config().await;
+    let s3 = replicator::config::clients::source_s3(&sdk, None);
     let id = match id {
         Some(id) => id,
         None => report::latest(&s3, &at)

@@ -5,9 +5,9 @@
 use std::io::Read;
 use std::process::ExitCode;
 
+use replicator::config::settings::{ConfigSource, CONFIG_VAR};
 use replicator::config::{Config, Problem};
 use replicator::errors::ConfigError;
-use replicator::settings::{ConfigSource, CONFIG_VAR};
 use serde_json::{json, Value};
 
 use crate::Output;
@@ -21,12 +21,12 @@ pub async fn check(
     // The SDK (and its region and credential lookups) only where S3 is read.
     let needs_sdk = online || path.as_deref().is_none_or(|p| p.starts_with("s3://"));
     let sdk = match needs_sdk {
-        true => Some(replicator::clients::load_sdk_config().await),
+        true => Some(replicator::config::clients::load_sdk_config().await),
         false => None,
     };
     let s3 = sdk
         .as_ref()
-        .map(|sdk| replicator::clients::source_s3(sdk, None));
+        .map(|sdk| replicator::config::clients::source_s3(sdk, None));
     let text = match read(path, s3.as_ref()).await {
         Ok(text) => text,
         Err(e) => {
@@ -133,9 +133,9 @@ async fn read(
     match s3 {
         Some(s3) => source.read(s3).await,
         None => {
-            let sdk = replicator::clients::load_sdk_config().await;
+            let sdk = replicator::config::clients::load_sdk_config().await;
             source
-                .read(&replicator::clients::source_s3(&sdk, None))
+                .read(&replicator::config::clients::source_s3(&sdk, None))
                 .await
         }
     }
@@ -188,7 +188,8 @@ async fn online_checks(
     s3: &aws_sdk_s3::Client,
     config: &Config,
 ) -> Result<Vec<Check>, ConfigError> {
-    let clients = replicator::clients::S3Clients::build(sdk, s3.clone(), config, None).await?;
+    let clients =
+        replicator::config::clients::S3Clients::build(sdk, s3.clone(), config, None).await?;
     let mut checks = Vec::new();
     let head = |client: &aws_sdk_s3::Client, bucket: &str| {
         let (client, bucket) = (client.clone(), bucket.to_string());
@@ -206,8 +207,8 @@ async fn online_checks(
             ok,
             detail,
         });
-        let (ok, detail) = match replicator::notifications::current(s3, &source.bucket).await {
-            Ok(c) => match replicator::notifications::our_target(&c) {
+        let (ok, detail) = match replicator::events::notifications::current(s3, &source.bucket).await {
+            Ok(c) => match replicator::events::notifications::our_target(&c) {
                 Some((arn, events)) => (true, format!("events ({}) go to {arn}", events.join(", "))),
                 None => (false, format!("no s3-replicator notification: run `s3-replicator setup notifications --bucket {} --queue-arn EVENTS_QUEUE_ARN`", source.bucket)),
             },

@@ -3,8 +3,8 @@
 //! destination, source bucket or rule.
 
 use clap::Subcommand;
-use replicator::dlq::{Archive, Failed, FailedQueue, Parked};
-use replicator::settings::{ArchiveSettings, Queues};
+use replicator::config::settings::{ArchiveSettings, Queues};
+use replicator::queues::dlq::{Archive, Failed, FailedQueue, Parked};
 
 use crate::Output;
 
@@ -124,14 +124,14 @@ fn known_reason(text: &str) -> Result<String, String> {
 pub async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
     let queues = Queues::from_env();
     let archive = ArchiveSettings::from_env()?;
-    let sdk = replicator::clients::load_sdk_config().await;
+    let sdk = replicator::config::clients::load_sdk_config().await;
     let failed = Failed {
         queue: FailedQueue {
-            sqs: replicator::clients::sqs(&sdk),
+            sqs: replicator::config::clients::sqs(&sdk),
             url: queues.require_failed()?.to_string(),
         },
         archive: archive.map(|settings| Archive {
-            s3: replicator::clients::source_s3(&sdk, None),
+            s3: replicator::config::clients::source_s3(&sdk, None),
             settings,
         }),
     };
@@ -154,7 +154,7 @@ pub async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
         let Some(archive) = &failed.archive else {
             anyhow::bail!(
                 "{} is not set: name the archive, s3://BUCKET/PREFIX",
-                replicator::settings::FAILED_ARCHIVE_VAR
+                replicator::config::settings::FAILED_ARCHIVE_VAR
             );
         };
         let swept = failed.sweep(None).await?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use replicator::bootstrap::Process;
-use replicator::worker::Worker;
+use replicator::config::bootstrap::Process;
+use replicator::queues::worker::Worker;
 
 /// `println!`, except that a reader gone (`| head`) ends the process quietly, as it
 /// would any Unix tool (status 141, 128 + SIGPIPE), instead of a panic.
@@ -150,8 +150,8 @@ struct ScopeArgs {
 }
 
 impl ScopeArgs {
-    fn scope(self) -> replicator::backfill::Scope {
-        replicator::backfill::Scope {
+    fn scope(self) -> replicator::operator::backfill::Scope {
+        replicator::operator::backfill::Scope {
             buckets: self.bucket,
             rule: self.rule,
             prefix: self.prefix,
@@ -171,7 +171,7 @@ struct BackfillArgs {
     #[arg(long, value_name = "TIME")]
     modified_before: Option<String>,
     /// Levels of "/" below the prefix whose folders are listed as tasks of their own, in parallel.
-    #[arg(long, default_value_t = replicator::backfill::DEFAULT_SPLIT)]
+    #[arg(long, default_value_t = replicator::operator::backfill::DEFAULT_SPLIT)]
     split: u8,
     /// Read the objects from this S3 Inventory (CSV) instead of listing the bucket:
     /// s3://BUCKET/PATH/manifest.json. For buckets of billions of objects.
@@ -223,7 +223,7 @@ enum SetupCommand {
         #[arg(long)]
         bucket: Vec<String>,
         /// Receives of a job before SQS moves it to the retry queue.
-        #[arg(long, default_value_t = replicator::queue_setup::DEFAULT_MAX_RECEIVES, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        #[arg(long, default_value_t = replicator::queues::setup::DEFAULT_MAX_RECEIVES, value_parser = clap::value_parser!(u32).range(1..=1000))]
         max_receive_count: u32,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -246,7 +246,7 @@ enum SetupCommand {
         #[arg(long)]
         function_arn: Option<String>,
         /// Event types, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = replicator::notifications::DEFAULT_EVENTS.iter().map(|e| e.to_string()))]
+        #[arg(long, value_delimiter = ',', default_values_t = replicator::events::notifications::DEFAULT_EVENTS.iter().map(|e| e.to_string()))]
         events: Vec<String>,
         /// Print the merged configuration; change nothing.
         #[arg(long)]
@@ -283,7 +283,7 @@ enum ConfigCommand {
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
-    replicator::settings::parse_duration(text)
+    replicator::config::settings::parse_duration(text)
         .ok_or_else(|| format!("\"{text}\" is not a duration such as 30, 30s, 5m or 1h"))
 }
 
@@ -353,7 +353,7 @@ async fn main() -> ExitCode {
             command: None,
             start,
         } => {
-            let scope = replicator::backfill::Scope {
+            let scope = replicator::operator::backfill::Scope {
                 modified_after: start.modified_after,
                 modified_before: start.modified_before,
                 split: start.split,
@@ -388,7 +388,7 @@ async fn main() -> ExitCode {
                     output,
                 },
         } => {
-            use replicator::notifications::Target;
+            use replicator::events::notifications::Target;
             let target = match (queue_arn, function_arn) {
                 (Some(queue), _) => Some(Target::Queue(queue)),
                 (None, Some(function)) => Some(Target::Function(function)),
@@ -528,20 +528,20 @@ async fn setup_queues(
     max_receives: u32,
     output: Output,
 ) -> anyhow::Result<()> {
-    let sdk = replicator::clients::load_sdk_config().await;
+    let sdk = replicator::config::clients::load_sdk_config().await;
     let buckets = match buckets.is_empty() {
         false => buckets,
         true => {
-            let source = replicator::settings::ConfigSource::from_env()
+            let source = replicator::config::settings::ConfigSource::from_env()
                 .context("name the source buckets with --bucket, or set REPLICATOR_CONFIG")?;
             let config = source
-                .load(&replicator::clients::source_s3(&sdk, None))
+                .load(&replicator::config::clients::source_s3(&sdk, None))
                 .await?;
             config.sources.iter().map(|s| s.bucket.clone()).collect()
         }
     };
-    let sqs = replicator::clients::sqs(&sdk);
-    let set = replicator::queue_setup::create(&sqs, name, &buckets, max_receives).await?;
+    let sqs = replicator::config::clients::sqs(&sdk);
+    let set = replicator::queues::setup::create(&sqs, name, &buckets, max_receives).await?;
     match output {
         Output::Json => outln!("{}", serde_json::to_string_pretty(&set)?),
         Output::Table => {
@@ -560,14 +560,14 @@ async fn setup_queues(
 
 async fn setup_notifications(
     buckets: &[String],
-    target: &replicator::notifications::Target,
+    target: &replicator::events::notifications::Target,
     events: &[String],
     dry_run: bool,
     output: Output,
 ) -> anyhow::Result<()> {
-    use replicator::notifications as n;
-    let sdk = replicator::clients::load_sdk_config().await;
-    let s3 = replicator::clients::source_s3(&sdk, None);
+    use replicator::events::notifications as n;
+    let sdk = replicator::config::clients::load_sdk_config().await;
+    let s3 = replicator::config::clients::source_s3(&sdk, None);
     let mut done = Vec::new();
     for bucket in buckets {
         let plan = n::plan(&s3, bucket, n::our_entry(target, events))

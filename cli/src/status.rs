@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use replicator::backfill::report::{self, ReportLocation, Status as Backfill};
-use replicator::dlq::{Archive, Failed, FailedQueue};
-use replicator::settings::{ArchiveSettings, Queues, BACKFILL_REPORT_VAR};
+use replicator::config::settings::{ArchiveSettings, Queues, BACKFILL_REPORT_VAR};
+use replicator::operator::backfill::report::{self, ReportLocation, Status as Backfill};
+use replicator::queues::dlq::{Archive, Failed, FailedQueue};
 use serde::Serialize;
 
 use crate::Output;
@@ -20,7 +20,7 @@ struct QueueState {
     variable: &'static str,
     url: String,
     #[serde(flatten)]
-    backlog: replicator::backlog::Backlog,
+    backlog: replicator::queues::backlog::Backlog,
 }
 
 #[derive(Serialize, Default)]
@@ -47,7 +47,7 @@ struct Worker {
 #[derive(Serialize)]
 struct Screen {
     #[serde(skip_serializing_if = "Option::is_none")]
-    cloudwatch: Option<replicator::recent::Recent>,
+    cloudwatch: Option<replicator::operator::recent::Recent>,
     /// Why CloudWatch could not be read (the rest of the screen stands).
     #[serde(skip_serializing_if = "Option::is_none")]
     cloudwatch_error: Option<String>,
@@ -65,10 +65,10 @@ pub async fn status(
     cloudwatch: Option<Duration>,
     output: Output,
 ) -> anyhow::Result<()> {
-    let sdk = replicator::clients::load_sdk_config().await;
-    let sqs = replicator::clients::sqs(&sdk);
+    let sdk = replicator::config::clients::load_sdk_config().await;
+    let sqs = replicator::config::clients::sqs(&sdk);
     let cw = aws_sdk_cloudwatch::Client::new(&sdk);
-    let s3 = replicator::clients::source_s3(&sdk, None);
+    let s3 = replicator::config::clients::source_s3(&sdk, None);
     let queues = Queues::from_env();
     if queues.named().is_empty() {
         anyhow::bail!(
@@ -96,7 +96,7 @@ pub async fn status(
             screen.worker = Some(worker);
         }
         if let Some(window) = cloudwatch {
-            match replicator::recent::from_cloudwatch(&cw, window).await {
+            match replicator::operator::recent::from_cloudwatch(&cw, window).await {
                 Ok(recent) => screen.cloudwatch = Some(recent),
                 Err(e) => screen.cloudwatch_error = Some(e),
             }
@@ -126,7 +126,7 @@ async fn read(
 ) -> anyhow::Result<Screen> {
     let mut states = Vec::new();
     for (variable, url) in queues.named() {
-        let backlog = replicator::backlog::of(sqs, url).await?;
+        let backlog = replicator::queues::backlog::of(sqs, url).await?;
         states.push(QueueState {
             variable,
             url: url.to_string(),

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use replicator::backfill::Scope;
-use replicator::bootstrap::Process;
-use replicator::drift::{DestinationReport, Drift, Drifted, Progress, SHOWN};
+use replicator::config::bootstrap::Process;
+use replicator::operator::backfill::Scope;
+use replicator::operator::drift::{DestinationReport, Drift, Drifted, Progress, SHOWN};
 
 use crate::Output;
 

@@ -208,7 +208,7 @@ async fn the_failed_queue_stays_visible_and_whole() {
     assert_eq!(redriven.len(), 23);
     assert!(redriven
         .iter()
-        .all(|b| replicator::job::Job::parse(b).unwrap().attempts == 0));
+        .all(|b| replicator::queues::job::Job::parse(b).unwrap().attempts == 0));
 }
 
 /// Parked jobs outlive SQS's retention: `dlq archive` (what the retry function runs
@@ -228,7 +228,7 @@ async fn parked_jobs_outlive_the_queue_in_the_archive() {
     stack
         .send(
             &p.failed,
-            &replicator::parking::parked_raw("unparsed-job", "not a job", &malformed),
+            &replicator::queues::parking::parked_raw("unparsed-job", "not a job", &malformed),
         )
         .await;
     let plain = || command(&stack, &p, &doc, &stack.endpoint);
@@ -322,7 +322,7 @@ async fn parked_jobs_outlive_the_queue_in_the_archive() {
     assert_eq!(work.len(), 13);
     let mut keys: Vec<String> = work
         .iter()
-        .map(|b| replicator::job::Job::parse(b).unwrap().source.key)
+        .map(|b| replicator::queues::job::Job::parse(b).unwrap().source.key)
         .collect();
     keys.sort();
     keys.dedup();
@@ -345,7 +345,7 @@ async fn parked_jobs_outlive_the_queue_in_the_archive() {
 /// sweep carries on from where the queue stands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_stops_at_its_deadline_and_the_next_one_finishes() {
-    use replicator::dlq::{Archive, Failed, FailedQueue};
+    use replicator::queues::dlq::{Archive, Failed, FailedQueue};
     use std::time::{Duration, Instant};
     let stack = Stack::main().await;
     let p = Pipeline::unwired(&stack).await;
@@ -358,7 +358,7 @@ async fn a_sweep_stops_at_its_deadline_and_the_next_one_finishes() {
         },
         archive: Some(Archive {
             s3: stack.s3.clone(),
-            settings: replicator::settings::ArchiveSettings::parse(
+            settings: replicator::config::settings::ArchiveSettings::parse(
                 &format!("s3://{bucket}/x/"),
                 Some("0s"),
             )

@@ -171,7 +171,7 @@ async fn sigterm_pauses_a_long_copy_and_the_next_worker_finishes_it() {
     // The job went back with its upload.
     let waiting = stack.drain(&p.work).await;
     assert_eq!(waiting.len(), 1, "{waiting:?}");
-    let job = replicator::job::Job::parse(&waiting[0]).unwrap();
+    let job = replicator::queues::job::Job::parse(&waiting[0]).unwrap();
     let upload = job.upload.as_ref().expect("a continuation with its upload");
     assert!(
         upload.parts_done > 0 && upload.parts_done < 14,
@@ -437,7 +437,7 @@ async fn a_backfill_finishes_after_its_worker_is_killed() {
         .await
         .unwrap();
     let csv = String::from_utf8(csv.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
-    let mut reported: Vec<String> = replicator::backfill::report::parse_csv(&csv)
+    let mut reported: Vec<String> = replicator::operator::backfill::report::parse_csv(&csv)
         .into_iter()
         .map(|r| r.key)
         .collect();

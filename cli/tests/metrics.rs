@@ -136,7 +136,7 @@ async fn the_worker_serves_what_it_did_to_prometheus() {
 }
 
 /// `status --cloudwatch` reads the deployed functions' metrics from CloudWatch (the
-/// parsing is tested against mocked answers in `replicator::recent`). A CloudWatch it
+/// parsing is tested against mocked answers in `replicator::operator::recent`). A CloudWatch it
 /// cannot read — moto's speaks an older protocol than the SDK's — costs that line
 /// only: the rest of the screen is there, and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::copy::Outcome;
 use crate::errors::ReplicationError;
-use crate::job::Job;
+use crate::queues::job::Job;
 
 pub const NAMESPACE: &str = "S3Replicator";
 
@@ -197,7 +197,7 @@ mod tests {
         );
         let ms = latency_ms(&job).unwrap();
         assert!((59_000.0..61_000.0).contains(&ms), "{ms}");
-        job.backfill = Some(crate::job::BackfillRef {
+        job.backfill = Some(crate::queues::job::BackfillRef {
             id: "bf-1".into(),
             report: None,
             absent: false,

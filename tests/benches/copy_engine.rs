@@ -19,9 +19,9 @@ use std::time::Instant;
 use aws_sdk_s3::primitives::ByteStream;
 use integration_tests::{config, one_rule, put_job, s3s_destination, Stack};
 use rand::{RngCore, SeedableRng};
-use replicator::clients::S3Clients;
+use replicator::config::clients::S3Clients;
+use replicator::copy::multipart::{MultipartSettings, MIB};
 use replicator::copy::Outcome;
-use replicator::multipart::{MultipartSettings, MIB};
 use replicator::replicate::Replicator;
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +76,7 @@ async fn child(run: Run) {
         stack.s3.clone()
     };
     if run.return_buffers {
-        replicator::multipart::return_freed_part_buffers();
+        replicator::copy::multipart::return_freed_part_buffers();
     }
     let cfg = config(&run.document);
     let clients = S3Clients::build(&stack.sdk, source, &cfg, None)

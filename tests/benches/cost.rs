@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use aws_sdk_s3::types::ObjectOwnership;
 use integration_tests::{config, one_rule, sqs_batch, Pipeline, Stack};
-use replicator::clients::{RequestLog, S3Clients};
+use replicator::config::clients::{RequestLog, S3Clients};
 use replicator::ingest::Ingest;
 use replicator::replicate::Replicator;
 use serde_json::Value;
@@ -229,7 +229,7 @@ impl Run {
     /// A backfill of the whole bucket: its list tasks and the jobs they send, run by
     /// the replicate handler in batches of ten until the work queue is empty.
     async fn drive_backfill(&mut self, tally: &mut Tally, objects: usize) {
-        use replicator::backfill::{self, Scope};
+        use replicator::operator::backfill::{self, Scope};
         let scope = Scope {
             split: backfill::DEFAULT_SPLIT,
             ..Scope::default()

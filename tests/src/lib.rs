@@ -16,15 +16,15 @@ use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
 use rand::Rng;
-use replicator::clients::{RequestLog, S3Clients};
+use replicator::config::clients::{RequestLog, S3Clients};
 use replicator::config::Config;
 use replicator::ingest::Ingest;
-use replicator::lease::Lease;
-use replicator::parking::Parking;
-use replicator::provenance::Provenance;
+use replicator::queues::lease::Lease;
+use replicator::queues::parking::Parking;
+use replicator::queues::retry::{Retrier, RetryPolicy};
+use replicator::queues::worker::Worker;
+use replicator::replicate::provenance::Provenance;
 use replicator::replicate::Replicator;
-use replicator::retry::{Retrier, RetryPolicy};
-use replicator::worker::Worker;
 use sha2::{Digest, Sha256};
 
 pub const ACCOUNT: &str = "123456789012";
@@ -79,7 +79,7 @@ impl Stack {
 
     async fn at(endpoint: &str, access_key: &str, secret_key: &str) -> Stack {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(replicator::clients::http_client())
+            .http_client(replicator::config::clients::http_client())
             .endpoint_url(endpoint)
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new(
@@ -417,8 +417,8 @@ pub fn one_rule(source: &str, destination: &str) -> String {
 
 /// A put job of rule "r" as ingest writes it, for an event without sequencer,
 /// version or ETag (what moto sends): the source's current state decides.
-pub fn put_job(source: &str, key: &str, destination: &str) -> replicator::job::Job {
-    let mut job = replicator::job::Job::parse(include_str!("../fixtures/jobs/put.json"))
+pub fn put_job(source: &str, key: &str, destination: &str) -> replicator::queues::job::Job {
+    let mut job = replicator::queues::job::Job::parse(include_str!("../fixtures/jobs/put.json"))
         .expect("the put job fixture parses");
     job.source.bucket = source.into();
     job.source.key = key.into();
@@ -747,7 +747,7 @@ pub async fn object_without_tags(
     let cache_control = got.cache_control().map(str::to_string);
     let expires = got.expires_string().map(str::to_string);
     // What the user wrote: a replica's provenance is ours, compared on its own.
-    let metadata = replicator::provenance::user_metadata(got.metadata())
+    let metadata = replicator::replicate::provenance::user_metadata(got.metadata())
         .into_iter()
         .collect();
     let storage_class = got

@@ -5,8 +5,8 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::StorageClass;
 use integration_tests::*;
-use replicator::backfill::{self, Scope};
 use replicator::copy::Outcome;
+use replicator::operator::backfill::{self, Scope};
 
 /// A destination bucket at the other provider, reached with the default chain's keys.
 fn at_other(other: &Stack, bucket: &str) -> String {
@@ -361,9 +361,9 @@ async fn verify(
     p: &Pipeline,
     cfg: &std::sync::Arc<replicator::config::Config>,
     replicator: &replicator::replicate::Replicator,
-) -> Vec<replicator::drift::DestinationReport> {
-    let progress = replicator::drift::Progress::default();
-    replicator::drift::Drift {
+) -> Vec<replicator::operator::drift::DestinationReport> {
+    let progress = replicator::operator::drift::Progress::default();
+    replicator::operator::drift::Drift {
         config: cfg,
         ingest: &p.ingest(cfg),
         clients: &replicator.s3,
@@ -426,7 +426,7 @@ async fn thousands_of_objects_converge_and_verify_agrees() {
     }
 
     let ingest = p.ingest(&cfg);
-    let counts = |reports: &[replicator::drift::DestinationReport]| -> Vec<(String, u64, usize, usize, usize)> {
+    let counts = |reports: &[replicator::operator::drift::DestinationReport]| -> Vec<(String, u64, usize, usize, usize)> {
         reports
             .iter()
             .map(|r| (r.destination.clone(), r.in_sync, r.missing.len(), r.differs.len(), r.extra.len()))
@@ -545,7 +545,7 @@ async fn verify_compares_a_strict_providers_replicas_by_checksum_and_provenance(
     let reports = verify(&p, &cfg, &replicator).await;
     assert_eq!(reports.len(), 1, "{reports:#?}");
     let r = &reports[0];
-    let keys = |list: &[replicator::drift::Drifted]| -> Vec<String> {
+    let keys = |list: &[replicator::operator::drift::Drifted]| -> Vec<String> {
         list.iter().map(|d| d.key.clone()).collect()
     };
     assert_eq!(r.in_sync, 3, "{r:#?}");

@@ -11,12 +11,12 @@ use integration_tests::history::{self, Sequencers};
 use integration_tests::{config, object_state, provenance, sqs_batch, Pipeline, Stack};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use replicator::clients::S3Clients;
+use replicator::config::clients::S3Clients;
 use replicator::config::Config;
 use replicator::copy::Outcome;
 use replicator::events;
 use replicator::ingest::Ingest;
-use replicator::job::{Job, Operation};
+use replicator::queues::job::{Job, Operation};
 use replicator::replicate::Replicator;
 use std::sync::Arc;
 

@@ -395,7 +395,8 @@ async fn run_as_deployed(template: Template) {
     // source and the destination and copies what is missing.
     let old: Vec<u8> = (0..5_000u32).map(|i| (i % 13) as u8).collect();
     d.admin.put(&d.source, "photos/old/1999.jpg", &old).await;
-    let mut list = replicator::backfill::ListTask::root("bf-deployed", &d.source, "photos/old/", 1);
+    let mut list =
+        replicator::operator::backfill::ListTask::root("bf-deployed", &d.source, "photos/old/", 1);
     let records = format!("s3://{}/backfill-reports/", d.archive);
     list.report = Some(records.clone());
     let response = replicate
@@ -473,10 +474,10 @@ async fn run_as_deployed(template: Template) {
         "{}",
         retried[0]
     );
-    let mut spent = replicator::job::Job::parse(&retried[0]).unwrap();
+    let mut spent = replicator::queues::job::Job::parse(&retried[0]).unwrap();
     spent.attempts = 3;
     // A backfill's job, parked: recorded as failed in its backfill's record first.
-    spent.backfill = Some(replicator::job::BackfillRef {
+    spent.backfill = Some(replicator::queues::job::BackfillRef {
         id: "bf-deployed".into(),
         report: Some(records.clone()),
         absent: false,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use integration_tests::fault_proxy::{FaultProxy, Faults};
 use integration_tests::{config, object_state, put_many, Pipeline, Stack};
-use replicator::job::Job;
+use replicator::queues::job::Job;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_injected_faults_every_object_is_replicated_or_parked_with_a_reason() {
@@ -133,7 +133,7 @@ async fn a_job_that_kills_its_worker_every_time_is_parked_after_its_budget() {
     use aws_sdk_sqs::types::QueueAttributeName;
     use integration_tests::lambda::{binary, LambdaFunction};
     use replicator::errors::FailureReason;
-    use replicator::retry::{Retrier, RetryPolicy};
+    use replicator::queues::retry::{Retrier, RetryPolicy};
 
     let stack = Stack::main().await;
     let p = Pipeline::unwired(&stack).await;
@@ -286,7 +286,7 @@ async fn a_job_that_kills_its_worker_every_time_is_parked_after_its_budget() {
 /// nothing is parked or retried, and no replica appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_deleted_under_a_copy_is_a_skip_not_a_failure() {
-    use replicator::clients::S3Clients;
+    use replicator::config::clients::S3Clients;
     use replicator::copy::Outcome;
     use replicator::replicate::Replicator;
 
@@ -340,7 +340,7 @@ async fn a_source_deleted_under_a_copy_is_a_skip_not_a_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_destination_keys_are_read_again_once() {
     use integration_tests::{object_without_tags, put_job, secret_keys, unique};
-    use replicator::clients::S3Clients;
+    use replicator::config::clients::S3Clients;
     use replicator::copy::Outcome;
     use replicator::replicate::Replicator;
 

@@ -7,13 +7,13 @@ use integration_tests::{
     Stack,
 };
 use lambda_runtime::{Context, LambdaEvent};
-use replicator::clients::S3Clients;
+use replicator::config::clients::S3Clients;
+use replicator::config::settings::ConfigSource;
+use replicator::copy::multipart::{MultipartSettings, MIB};
+use replicator::copy::verify::Verified;
 use replicator::copy::Outcome;
-use replicator::job::{Job, Operation};
-use replicator::multipart::{MultipartSettings, MIB};
+use replicator::queues::job::{Job, Operation};
 use replicator::replicate::Replicator;
-use replicator::settings::ConfigSource;
-use replicator::verify::Verified;
 use serde_json::Value;
 
 /// Requests a replication costs, by ACL mode, on the same endpoint.

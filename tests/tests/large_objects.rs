@@ -15,12 +15,12 @@ use integration_tests::{
     replicator_to_other, s3s_destination, secret_keys, sqs_batch, unique, Stack,
 };
 use lambda_runtime::{Context, LambdaEvent};
-use replicator::clients::{RequestLog, S3Clients};
+use replicator::config::clients::{RequestLog, S3Clients};
+use replicator::copy::multipart::{MultipartSettings, MIB};
+use replicator::copy::verify::Verified;
 use replicator::copy::Outcome;
-use replicator::job::Job;
-use replicator::multipart::{MultipartSettings, MIB};
+use replicator::queues::job::Job;
 use replicator::replicate::Replicator;
-use replicator::verify::Verified;
 use sha2::{Digest, Sha256};
 
 fn sha256(bytes: &[u8]) -> String {

@@ -14,11 +14,11 @@ use integration_tests::{
     config, object_state, object_without_tags, one_rule, provenance, put_job, sqs_batch, Pipeline,
     Stack,
 };
-use replicator::clients::S3Clients;
+use replicator::config::clients::S3Clients;
 use replicator::config::Config;
 use replicator::copy::Outcome;
-use replicator::job::{Job, Operation};
-use replicator::provenance::{metadata_size, USER_METADATA_LIMIT};
+use replicator::queues::job::{Job, Operation};
+use replicator::replicate::provenance::{metadata_size, USER_METADATA_LIMIT};
 use replicator::replicate::Replicator;
 
 fn json(text: &str) -> serde_json::Value {
@@ -560,7 +560,7 @@ async fn metadata_near_the_2_kb_limit_replicates_whole() {
         for (k, v) in &metadata(total) {
             assert_eq!(written.get(k), Some(v), "{key}: {k}");
         }
-        let p = replicator::provenance::Provenance::read(Some(&written));
+        let p = replicator::replicate::provenance::Provenance::read(Some(&written));
         assert_eq!(
             p.as_ref().map(|p| p.source_bucket.as_str()),
             marked.then_some(a.as_str()),

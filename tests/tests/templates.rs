@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use replicator::settings::{LAMBDA_RUNTIME_VARS, LAMBDA_VARS, OPERATOR_VARS, WORKER_ONLY_VARS};
+use replicator::config::settings::{
+    LAMBDA_RUNTIME_VARS, LAMBDA_VARS, OPERATOR_VARS, WORKER_ONLY_VARS,
+};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

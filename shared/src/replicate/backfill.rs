@@ -9,11 +9,11 @@ use std::time::Instant;
 use futures::stream::{self, StreamExt};
 
 use super::Replicator;
-use crate::backfill::run::{self, Listing};
-use crate::backfill::ListTask;
 use crate::errors::{FailureReason, ReplicationError};
 use crate::ingest::Ingest;
-use crate::job::Job;
+use crate::operator::backfill::run::{self, Listing};
+use crate::operator::backfill::ListTask;
+use crate::queues::job::Job;
 
 impl Replicator {
     /// Runs a backfill's list task. A failure that can pass goes to the retry queue (or
@@ -32,7 +32,7 @@ impl Replicator {
                 FailureReason::RuleNotConfigured,
                 format!(
                     "a backfill list task needs {} to send its jobs to",
-                    crate::settings::WORK_QUEUE_VAR
+                    crate::config::settings::WORK_QUEUE_VAR
                 ),
             )),
             (Ok(task), Some(url)) => {
@@ -74,7 +74,7 @@ impl Replicator {
             (true, None) => false,
             (false, _) => {
                 self.parking
-                    .send(crate::parking::parked_raw("list-task", body, &err))
+                    .send(crate::queues::parking::parked_raw("list-task", body, &err))
                     .await
             }
         };
@@ -104,7 +104,7 @@ impl Replicator {
         ingest
             .send(&sent)
             .await
-            .map_err(crate::backfill::list::queue_failure)?;
+            .map_err(crate::operator::backfill::list::queue_failure)?;
         let all: Vec<Job> = here.into_iter().chain(sent).collect();
         run::finish(ingest, task, prepared, &all).await
     }

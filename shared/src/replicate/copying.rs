@@ -5,12 +5,12 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 
 use super::{replica_head, replica_provenance, Replicator, MAX_RECOPIES, SOURCE_DELETED};
 use crate::config::{AclMode, DeleteMode, Destination};
+use crate::copy::multipart::{self, MemoryBudget, Progress};
+use crate::copy::verify::{self, Verified, Written};
 use crate::copy::{self, Outcome};
 use crate::errors::{FailureReason, ReplicationError};
-use crate::job::{Continuation, Job};
-use crate::multipart::{self, MemoryBudget, Progress};
-use crate::provenance::Provenance;
-use crate::verify::{self, Verified, Written};
+use crate::queues::job::{Continuation, Job};
+use crate::replicate::provenance::Provenance;
 
 impl Replicator {
     /// A created object. Copies what the source holds now. When the event carries a
@@ -238,7 +238,7 @@ impl Replicator {
         let Some(there) = replica_head(dst, destination, &job.source.key).await? else {
             return Ok(false);
         };
-        let user = crate::provenance::user_metadata;
+        let user = crate::replicate::provenance::user_metadata;
         Ok(there.e_tag() == state.head.e_tag()
             && there.content_length() == state.head.content_length()
             && user(there.metadata()) == user(state.head.metadata()))

@@ -5,8 +5,8 @@ use super::{replica_head, Replicator, NOT_OURS};
 use crate::config::Destination;
 use crate::copy::{self, Outcome};
 use crate::errors::{ReplicationError, S3Step};
-use crate::job::Job;
-use crate::provenance::Provenance;
+use crate::queues::job::Job;
+use crate::replicate::provenance::Provenance;
 
 impl Replicator {
     /// A delete marker, or a plain delete on an unversioned source. It removes only a

@@ -16,23 +16,26 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 
-use crate::backfill::report::{self, ReportLocation, Row};
-use crate::backfill::ListTask;
-use crate::batch::retry_these;
-use crate::clients::S3Clients;
+use crate::config::clients::S3Clients;
 use crate::config::{Config, Destination};
+use crate::copy::multipart::{self, MemoryBudget, MultipartSettings};
 use crate::copy::{self, AclSupport, Outcome};
 use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
-use crate::job::{BackfillRef, Continuation, Job, Operation};
-use crate::lease::Lease;
-use crate::multipart::{self, MemoryBudget, MultipartSettings};
-use crate::overlap::RecentWrites;
-use crate::parking::Parking;
-use crate::provenance::Provenance;
+use crate::operator::backfill::report::{self, ReportLocation, Row};
+use crate::operator::backfill::ListTask;
+use crate::queues::batch::retry_these;
+use crate::queues::job::{BackfillRef, Continuation, Job, Operation};
+use crate::queues::lease::Lease;
+use crate::queues::parking::Parking;
+use crate::replicate::overlap::RecentWrites;
+use crate::replicate::provenance::Provenance;
 
 mod backfill;
 mod copying;
 mod deletes;
+pub mod ordering;
+pub mod overlap;
+pub mod provenance;
 mod sync;
 
 use sync::{Failed, ReplicaMissing};
@@ -136,7 +139,8 @@ impl Replicator {
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         // Stop starting parts this long before the deadline.
-        let deadline = crate::batch::before_deadline(event.context.deadline, self.pause_reserve);
+        let deadline =
+            crate::queues::batch::before_deadline(event.context.deadline, self.pause_reserve);
         Ok(multipart::within(deadline, self.handle_batch(event.payload)).await)
     }
 
@@ -304,7 +308,10 @@ impl Replicator {
                 .send()
                 .await
                 .map_err(|e| describe(&e)),
-            None => Err(format!("{} is not set", crate::settings::WORK_QUEUE_VAR)),
+            None => Err(format!(
+                "{} is not set",
+                crate::config::settings::WORK_QUEUE_VAR
+            )),
         };
         match sent {
             Ok(_) => true,
@@ -506,7 +513,7 @@ fn log_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::Verified;
+    use crate::copy::verify::Verified;
     use aws_sdk_s3::operation::head_object::HeadObjectOutput;
     use aws_sdk_sqs::operation::send_message::SendMessageOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};

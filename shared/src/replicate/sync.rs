@@ -6,7 +6,7 @@ use super::{Replicator, SOURCE_DELETED, SOURCE_DELETED_REASON};
 use crate::config::{AclMode, Destination, Rule};
 use crate::copy::{self, Outcome};
 use crate::errors::{FailureReason, ReplicationError, S3Step};
-use crate::job::{Job, Operation};
+use crate::queues::job::{Job, Operation};
 
 impl Replicator {
     /// A tag or ACL change made to a replica goes back only under a rule that syncs

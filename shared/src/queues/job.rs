@@ -1,0 +1,262 @@
+//! The job message: one object, one destination, one operation. Versioned JSON so a
+//! queue full of old jobs survives an upgrade, and self-describing so an operator
+//! reading the failed queue needs nothing else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{FailureReason, ReplicationError};
+use crate::events::{Change, ObjectEvent};
+
+pub const JOB_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Put,
+    Delete,
+    Tags,
+    Acl,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceObject {
+    pub bucket: String,
+    /// Decoded: exactly the key S3 stores.
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequencer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// For deletes: a delete marker (or plain delete) rather than a version removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDestination {
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub v: u32,
+    pub op: Operation,
+    pub source: SourceObject,
+    pub rule_id: String,
+    pub destination: JobDestination,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    /// Set when the replicate handler forwards its own failure to the retry queue (the
+    /// attempt is already counted). A job that reaches the retry queue without it was
+    /// redriven there by SQS: the worker holding it crashed or timed out, and that
+    /// attempt is counted by the retry handler.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+    /// A multipart copy that did not finish in one Lambda invocation: the next one
+    /// carries on from the parts already uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Continuation>,
+    /// The backfill that listed this object, when no event did. Its `etag`, `size`
+    /// and `event_time` (the last-modified time) are what the listing said, so a
+    /// replica already up to date is recognised with one HEAD of the replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillRef>,
+}
+
+/// The backfill a job belongs to, and where its outcome is recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackfillRef {
+    pub id: String,
+    /// `s3://BUCKET/PREFIX` of the backfill's record, when it keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+    /// The destination's listing showed no object at this key: there is no replica
+    /// to read before copying.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub absent: bool,
+}
+
+/// A multipart copy in progress. Which parts are done is not stored: ListParts on the
+/// upload says, so a crash after the last checkpoint loses nothing, and a 10,000-part
+/// upload still fits in a queue message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Continuation {
+    pub upload_id: String,
+    /// The source state every part is pinned to.
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    pub size: u64,
+    pub part_size: u64,
+    /// The checksum algorithm the upload was created with (the source's), which every
+    /// part must be sent with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_algorithm: Option<String>,
+    /// The source's tags the upload was created with (a query string), so a tag change
+    /// made while the copy ran is applied when it completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tagging: Option<String>,
+    /// Parts done when this was written, for the log.
+    pub parts_done: u32,
+    /// Invocations the copy has run in so far.
+    pub invocations: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastError {
+    pub reason: FailureReason,
+    pub detail: String,
+}
+
+impl Job {
+    pub fn from_event(
+        event: &ObjectEvent,
+        op: Operation,
+        rule_id: &str,
+        destination: JobDestination,
+    ) -> Job {
+        Job {
+            v: JOB_VERSION,
+            op,
+            source: SourceObject {
+                bucket: event.bucket.clone(),
+                key: event.key.clone(),
+                version_id: event.version_id.clone(),
+                etag: event.etag.clone(),
+                size: event.size,
+                sequencer: event.sequencer.clone(),
+                event_time: event.event_time.clone(),
+                delete_marker: event.change == Change::DeleteMarker,
+            },
+            rule_id: rule_id.to_string(),
+            destination,
+            attempts: 0,
+            first_failure: None,
+            last_error: None,
+            forwarded: false,
+            upload: None,
+            backfill: None,
+        }
+    }
+
+    /// Parses a queue message body. Anything else than a v1 job is a permanent
+    /// `MalformedMessage` failure with the reason spelled out.
+    pub fn parse(body: &str) -> Result<Job, ReplicationError> {
+        let value: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+            ReplicationError::new(
+                FailureReason::MalformedMessage,
+                format!("job body is not JSON: {e}"),
+            )
+        })?;
+        match value.get("v").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(JOB_VERSION) => {}
+            Some(v) => {
+                return Err(ReplicationError::new(
+                    FailureReason::MalformedMessage,
+                    format!("job version {v} is not understood by this release (it reads version {JOB_VERSION})"),
+                ))
+            }
+            None => {
+                return Err(ReplicationError::new(
+                    FailureReason::MalformedMessage,
+                    "job has no version field \"v\"; is this queue fed by s3-replicator's ingest?",
+                ))
+            }
+        }
+        let job: Job = serde_json::from_value(value).map_err(|e| {
+            ReplicationError::new(
+                FailureReason::MalformedMessage,
+                format!("job does not parse: {e}"),
+            )
+        })?;
+        if job.source.key.is_empty()
+            || job.source.bucket.is_empty()
+            || job.destination.bucket.is_empty()
+        {
+            return Err(ReplicationError::new(
+                FailureReason::MalformedMessage,
+                "job names an empty bucket or key",
+            ));
+        }
+        Ok(job)
+    }
+
+    /// The event's sequencer, when it has one that can be compared.
+    pub fn sequencer(&self) -> Option<&str> {
+        self.source
+            .sequencer
+            .as_deref()
+            .filter(|s| crate::replicate::ordering::is_valid(s))
+    }
+
+    /// Counts a failed attempt and keeps its reason; the first failure's time stays.
+    pub fn record_failure(&mut self, err: &ReplicationError) {
+        self.attempts += 1;
+        self.first_failure
+            .get_or_insert_with(crate::queues::parking::now_rfc3339);
+        self.last_error = Some(LastError {
+            reason: err.reason,
+            detail: err.detail.clone(),
+        });
+    }
+
+    /// The same job with no multipart copy in progress (after its upload was aborted).
+    pub fn without_upload(&self) -> Job {
+        Job {
+            upload: None,
+            ..self.clone()
+        }
+    }
+
+    /// Back to a fresh job, for a redrive after the cause was fixed.
+    pub fn reset(&mut self) {
+        self.attempts = 0;
+        self.first_failure = None;
+        self.last_error = None;
+        self.forwarded = false;
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a Job always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_what_is_not_a_job() {
+        let text = include_str!("../../../tests/fixtures/jobs/put.json");
+        let job = Job::parse(text).unwrap();
+        assert_eq!(job.op, Operation::Put);
+        assert_eq!(job.source.key, "photos/2024/beach day+1.jpg");
+        assert_eq!(Job::parse(&job.to_body()).unwrap(), job);
+
+        for (body, needle) in [
+            ("", "not JSON"),
+            ("{}", "no version"),
+            ("{\"v\": 2}", "version 2"),
+            ("{\"v\": 1, \"op\": \"put\"}", "does not parse"),
+            ("{\"v\": 1, \"op\": \"move\", \"source\": {\"bucket\": \"a\", \"key\": \"k\"}, \"rule_id\": \"r\", \"destination\": {\"bucket\": \"b\"}}", "does not parse"),
+            ("{\"v\": 1, \"op\": \"put\", \"source\": {\"bucket\": \"a\", \"key\": \"\"}, \"rule_id\": \"r\", \"destination\": {\"bucket\": \"b\"}}", "empty"),
+        ] {
+            let err = Job::parse(body).unwrap_err();
+            assert_eq!(err.reason, FailureReason::MalformedMessage);
+            assert!(!err.is_retryable());
+            assert!(err.detail.contains(needle), "{body}: {err}");
+        }
+    }
+}
