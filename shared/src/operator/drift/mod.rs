@@ -15,24 +15,20 @@ use std::sync::atomic::AtomicU64;
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use aws_sdk_s3::operation::head_object::HeadObjectError;
-use aws_smithy_runtime_api::http::Response as HttpResponse;
-
-use crate::checksums_of;
 use crate::config::clients::S3Clients;
 use crate::config::{Config, Destination, SourceBucket};
-use crate::copy::SourceState;
 use crate::errors::{ReplicationError, S3Step, ScanError};
-use crate::events::{Change, ObjectEvent};
+use crate::events::Change;
 use crate::ingest::Ingest;
 use crate::operator::backfill::list::Listed;
 use crate::operator::backfill::{self, Scope};
 use crate::queues::job::Job;
-use crate::replicate::provenance::Provenance;
 
 mod listing;
+mod look;
 
 use listing::Listing;
+use look::Look;
 
 /// Shards of one prefix compared at once.
 const SHARDS_AT_ONCE: usize = 8;
@@ -120,16 +116,6 @@ struct Pair<'a> {
     destination: &'a Destination,
     prefixes: Vec<String>,
     dst: &'a aws_sdk_s3::Client,
-}
-
-/// A key found on one side only, to be looked at.
-enum Look {
-    OnlyAtSource(Listed),
-    OnlyAtDestination(Listed),
-    /// The same size, other ETags, and a replica written after its source: a copy
-    /// whose ETag is not comparable (multipart, encrypted, another provider's), or an
-    /// object written over the replica.
-    Unsure(Listed),
 }
 
 /// What the two listings say of a key found on both sides.
@@ -368,236 +354,6 @@ impl Drift<'_> {
         }
         self.look(pair, looks, &mut report).await?;
         Ok(report)
-    }
-
-    /// Decides what keys on one side only are: missing, not replicated (and why),
-    /// outside every rule, extra, or someone else's.
-    async fn look(
-        &self,
-        pair: &Pair<'_>,
-        looks: Vec<Look>,
-        report: &mut DestinationReport,
-    ) -> Result<(), ScanError> {
-        let found: Vec<Option<(Option<&'static str>, Drifted)>> = stream::iter(looks)
-            .map(|look| async move {
-                match look {
-                    Look::OnlyAtSource(s) => self.only_at_source(pair, s).await,
-                    Look::OnlyAtDestination(d) => self.only_at_destination(pair, d).await,
-                    Look::Unsure(s) => self.closer(pair, s).await,
-                }
-            })
-            .buffered(LOOKS_AT_ONCE)
-            .try_collect()
-            .await
-            .map_err(ScanError::Listing)?;
-        for (kind, drifted) in found.into_iter().flatten() {
-            match kind {
-                Some("in-sync") => report.in_sync += 1,
-                Some("differs") => report.differs.push(drifted),
-                Some("missing") => report.missing.push(drifted),
-                Some("extra") => report.extra.push(drifted),
-                Some("not-ours") => report.not_ours += 1,
-                Some(reason) => *report.not_replicated.entry(reason.to_string()).or_default() += 1,
-                None => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// A source object with no counterpart: `None` when no rule sends it here.
-    async fn only_at_source(
-        &self,
-        pair: &Pair<'_>,
-        s: Listed,
-    ) -> Result<Option<(Option<&'static str>, Drifted)>, ReplicationError> {
-        let drifted = Drifted {
-            key: s.key.clone(),
-            size: s.size,
-            why: None,
-        };
-        let Some(job) = self.job_here(pair, &s.key, Change::Created).await? else {
-            return Ok(None);
-        };
-        if s.archived {
-            return Ok(Some((Some("ObjectInArchive"), drifted)));
-        }
-        let head = match self
-            .ingest
-            .s3
-            .head_object()
-            .bucket(&pair.source.bucket)
-            .key(&s.key)
-            .send()
-            .await
-        {
-            Ok(head) => head,
-            // Deleted since it was listed: nothing is missing.
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                return Ok(None)
-            }
-            // An SSE-C object answers its HEAD with a bare 400.
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(400) => {
-                return Ok(Some((Some("SseCustomerKeyEncrypted"), drifted)))
-            }
-            Err(e) => return Err(ReplicationError::from_sdk(S3Step::SourceHead, &e)),
-        };
-        let state = SourceState::new(head);
-        let rule = self
-            .config
-            .rule(&pair.source.bucket, &job.rule_id)
-            .expect("the job's rule");
-        if let Some(reason) = state.not_replicated(rule) {
-            return Ok(Some((Some(reason), drifted)));
-        }
-        match state.own_provenance() {
-            Some(p) if p.came_from(&pair.destination.bucket) => {
-                return Ok(Some((Some("ReplicaOfDestination"), drifted)))
-            }
-            Some(_) if !pair.destination.replicate_replicas => {
-                return Ok(Some((Some("SourceIsReplica"), drifted)))
-            }
-            _ => {}
-        }
-        Ok(Some((Some("missing"), drifted)))
-    }
-
-    /// A pair the listings cannot settle (see [`Look::Unsure`]): the two HEADs, with
-    /// checksums, say. A replica this source did not make, one made from an older
-    /// version than the source's current one, or one whose full-object checksum
-    /// differs from the source's differs; otherwise it is in sync.
-    async fn closer(
-        &self,
-        pair: &Pair<'_>,
-        s: Listed,
-    ) -> Result<Option<(Option<&'static str>, Drifted)>, ReplicationError> {
-        let head = |s3: &aws_sdk_s3::Client, bucket: &str| {
-            s3.head_object()
-                .bucket(bucket)
-                .key(&s.key)
-                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-                .send()
-        };
-        let (source, replica) = tokio::join!(
-            head(&self.ingest.s3, &pair.source.bucket),
-            head(pair.dst, &pair.destination.bucket)
-        );
-        let gone = |e: &aws_sdk_s3::error::SdkError<HeadObjectError, HttpResponse>| {
-            e.raw_response().map(|r| r.status().as_u16()) == Some(404)
-        };
-        let source = match source {
-            Ok(head) => head,
-            // Deleted since it was listed: its own event settles it.
-            Err(e) if gone(&e) => return Ok(None),
-            Err(e) => return Err(ReplicationError::from_sdk(S3Step::SourceHead, &e)),
-        };
-        let replica = match replica {
-            Ok(head) => head,
-            Err(e) if gone(&e) => return self.only_at_source(pair, s).await,
-            Err(e) => return Err(ReplicationError::from_sdk(S3Step::DestinationHead, &e)),
-        };
-        let why = |text: String| {
-            Some((
-                Some("differs"),
-                Drifted {
-                    key: s.key.clone(),
-                    size: s.size,
-                    why: Some(text),
-                },
-            ))
-        };
-        let made = Provenance::read(replica.metadata());
-        let Some(made) = made.filter(|p| p.source_bucket == pair.source.bucket) else {
-            return Ok(why(
-                "another ETag, and no record of this source: written at the destination"
-                    .to_string(),
-            ));
-        };
-        if let (Some(from), Some(now)) = (made.version_id.as_deref(), source.version_id()) {
-            if now != "null" && from != now {
-                return Ok(why(format!(
-                    "made from version {from}; the source's current version is {now}"
-                )));
-            }
-        }
-        let (here, there) = (checksums_of!(&source), checksums_of!(&replica));
-        if let Some((algorithm, value)) = crate::copy::verify::source_full_object(&source, &here) {
-            if let Some(theirs) = there.get(&algorithm).filter(|v| !v.contains('-')) {
-                if theirs != value {
-                    return Ok(why(format!(
-                        "{} {value} at the source, {theirs} at the destination",
-                        crate::copy::verify::checksum_name(&algorithm)
-                    )));
-                }
-            }
-        }
-        Ok(Some((
-            Some("in-sync"),
-            Drifted {
-                key: s.key,
-                size: s.size,
-                why: None,
-            },
-        )))
-    }
-
-    /// A destination object with no source: extra when this source made it.
-    async fn only_at_destination(
-        &self,
-        pair: &Pair<'_>,
-        d: Listed,
-    ) -> Result<Option<(Option<&'static str>, Drifted)>, ReplicationError> {
-        let drifted = Drifted {
-            key: d.key.clone(),
-            size: d.size,
-            why: None,
-        };
-        let head = pair
-            .dst
-            .head_object()
-            .bucket(&pair.destination.bucket)
-            .key(&d.key)
-            .send()
-            .await;
-        let provenance = match head {
-            Ok(head) => Provenance::read(head.metadata()),
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                return Ok(None)
-            }
-            Err(e) => return Err(ReplicationError::from_sdk(S3Step::DestinationHead, &e)),
-        };
-        Ok(match provenance {
-            Some(p) if p.source_bucket == pair.source.bucket => Some((Some("extra"), drifted)),
-            _ => Some((Some("not-ours"), drifted)),
-        })
-    }
-
-    /// The job the rules make of this change to this key for this destination, if any.
-    async fn job_here(
-        &self,
-        pair: &Pair<'_>,
-        key: &str,
-        change: Change,
-    ) -> Result<Option<Job>, ReplicationError> {
-        let event = ObjectEvent {
-            change,
-            bucket: pair.source.bucket.clone(),
-            key: key.to_string(),
-            version_id: None,
-            etag: None,
-            size: None,
-            sequencer: None,
-            event_time: None,
-            event_name: "Verify".to_string(),
-        };
-        let jobs = self
-            .ingest
-            .jobs_for(&event)
-            .await
-            .map_err(backfill::list::into_replication)?;
-        Ok(jobs.into_iter().find(|j| {
-            j.destination.bucket == pair.destination.bucket
-                && j.destination.endpoint_url == pair.destination.endpoint.endpoint_url
-        }))
     }
 
     /// Queues a put for each missing or differing key, and a delete for each extra one
