@@ -2,7 +2,8 @@
 """Least privilege for the SAM template: every function has a Role of its own, and every
 IAM statement must name its actions and resources. checkov does not look inside a Serverless::Function's inline Policies, so
 this does: no "*" or "service:*" action, no "*" resource, in any function's Policies or
-any IAM policy resource.
+any IAM policy resource; and a role attaches only managed policies the template
+defines (an AWS-managed one would grant what no statement here shows).
 
     lint_iam.py TEMPLATE...     exit 1 and list every broad statement
     lint_iam.py --self-test     prove the check rejects a broad statement
@@ -46,6 +47,16 @@ def problems(template):
             props = resource.get("Properties") or {}
             if "Role" not in props:
                 found.append(f"{name}: no Role: SAM would attach managed policies wider than its statements")
+    resources = template.get("Resources") or {}
+    for name, resource in resources.items():
+        if resource.get("Type") != "AWS::IAM::Role":
+            continue
+        for arn in as_list((resource.get("Properties") or {}).get("ManagedPolicyArns") or []):
+            while isinstance(arn, dict) and "Fn::If" in arn:
+                arn = arn["Fn::If"][1]
+            ref = arn.get("Ref") if isinstance(arn, dict) else None
+            if (resources.get(ref) or {}).get("Type") != "AWS::IAM::ManagedPolicy":
+                found.append(f"{name}: attaches {arn!r}, not a managed policy of this template")
     for where, st in statements(template):
         if st.get("Effect", "Allow") != "Allow":
             continue
@@ -72,6 +83,10 @@ Resources:
               Effect: Allow
               Action: "s3:*"
               Resource: "*"
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]
 """
 
 
@@ -83,7 +98,7 @@ def main(argv):
             f.write(BROAD)
             f.flush()
             found = problems(cfn_yaml.load(f.name))
-        assert len(found) == 3, found
+        assert len(found) == 4, found
         print("lint_iam self-test: a broad statement is rejected:", "; ".join(found))
         return 0
     bad = []

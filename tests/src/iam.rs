@@ -29,6 +29,8 @@ pub struct Deployment {
     pub queues: BTreeMap<&'static str, String>,
     pub secret_arns: Vec<String>,
     pub kms_key_arns: Vec<String>,
+    /// Customer keys the secrets are encrypted under.
+    pub secret_kms_key_arns: Vec<String>,
     /// The failed-job archive's bucket and prefix; empty: the one the template creates.
     pub archive_bucket: String,
     pub archive_prefix: String,
@@ -94,6 +96,7 @@ impl Deployment {
                         "DestinationBucketNames": self.destinations.join(","),
                         "DestinationSecretArns": self.secret_arns.join(","),
                         "KmsKeyArns": self.kms_key_arns.join(","),
+                        "SecretKmsKeyArns": self.secret_kms_key_arns.join(","),
                         "FailedArchiveBucketName": self.archive_bucket,
                         "FailedArchivePrefix": self.archive_prefix(),
                         "NotificationDelivery": if self.direct_delivery_dlq.is_some() { "direct" } else { "queue" },
@@ -129,6 +132,9 @@ impl Deployment {
   destination_account_ids  = ["{ACCOUNT}"]
   kms_key_arns             = {}
   destination_secret_arns  = {}
+  secret_kms_key_arns      = {}
+  region                   = "{REGION}"
+  account_id               = "{ACCOUNT}"
   config_object_arn        = ""
   archive_objects_arn      = "arn:aws:s3:::{}/{}*"
   backfill_records_arn     = "arn:aws:s3:::{}/backfill-reports/*"
@@ -145,6 +151,7 @@ output "documents" {{
                     list(&self.destinations),
                     list(&self.kms_key_arns),
                     list(&self.secret_arns),
+                    list(&self.secret_kms_key_arns),
                     if self.archive_bucket.is_empty() {
                         CREATED_ARCHIVE
                     } else {

@@ -269,8 +269,9 @@ fn destination_grants_name_their_owner_and_kms_goes_through_s3() {
             "{q}: {for_each}"
         );
     }
+    // ... with SNS's and EventBridge's statements when they route to it.
     assert!(tf.contains(
-        "source_policy_documents = [data.aws_iam_policy_document.tls_only[\"events\"].json]"
+        "source_policy_documents = compact([data.aws_iam_policy_document.tls_only[\"events\"].json, module.policies.events_queue_document])"
     ));
 }
 
@@ -312,4 +313,985 @@ fn the_dashboard_and_alarms_watch_metrics_the_code_emits() {
             assert!(text.contains(used), "{used}");
         }
     }
+}
+
+// ---------------------------------------------------------------- deploying to a real account
+
+use serde_json::{json, Value};
+
+fn infra_python() -> std::path::PathBuf {
+    root().join(".venv-infra/bin/python")
+}
+
+fn run(cmd: &mut std::process::Command) -> std::process::Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (make infra-venv)"))
+}
+
+/// The SAM template as CloudFormation sees it for `parameters` (on top of a source and
+/// a destination bucket and an inline document): parameter errors, failed Rules
+/// assertions, resources, environments and policies (scripts/render_policies.py
+/// --template).
+fn sam(parameters: &[(&str, &str)]) -> Value {
+    let mut params = serde_json::Map::new();
+    params.insert("SourceBucketNames".into(), "src".into());
+    params.insert("DestinationBucketNames".into(), "dst".into());
+    if !parameters.iter().any(|(k, _)| {
+        [
+            "ReplicatorConfig",
+            "ConfigBucketName",
+            "ConfigSsmParameterName",
+        ]
+        .contains(k)
+    }) {
+        params.insert("ReplicatorConfig".into(), r#"{"Sources": []}"#.into());
+    }
+    for (k, v) in parameters {
+        params.insert(k.to_string(), v.to_string().into());
+    }
+    let context = json!({
+        "Parameters": params,
+        "Resources": {"EventsQueue": {"Arn": "arn:aws:sqs:us-east-1:123456789012:events"}},
+        "AccountId": "123456789012",
+        "Region": "us-east-1",
+    });
+    let file = std::env::temp_dir().join(integration_tests::unique("s3r-sam-context"));
+    std::fs::write(&file, context.to_string()).unwrap();
+    let out = run(std::process::Command::new(infra_python())
+        .arg(root().join("scripts/render_policies.py"))
+        .arg("--template")
+        .arg(root().join("infra/sam/template.yaml"))
+        .arg(&file));
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "render_policies.py --template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("rendered template")
+}
+
+/// A Terraform file as JSON (python-hcl2, which checkov brings: every value in a list).
+fn hcl(path: &str) -> Value {
+    let out = run(std::process::Command::new(infra_python())
+        .args([
+            "-c",
+            "import hcl2, json, sys; print(json.dumps(hcl2.load(open(sys.argv[1]))))",
+        ])
+        .arg(root().join(path)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `block` (resource, variable, data, ...) named `name` ("aws_iam_role.function", or a
+/// variable's name) in a file read by [`hcl`].
+fn block<'a>(file: &'a Value, kind: &str, name: &str) -> &'a Value {
+    let mut path = name.split('.');
+    let (first, second) = (path.next().unwrap(), path.next());
+    file[kind]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {kind} blocks"))
+        .iter()
+        .find_map(|b| {
+            let b = b.get(first)?;
+            match second {
+                Some(s) => b.get(s),
+                None => Some(b),
+            }
+        })
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// The first value of an attribute as python-hcl2 gives it (every value in a list).
+fn attr<'a>(block: &'a Value, name: &str) -> &'a Value {
+    &block[name][0]
+}
+
+/// Runs `terraform` with `args` in `dir`: its status and all it printed.
+fn terraform(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = run(std::process::Command::new("terraform")
+        .args(args)
+        .arg("-no-color")
+        .current_dir(dir));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The outputs of the policies module for `inputs` (on top of a source, a destination
+/// and the queues), rendered offline with `terraform apply` (no provider).
+fn terraform_policies(inputs: Value) -> Value {
+    let dir = std::env::temp_dir().join(integration_tests::unique("s3r-tf-policies"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut module = json!({
+        "source": root().join("infra/terraform/modules/s3-replicator/policies").display().to_string(),
+        "source_bucket_names": ["src"],
+        "destination_bucket_names": ["dst"],
+        "destination_account_ids": ["123456789012"],
+        "kms_key_arns": [],
+        "destination_secret_arns": [],
+        "config_object_arn": "",
+        "archive_objects_arn": "arn:aws:s3:::archive/failed-jobs/*",
+        "backfill_records_arn": "arn:aws:s3:::archive/backfill-reports/*",
+        "region": "us-east-1",
+        "account_id": "123456789012",
+        "queue_arns": {
+            "events": "arn:aws:sqs:us-east-1:123456789012:events",
+            "work": "arn:aws:sqs:us-east-1:123456789012:work",
+            "retry": "arn:aws:sqs:us-east-1:123456789012:retry",
+            "failed": "arn:aws:sqs:us-east-1:123456789012:failed",
+        },
+        "log_group_arns": {"ingest": "arn:aws:logs:us-east-1:123456789012:log-group:i", "replicate": "arn:aws:logs:us-east-1:123456789012:log-group:r", "retry": "arn:aws:logs:us-east-1:123456789012:log-group:t"},
+    });
+    for (k, v) in inputs.as_object().unwrap() {
+        module[k] = v.clone();
+    }
+    let root_module = json!({
+        "module": {"policies": module},
+        "output": {"all": {"value": "${module.policies}"}},
+    });
+    std::fs::write(dir.join("main.tf.json"), root_module.to_string()).unwrap();
+    for args in [
+        &["init", "-input=false"][..],
+        &["apply", "-auto-approve", "-input=false"][..],
+    ] {
+        let (ok, text) = terraform(&dir, args);
+        assert!(ok, "terraform {args:?}: {text}");
+    }
+    let out = run(std::process::Command::new("terraform")
+        .args(["output", "-json", "all"])
+        .current_dir(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    serde_json::from_slice(&out.stdout).expect("terraform output -json")
+}
+
+/// Statements of a policy document given as JSON text or as a value.
+fn statements(document: &Value) -> Vec<Value> {
+    let doc: Value = match document {
+        Value::String(text) => serde_json::from_str(text).unwrap(),
+        other => other.clone(),
+    };
+    doc["Statement"].as_array().cloned().unwrap_or_default()
+}
+
+fn with_action<'a>(statements: &'a [Value], action: &str) -> Vec<&'a Value> {
+    statements
+        .iter()
+        .filter(|st| st["Action"].to_string().contains(&format!("\"{action}\"")))
+        .collect()
+}
+
+/// New accounts have a concurrency quota far below the 162 the templates used to
+/// reserve, and Lambda's SQS poller ignores reserved concurrency anyway: each SQS
+/// trigger is capped by its MaximumConcurrency, and nothing is reserved unless asked.
+#[test]
+fn sqs_triggers_are_capped_by_maximum_concurrency_and_nothing_is_reserved_by_default() {
+    let expected = [("ingest", 10), ("replicate", 50), ("retry", 2)];
+    let rendered = sam(&[]);
+    assert_eq!(rendered["ParameterErrors"], json!([]));
+    let functions: Vec<(&String, &Value)> = rendered["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .collect();
+    assert_eq!(functions.len(), 3);
+    let mut triggers = 0;
+    for (id, function) in &functions {
+        let props = &function["Properties"];
+        assert!(
+            props.get("ReservedConcurrentExecutions").is_none(),
+            "{id} reserves concurrency by default: {props}"
+        );
+        let (name, cap) = expected
+            .iter()
+            .find(|(f, _)| id.to_lowercase().starts_with(f))
+            .unwrap();
+        for (event, e) in props["Events"].as_object().unwrap() {
+            if e["Type"] == "SQS" {
+                triggers += 1;
+                assert_eq!(
+                    e["Properties"]["ScalingConfig"]["MaximumConcurrency"],
+                    json!(cap),
+                    "{name} {event}"
+                );
+            }
+        }
+    }
+    assert_eq!(triggers, 3, "one SQS trigger per function");
+    for (f, _) in expected {
+        let cap = &rendered["Parameters"]
+            [format!("{}{}MaximumConcurrency", f[..1].to_uppercase(), &f[1..])];
+        assert_eq!(
+            (cap["MinValue"].as_i64(), cap["MaxValue"].as_i64()),
+            (Some(2), Some(1000)),
+            "{f}"
+        );
+    }
+    // Reservation is an extra, per function, and refused below 1 or above the cap's bounds.
+    let reserved = sam(&[
+        ("IngestReservedConcurrency", "12"),
+        ("ReplicateReservedConcurrency", "60"),
+        ("RetryReservedConcurrency", "3"),
+        ("ReplicateMaximumConcurrency", "60"),
+    ]);
+    for (id, n) in [
+        ("IngestFunction", "12"),
+        ("ReplicateFunction", "60"),
+        ("RetryFunction", "3"),
+    ] {
+        assert_eq!(
+            reserved["Resources"][id]["Properties"]["ReservedConcurrentExecutions"],
+            json!(n),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        reserved["Resources"]["ReplicateFunction"]["Properties"]["Events"]["Jobs"]["Properties"]
+            ["ScalingConfig"]["MaximumConcurrency"],
+        json!("60")
+    );
+    for (k, v) in [
+        ("ReplicateReservedConcurrency", "0"),
+        ("ReplicateMaximumConcurrency", "1"),
+        ("RetryMaximumConcurrency", "1001"),
+    ] {
+        assert_ne!(sam(&[(k, v)])["ParameterErrors"], json!([]), "{k}={v}");
+    }
+
+    // Terraform: the same, read off the module.
+    let main = hcl("infra/terraform/modules/s3-replicator/main.tf");
+    let mapping = block(
+        &main,
+        "resource",
+        "aws_lambda_event_source_mapping.function",
+    );
+    assert_eq!(
+        attr(attr(mapping, "scaling_config"), "maximum_concurrency"),
+        "${each.value.max_concurrency}"
+    );
+    let function = block(&main, "resource", "aws_lambda_function.function");
+    assert_eq!(
+        attr(function, "reserved_concurrent_executions"),
+        "${each.value.reserved == None ? -1 : each.value.reserved}",
+        "-1: nothing reserved"
+    );
+    let locals = main["locals"].to_string();
+    let variables = hcl("infra/terraform/modules/s3-replicator/variables.tf");
+    for (f, cap) in expected {
+        assert!(
+            locals.contains(&format!("var.{f}_maximum_concurrency")),
+            "{f}"
+        );
+        assert!(
+            locals.contains(&format!("var.{f}_reserved_concurrency")),
+            "{f}"
+        );
+        let max = block(&variables, "variable", &format!("{f}_maximum_concurrency"));
+        assert_eq!(attr(max, "default"), &json!(cap), "{f}");
+        let reserved = block(&variables, "variable", &format!("{f}_reserved_concurrency"));
+        assert_eq!(
+            attr(reserved, "default"),
+            &Value::Null,
+            "{f}: none reserved by default"
+        );
+    }
+    let tf = variables_plan();
+    for (var, value) in [
+        ("replicate_maximum_concurrency", json!(1)),
+        ("ingest_maximum_concurrency", json!(1001)),
+        ("retry_reserved_concurrency", json!(0)),
+    ] {
+        let (ok, text) = tf(json!({ var: value }));
+        assert!(!ok, "{var} = {value} accepted: {text}");
+    }
+    let (ok, text) =
+        tf(json!({"replicate_reserved_concurrency": 60, "replicate_maximum_concurrency": 60}));
+    assert!(ok, "{text}");
+}
+
+/// A `terraform plan` of the module's variables.tf alone (no provider, offline), which
+/// runs every variable's validation: call the returned closure with the variables'
+/// values (the required ones are filled in).
+fn variables_plan() -> impl Fn(Value) -> (bool, String) {
+    let dir = std::env::temp_dir().join(integration_tests::unique("s3r-tf-variables"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        root().join("infra/terraform/modules/s3-replicator/variables.tf"),
+        dir.join("variables.tf"),
+    )
+    .unwrap();
+    let (ok, text) = terraform(&dir, &["init", "-input=false"]);
+    assert!(ok, "terraform init: {text}");
+    move |values: Value| {
+        let mut all = json!({
+            "source_bucket_names": ["src"],
+            "destination_bucket_names": ["dst"],
+            "artifacts_dir": "target/lambda",
+        });
+        for (k, v) in values.as_object().unwrap() {
+            all[k] = v.clone();
+        }
+        std::fs::write(dir.join("terraform.tfvars.json"), all.to_string()).unwrap();
+        terraform(&dir, &["plan", "-input=false"])
+    }
+}
+
+/// The document belongs in S3 (Lambda's environment holds 4 KB in all), pinned to a
+/// version so that a change rolls the functions; CloudFormation refuses a stack with
+/// no source, two sources, an unpinned one, or an inline document that is blank or
+/// too long, before it changes anything.
+#[test]
+fn the_configuration_comes_from_one_pinned_source_checked_before_deploying() {
+    let refused = |params: &[(&str, &str)], why: &str| {
+        let r = sam(params);
+        let problems = format!("{} {}", r["ParameterErrors"], r["Rules"]);
+        assert!(
+            problems.contains(why),
+            "{params:?}: expected {why:?} in {problems}"
+        );
+    };
+    refused(&[("ReplicatorConfig", "")], "No configuration document");
+    refused(&[("ConfigBucketName", "ops")], "needs ConfigObjectKey");
+    refused(
+        &[
+            ("ConfigBucketName", "ops"),
+            ("ConfigObjectKey", "s3r/replication.json"),
+        ],
+        "needs ConfigVersion",
+    );
+    refused(
+        &[("ConfigSsmParameterName", "/s3r/config")],
+        "needs ConfigSsmParameterVersion",
+    );
+    refused(
+        &[
+            ("ConfigBucketName", "ops"),
+            ("ConfigObjectKey", "k"),
+            ("ConfigVersion", "v1"),
+            ("ReplicatorConfig", r#"{"Sources": []}"#),
+        ],
+        "More than one configuration source",
+    );
+    refused(&[("ReplicatorConfig", "   ")], "ReplicatorConfig");
+    let long = format!(r#"{{"Sources": [], "x": "{}"}}"#, "a".repeat(3000));
+    refused(
+        &[("ReplicatorConfig", &long)],
+        "ReplicatorConfig: longer than 3000",
+    );
+    refused(
+        &[
+            ("ConfigBucketName", "ops"),
+            ("ConfigObjectKey", "k"),
+            ("ConfigVersion", "has space"),
+        ],
+        "ConfigVersion",
+    );
+
+    // The object, at a VersionId or at its ETag (with its quotes): every function
+    // reads that version, and may read that object and nothing else of the bucket.
+    for version in [
+        "3HL4kqtJl.cpXroDTDm_JrmSpXd3dIbrHY",
+        "\"d41d8cd98f00b204e9800998ecf8427e\"",
+    ] {
+        let r = sam(&[
+            ("ConfigBucketName", "ops"),
+            ("ConfigObjectKey", "s3r/replication.json"),
+            ("ConfigVersion", version),
+        ]);
+        assert_eq!(
+            (&r["ParameterErrors"], &r["Rules"]),
+            (&json!([]), &json!([])),
+            "{version}"
+        );
+        for f in ["ingest", "replicate", "retry"] {
+            assert_eq!(
+                r["Environment"][f]["REPLICATOR_CONFIG"],
+                "s3://ops/s3r/replication.json"
+            );
+            assert_eq!(r["Environment"][f]["REPLICATOR_CONFIG_VERSION"], version);
+            let st = statements(&r["Policies"][f]);
+            let read: Vec<&Value> = st
+                .iter()
+                .filter(|s| s["Sid"] == "ReadConfiguration")
+                .collect();
+            assert_eq!(read.len(), 1, "{f}");
+            assert_eq!(
+                read[0]["Action"],
+                json!(["s3:GetObject", "s3:GetObjectVersion"])
+            );
+            assert_eq!(read[0]["Resource"], "arn:aws:s3:::ops/s3r/replication.json");
+        }
+    }
+    // SSM: a version is required, and is part of the value, so an edit deploys.
+    let r = sam(&[
+        ("ConfigSsmParameterName", "/s3r/config"),
+        ("ConfigSsmParameterVersion", "4"),
+    ]);
+    assert_eq!(r["Rules"], json!([]));
+    assert_eq!(
+        r["Environment"]["replicate"]["REPLICATOR_CONFIG"],
+        "{{resolve:ssm:/s3r/config:4}}"
+    );
+    // Inline: no version, no read of any object.
+    let r = sam(&[]);
+    assert_eq!(r["Environment"]["ingest"]["REPLICATOR_CONFIG_VERSION"], "");
+    assert!(!r["Policies"].to_string().contains("ReadConfiguration"));
+
+    // Terraform: an uploaded object (or one that exists) pins its version_id, or its
+    // ETag in quotes; an inline document is minified; the variables refuse a blank or
+    // oversized document, and the function refuses two sources or none.
+    let main =
+        std::fs::read_to_string(root().join("infra/terraform/modules/s3-replicator/main.tf"))
+            .unwrap();
+    for needle in [
+        "resource \"aws_s3_object\" \"config\"",
+        "data \"aws_s3_object\" \"config\"",
+        "one(aws_s3_object.config[*].version_id)",
+        "one(aws_s3_object.config[*].etag)",
+        "\"\\\"${local.config_etag}\\\"\"",
+        "REPLICATOR_CONFIG_VERSION = local.config_version",
+        "\"s3://${var.config_bucket}/${local.config_key}\"",
+        "jsonencode(jsondecode(var.replicator_config))",
+        "condition     = (var.config_bucket != \"\") != (var.replicator_config != \"\")",
+    ] {
+        assert!(main.contains(needle), "main.tf lacks {needle}");
+    }
+    let tf = variables_plan();
+    let pretty = format!(
+        "{{\n{}\"Sources\": []\n}}",
+        "                                                  \n".repeat(80)
+    );
+    assert!(pretty.len() > 3000);
+    for (value, accepted) in [
+        (json!({}), true),
+        (json!({"replicator_config": r#"{"Sources": []}"#}), true),
+        (json!({"replicator_config": pretty}), true),
+        (json!({"replicator_config": "   "}), false),
+        (json!({"replicator_config": "{}"}), false),
+        (json!({"replicator_config": long}), false),
+        (
+            json!({"config_bucket": "ops", "config_file": root().join("infra/terraform/example/replication.json")}),
+            true,
+        ),
+        (
+            json!({"config_bucket": "ops", "config_file": root().join("Cargo.toml")}),
+            false,
+        ),
+    ] {
+        let (ok, text) = tf(value.clone());
+        assert_eq!(ok, accepted, "{value}: {text}");
+    }
+}
+
+/// Keys and secrets of real accounts: a destination's default-encryption key goes in
+/// KmsKeyArns (used through S3 only); a secret under a customer key needs that key
+/// through Secrets Manager in the stack's region, and only then; a secret may be named
+/// by ARN or by name.
+#[test]
+fn kms_keys_are_used_only_through_their_service_and_secrets_are_granted_by_arn_or_name() {
+    let s3_key = "arn:aws:kms:eu-west-1:210987654321:key/dst-default";
+    let secret_key = "arn:aws:kms:us-east-1:123456789012:key/secrets";
+    let secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:s3r/minio-AbCdEf";
+    let named =
+        |n: &str| format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{n}-??????");
+    let names = ["s3r/ovh", "s3r/b", "s3r/c", "s3r/d", "s3r/e"];
+    let sam_replicate = |params: &[(&str, &str)]| statements(&sam(params)["Policies"]["replicate"]);
+    let tf_replicate =
+        |inputs: Value| statements(&terraform_policies(inputs)["documents"]["replicate"]);
+
+    let joined = names.join(",");
+    let sam_with = sam_replicate(&[
+        ("KmsKeyArns", s3_key),
+        ("SecretKmsKeyArns", secret_key),
+        ("DestinationSecretArns", secret_arn),
+        ("DestinationSecretNames", &joined),
+    ]);
+    let tf_with = tf_replicate(json!({
+        "kms_key_arns": [s3_key],
+        "secret_kms_key_arns": [secret_key],
+        "destination_secret_arns": [secret_arn],
+        "destination_secret_names": names,
+    }));
+    for (template, st) in [("SAM", &sam_with), ("Terraform", &tf_with)] {
+        let kms: Vec<&Value> = st
+            .iter()
+            .filter(|s| s["Action"].to_string().contains("kms:"))
+            .collect();
+        assert_eq!(kms.len(), 2, "{template}: {kms:#?}");
+        for s in kms {
+            let resources = s["Resource"].to_string();
+            if resources.contains("dst-default") {
+                assert_eq!(
+                    s["Condition"]["StringLike"]["kms:ViaService"], "s3.*.amazonaws.com",
+                    "{template}"
+                );
+                let mut actions: Vec<String> = serde_json::from_value(s["Action"].clone()).unwrap();
+                actions.sort();
+                assert_eq!(
+                    actions,
+                    ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "{template}"
+                );
+            } else {
+                assert!(resources.contains("key/secrets"), "{template}: {s}");
+                assert_eq!(
+                    s["Condition"]["StringEquals"]["kms:ViaService"],
+                    "secretsmanager.us-east-1.amazonaws.com",
+                    "{template}"
+                );
+                assert_eq!(
+                    s["Action"].to_string().replace(['[', ']'], ""),
+                    "\"kms:Decrypt\"",
+                    "{template}"
+                );
+            }
+        }
+        let mut readable: Vec<String> = with_action(st, "secretsmanager:GetSecretValue")
+            .iter()
+            .flat_map(|s| match &s["Resource"] {
+                Value::Array(a) => a.iter().map(|r| r.as_str().unwrap().to_string()).collect(),
+                r => vec![r.as_str().unwrap().to_string()],
+            })
+            .collect();
+        readable.sort();
+        let mut expected: Vec<String> = names
+            .iter()
+            .map(|n| named(n))
+            .chain([secret_arn.to_string()])
+            .collect();
+        expected.sort();
+        assert_eq!(readable, expected, "{template}");
+    }
+    // None of it without the parameters.
+    for (template, st) in [
+        ("SAM", sam_replicate(&[])),
+        ("Terraform", tf_replicate(json!({}))),
+    ] {
+        let text = Value::Array(st).to_string();
+        assert!(
+            !text.contains("kms:") && !text.contains("secretsmanager:"),
+            "{template}: {text}"
+        );
+    }
+}
+
+/// When another consumer owns a bucket's notifications, they reach ingest through SNS
+/// or EventBridge: the events queue (or ingest, under direct delivery) admits that
+/// topic or the stack's rule, each by aws:SourceArn, and nothing of it otherwise.
+#[test]
+fn sns_and_eventbridge_deliver_only_from_their_own_source() {
+    let topic = "arn:aws:sns:us-east-1:123456789012:photos-events";
+    let queue_statements = |r: &Value| {
+        statements(&r["Resources"]["EventsQueuePolicy"]["Properties"]["PolicyDocument"])
+    };
+    let by_principal = |st: &[Value], service: &str| -> Vec<Value> {
+        st.iter()
+            .filter(|s| s["Principal"]["Service"] == service)
+            .cloned()
+            .collect()
+    };
+
+    let plain = sam(&[]);
+    let st = queue_statements(&plain);
+    assert!(
+        by_principal(&st, "sns.amazonaws.com").is_empty()
+            && by_principal(&st, "events.amazonaws.com").is_empty()
+    );
+    for absent in [
+        "NotificationTopicSubscription",
+        "SourceBucketEvents",
+        "IngestInvokedBySns",
+        "IngestInvokedByEventBridge",
+    ] {
+        assert!(plain["Resources"].get(absent).is_none(), "{absent}");
+    }
+
+    // Through the events queue.
+    let queued = sam(&[
+        ("NotificationTopicArn", topic),
+        ("EventBridgeNotifications", "enabled"),
+    ]);
+    let st = queue_statements(&queued);
+    let sns = by_principal(&st, "sns.amazonaws.com");
+    assert_eq!(sns.len(), 1);
+    assert_eq!(sns[0]["Action"], "sqs:SendMessage");
+    assert_eq!(
+        sns[0]["Condition"],
+        json!({"ArnEquals": {"aws:SourceArn": topic}})
+    );
+    let events = by_principal(&st, "events.amazonaws.com");
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0]["Condition"],
+        json!({"ArnEquals": {"aws:SourceArn": "{SourceBucketEvents.Arn}"}})
+    );
+    let r = &queued["Resources"];
+    assert_eq!(
+        r["NotificationTopicSubscription"]["Properties"],
+        json!({"TopicArn": topic, "Protocol": "sqs", "Endpoint": "arn:aws:sqs:us-east-1:123456789012:events"})
+    );
+    let rule = &r["SourceBucketEvents"]["Properties"];
+    assert_eq!(rule["EventPattern"]["source"], json!(["aws.s3"]));
+    assert_eq!(
+        rule["EventPattern"]["detail-type"],
+        json!([
+            "Object Created",
+            "Object Deleted",
+            "Object Tags Added",
+            "Object Tags Deleted",
+            "Object ACL Updated"
+        ])
+    );
+    assert_eq!(
+        rule["EventPattern"]["detail"]["bucket"]["name"],
+        json!(["src"])
+    );
+    assert_eq!(
+        rule["Targets"][0]["Arn"],
+        "arn:aws:sqs:us-east-1:123456789012:events"
+    );
+    assert!(r.get("IngestInvokedBySns").is_none() && r.get("IngestInvokedByEventBridge").is_none());
+
+    // Direct delivery: to ingest, which only that topic and that rule may invoke.
+    let direct = sam(&[
+        ("NotificationTopicArn", topic),
+        ("EventBridgeNotifications", "enabled"),
+        ("NotificationDelivery", "direct"),
+    ]);
+    let st = queue_statements(&direct);
+    assert!(
+        by_principal(&st, "sns.amazonaws.com").is_empty()
+            && by_principal(&st, "events.amazonaws.com").is_empty()
+    );
+    let r = &direct["Resources"];
+    assert_eq!(
+        r["NotificationTopicSubscription"]["Properties"]["Protocol"],
+        "lambda"
+    );
+    assert_eq!(
+        r["NotificationTopicSubscription"]["Properties"]["Endpoint"],
+        "{IngestFunction.Arn}"
+    );
+    assert_eq!(
+        r["SourceBucketEvents"]["Properties"]["Targets"][0]["Arn"],
+        "{IngestFunction.Arn}"
+    );
+    for (permission, principal, source) in [
+        ("IngestInvokedBySns", "sns.amazonaws.com", topic),
+        (
+            "IngestInvokedByEventBridge",
+            "events.amazonaws.com",
+            "{SourceBucketEvents.Arn}",
+        ),
+    ] {
+        let p = &r[permission]["Properties"];
+        assert_eq!(
+            (&p["Principal"], &p["SourceArn"]),
+            (&json!(principal), &json!(source)),
+            "{permission}"
+        );
+    }
+
+    // Terraform: the queue's statements come from the policies module, rendered here.
+    let rule_arn = "arn:aws:events:us-east-1:123456789012:rule/s3-replicator-object-events";
+    let outputs = terraform_policies(
+        json!({"notification_topic_arn": topic, "eventbridge_rule_arn": rule_arn}),
+    );
+    let st = statements(&outputs["events_queue_document"]);
+    assert_eq!(st.len(), 2, "{st:#?}");
+    for (service, source) in [
+        ("sns.amazonaws.com", topic),
+        ("events.amazonaws.com", rule_arn),
+    ] {
+        let s = by_principal(&st, service);
+        assert_eq!(s.len(), 1, "{service}");
+        assert_eq!(
+            s[0]["Condition"],
+            json!({"ArnEquals": {"aws:SourceArn": source}})
+        );
+        assert_eq!(
+            s[0]["Resource"],
+            "arn:aws:sqs:us-east-1:123456789012:events"
+        );
+    }
+    assert_eq!(terraform_policies(json!({}))["events_queue_document"], "");
+    let main = hcl("infra/terraform/modules/s3-replicator/main.tf");
+    let sns = block(&main, "resource", "aws_lambda_permission.ingest_from_sns");
+    assert_eq!(
+        (attr(sns, "principal"), attr(sns, "source_arn")),
+        (
+            &json!("sns.amazonaws.com"),
+            &json!("${var.notification_topic_arn}")
+        )
+    );
+    let eb = block(
+        &main,
+        "resource",
+        "aws_lambda_permission.ingest_from_eventbridge",
+    );
+    assert_eq!(
+        (attr(eb, "principal"), attr(eb, "source_arn")),
+        (
+            &json!("events.amazonaws.com"),
+            &json!("${aws_cloudwatch_event_rule.object_events[0].arn}")
+        )
+    );
+    let pattern = attr(
+        block(&main, "resource", "aws_cloudwatch_event_rule.object_events"),
+        "event_pattern",
+    )
+    .to_string();
+    for detail in [
+        "Object Created",
+        "Object Deleted",
+        "Object Tags Added",
+        "Object Tags Deleted",
+        "Object ACL Updated",
+        "var.source_bucket_names",
+    ] {
+        assert!(pattern.contains(detail), "{detail}: {pattern}");
+    }
+    assert!(block(
+        &main,
+        "resource",
+        "aws_sns_topic_subscription.notifications"
+    )
+    .is_object());
+    let events = block(&main, "data", "aws_iam_policy_document.events_queue");
+    assert!(attr(events, "source_policy_documents")
+        .to_string()
+        .contains("module.policies.events_queue_document"));
+}
+
+/// Statements that grow with the bucket lists are managed policies of their own (6,144
+/// characters each), so the role's inline policies (10,240 in all) keep to what does
+/// not grow: thirty sources and thirty destinations of the longest names fit.
+#[test]
+fn bucket_lists_live_in_managed_policies_that_fit_thirty_long_buckets() {
+    let size = |doc: &Value| -> usize {
+        let text = match doc {
+            Value::String(t) => t.clone(),
+            other => other.to_string(),
+        };
+        text.chars().filter(|c| !c.is_whitespace()).count()
+    };
+    let bucket = |prefix: char, i: usize| format!("{prefix}{i:02}{}", "x".repeat(60));
+    let sources: Vec<String> = (0..30).map(|i| bucket('s', i)).collect();
+    let destinations: Vec<String> = (0..30).map(|i| bucket('d', i)).collect();
+
+    let r = sam(&[
+        ("SourceBucketNames", &sources.join(",")),
+        ("DestinationBucketNames", &destinations.join(",")),
+    ]);
+    let resources = r["Resources"].as_object().unwrap();
+    let mut managed = 0;
+    for (id, resource) in resources {
+        match resource["Type"].as_str().unwrap() {
+            "AWS::IAM::Role" => {
+                let inline: usize = resource["Properties"]["Policies"]
+                    .as_array()
+                    .map(|p| p.iter().map(|p| size(&p["PolicyDocument"])).sum())
+                    .unwrap_or(0);
+                assert!(
+                    inline < 10_240,
+                    "{id}: inline policies of {inline} characters"
+                );
+                let text = resource["Properties"]["Policies"].to_string();
+                assert!(
+                    !text.contains(&sources[0]) && !text.contains(&destinations[0]),
+                    "{id}: a bucket list inline"
+                );
+                for arn in resource["Properties"]["ManagedPolicyArns"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let policy = arn.as_str().unwrap().trim_matches(|c| c == '{' || c == '}');
+                    assert_eq!(
+                        resources[policy]["Type"], "AWS::IAM::ManagedPolicy",
+                        "{id} attaches {policy}"
+                    );
+                }
+            }
+            "AWS::IAM::ManagedPolicy" => {
+                managed += 1;
+                let n = size(&resource["Properties"]["PolicyDocument"]);
+                assert!(n < 6_144, "{id}: {n} characters");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        managed, 3,
+        "ingest's sources, replicate's sources, replicate's destinations"
+    );
+    // The functions run under all of it (what tests/tests/deployed.rs enforces).
+    let replicate = r["Policies"]["replicate"].to_string();
+    assert!(
+        replicate.contains(&format!("arn:aws:s3:::{}/*", sources[29]))
+            && replicate.contains(&format!("arn:aws:s3:::{}/*", destinations[29]))
+    );
+
+    let outputs = terraform_policies(
+        json!({"source_bucket_names": sources, "destination_bucket_names": destinations}),
+    );
+    for (f, doc) in outputs["inline_documents"].as_object().unwrap() {
+        assert!(size(doc) < 10_240, "{f}: inline {}", size(doc));
+        assert!(
+            !doc.as_str().unwrap().contains(&sources[0]),
+            "{f}: a bucket list inline"
+        );
+    }
+    let managed = outputs["managed_documents"].as_object().unwrap();
+    let mut keys: Vec<&String> = managed.keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "ingest-sources",
+            "replicate-destinations",
+            "replicate-sources"
+        ]
+    );
+    for (k, p) in managed {
+        assert!(
+            size(&p["document"]) < 6_144,
+            "{k}: {}",
+            size(&p["document"])
+        );
+    }
+    let main = hcl("infra/terraform/modules/s3-replicator/main.tf");
+    assert_eq!(
+        attr(
+            block(&main, "resource", "aws_iam_policy.function"),
+            "for_each"
+        ),
+        "${module.policies.managed_documents}"
+    );
+    assert_eq!(
+        attr(
+            block(&main, "resource", "aws_iam_role_policy_attachment.function"),
+            "for_each"
+        ),
+        "${module.policies.managed_documents}"
+    );
+    assert_eq!(
+        attr(
+            block(&main, "resource", "aws_iam_role_policy.function"),
+            "policy"
+        ),
+        "${module.policies.inline_documents[each.key]}"
+    );
+}
+
+/// Two deployments in one account: every name the module gives carries name_prefix,
+/// and the global ones (IAM, the archive bucket) the region too. The provider is
+/// bounded above.
+#[test]
+fn terraform_names_carry_the_prefix_and_the_provider_is_bounded() {
+    let main = hcl("infra/terraform/modules/s3-replicator/main.tf");
+    let mut named = 0;
+    for resources in main["resource"].as_array().unwrap() {
+        for (kind, blocks) in resources.as_object().unwrap() {
+            for (name, b) in blocks.as_object().unwrap() {
+                for key in [
+                    "name",
+                    "bucket",
+                    "function_name",
+                    "alarm_name",
+                    "dashboard_name",
+                ] {
+                    let Some(value) = b.get(key).map(|v| v[0].as_str().unwrap_or_default()) else {
+                        continue;
+                    };
+                    // References to another resource's name are not names given here.
+                    if value.starts_with("${aws_") || value.starts_with("${var.config_bucket") {
+                        continue;
+                    }
+                    named += 1;
+                    assert!(
+                        value.contains("${var.name_prefix}"),
+                        "{kind}.{name}.{key} = {value}"
+                    );
+                    if ["aws_iam_role", "aws_iam_policy", "aws_s3_bucket"].contains(&kind.as_str())
+                    {
+                        assert!(
+                            value.contains("${local.region}"),
+                            "{kind}.{name}.{key} = {value}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(named >= 15, "{named} names");
+    let tf = variables_plan();
+    for (prefix, accepted) in [
+        ("s3r-prod", true),
+        ("S3R_prod", false),
+        ("a-prefix-far-too-long-for-s3", false),
+    ] {
+        let (ok, text) = tf(json!({ "name_prefix": prefix }));
+        assert_eq!(ok, accepted, "{prefix}: {text}");
+    }
+    for file in [
+        "infra/terraform/modules/s3-replicator/versions.tf",
+        "infra/terraform/example/main.tf",
+    ] {
+        let versions = hcl(file);
+        let aws = &versions["terraform"][0]["required_providers"][0]["aws"];
+        let aws = if aws.is_array() { &aws[0] } else { aws };
+        let constraint = aws["version"].as_str().unwrap_or_default();
+        assert!(
+            constraint.contains(">=") && constraint.contains("<"),
+            "{file}: {constraint}"
+        );
+    }
+}
+
+/// `make deploy` builds with the pinned tools and `make sam-build` is that build alone.
+#[test]
+fn the_deploy_builds_with_the_pinned_tools() {
+    let out = run(std::process::Command::new("make")
+        .args([
+            "-n",
+            "-s",
+            "sam-build",
+            "SAM=/opt/sam",
+            "CARGO_LAMBDA=/opt/cargo-lambda",
+        ])
+        .current_dir(root()));
+    let recipe = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{recipe}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        ".venv-build/bin:",
+        "SAM_CLI_BETA_RUST_CARGO_LAMBDA=1",
+        "/opt/sam build",
+    ] {
+        assert!(
+            recipe.contains(needle),
+            "make sam-build: {needle} missing in {recipe}"
+        );
+    }
+    let makefile = read("Makefile");
+    let deploy = &makefile[makefile.find("\ndeploy:").expect("deploy target") + 1..];
+    assert!(
+        deploy.lines().next().unwrap().contains("sam-build"),
+        "deploy depends on sam-build"
+    );
+    assert!(!deploy.contains("&& sam build"), "a bare sam build");
 }

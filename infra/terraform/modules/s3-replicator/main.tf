@@ -7,12 +7,31 @@ locals {
   visibility_timeout = 6 * local.function_timeout
   retention_seconds  = 1209600
   source_buckets     = [for b in var.source_bucket_names : "arn:aws:s3:::${b}"]
+  region             = data.aws_region.current.name
+  account_id         = data.aws_caller_identity.current.account_id
+
+  # The configuration document: an S3 object (uploaded here from config_file, or one
+  # that exists), or inline, minified (Lambda's environment holds 4 KB in all).
+  config_in_s3      = var.config_bucket != ""
+  config_key        = var.config_key != "" ? var.config_key : "${var.name_prefix}/replication.json"
+  config_version_id = try(coalesce(one(aws_s3_object.config[*].version_id), one(data.aws_s3_object.config[*].version_id)), "")
+  config_etag       = try(trim(coalesce(one(aws_s3_object.config[*].etag), one(data.aws_s3_object.config[*].etag)), "\""), "")
+  # The functions read exactly this version: its VersionId, or in an unversioned bucket
+  # its ETag with its double quotes. A new one changes the functions' configuration,
+  # so Lambda starts new instances that read it.
+  config_version = !local.config_in_s3 ? "" : (
+    contains(["", "null"], local.config_version_id) ? "\"${local.config_etag}\"" : local.config_version_id
+  )
 
   environment = {
-    REPLICATOR_CONFIG = var.replicator_config
-    WORK_QUEUE_URL    = aws_sqs_queue.work.url
-    RETRY_QUEUE_URL   = aws_sqs_queue.retry.url
-    FAILED_QUEUE_URL  = aws_sqs_queue.failed.url
+    REPLICATOR_CONFIG         = local.config_in_s3 ? "s3://${var.config_bucket}/${local.config_key}" : try(jsonencode(jsondecode(var.replicator_config)), var.replicator_config)
+    REPLICATOR_CONFIG_VERSION = local.config_version
+    WORK_QUEUE_URL            = aws_sqs_queue.work.url
+    RETRY_QUEUE_URL           = aws_sqs_queue.retry.url
+    FAILED_QUEUE_URL          = aws_sqs_queue.failed.url
+    # The role replicate writes replicas as: a delete an event says it made is the
+    # replicator's own, and never travels back across a two-way pair.
+    REPLICATOR_PRINCIPALS = aws_iam_role.function["replicate"].unique_id
   }
   alarm_actions = var.alarm_topic_arn == "" ? [] : [var.alarm_topic_arn]
 
@@ -26,6 +45,23 @@ locals {
 data "aws_caller_identity" "current" {}
 
 data "aws_region" "current" {}
+
+# ---------------------------------------------------------------- configuration
+
+resource "aws_s3_object" "config" {
+  count        = local.config_in_s3 && var.config_file != "" ? 1 : 0
+  bucket       = var.config_bucket
+  key          = local.config_key
+  content      = file(var.config_file)
+  content_type = "application/json"
+}
+
+# An object uploaded by other means: its current version, read at each plan.
+data "aws_s3_object" "config" {
+  count  = local.config_in_s3 && var.config_file == "" ? 1 : 0
+  bucket = var.config_bucket
+  key    = local.config_key
+}
 
 # ---------------------------------------------------------------- queues
 
@@ -80,8 +116,10 @@ resource "aws_sqs_queue" "failed" {
   message_retention_seconds = local.retention_seconds
 }
 
+# S3's notifications; with SNS or EventBridge routing, the topic's or the rule's too
+# (module.policies.events_queue_document, each scoped by aws:SourceArn).
 data "aws_iam_policy_document" "events_queue" {
-  source_policy_documents = [data.aws_iam_policy_document.tls_only["events"].json]
+  source_policy_documents = compact([data.aws_iam_policy_document.tls_only["events"].json, module.policies.events_queue_document])
   statement {
     sid       = "S3Notifications"
     actions   = ["sqs:SendMessage"]
@@ -93,7 +131,7 @@ data "aws_iam_policy_document" "events_queue" {
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
+      values   = [local.account_id]
     }
     condition {
       test     = "ArnLike"
@@ -146,24 +184,27 @@ resource "aws_sqs_queue_policy" "events" {
 locals {
   functions = {
     ingest = {
-      description = "S3 notifications in, one job per destination out"
-      queue       = aws_sqs_queue.events
-      concurrency = 10
-      window      = 1
-      extra_env   = {}
+      description     = "S3 notifications in, one job per destination out"
+      queue           = aws_sqs_queue.events
+      max_concurrency = var.ingest_maximum_concurrency
+      reserved        = var.ingest_reserved_concurrency
+      window          = 1
+      extra_env       = {}
     }
     replicate = {
-      description = "Copies one object to one destination per job"
-      queue       = aws_sqs_queue.work
-      concurrency = var.replicate_concurrency
-      window      = 1
-      extra_env   = {}
+      description     = "Copies one object to one destination per job"
+      queue           = aws_sqs_queue.work
+      max_concurrency = var.replicate_maximum_concurrency
+      reserved        = var.replicate_reserved_concurrency
+      window          = 1
+      extra_env       = {}
     }
     retry = {
-      description = "Requeues failed jobs with backoff, parks what cannot succeed"
-      queue       = aws_sqs_queue.retry
-      concurrency = 2
-      window      = 5
+      description     = "Requeues failed jobs with backoff, parks what cannot succeed"
+      queue           = aws_sqs_queue.retry
+      max_concurrency = var.retry_maximum_concurrency
+      reserved        = var.retry_reserved_concurrency
+      window          = 5
       extra_env = {
         RETRY_MAX_ATTEMPTS       = tostring(var.retry_max_attempts)
         RETRY_BASE_DELAY_SECONDS = "2"
@@ -184,9 +225,10 @@ data "aws_iam_policy_document" "assume_lambda" {
   }
 }
 
+# IAM names are global: the region keeps two regions' deployments apart.
 resource "aws_iam_role" "function" {
   for_each           = local.functions
-  name               = "${var.name_prefix}-${each.key}"
+  name               = "${var.name_prefix}-${each.key}-${local.region}"
   assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
 }
 
@@ -214,7 +256,7 @@ resource "aws_lambda_function" "function" {
   architectures                  = ["arm64"]
   memory_size                    = 512
   timeout                        = local.function_timeout
-  reserved_concurrent_executions = each.value.concurrency
+  reserved_concurrent_executions = each.value.reserved == null ? -1 : each.value.reserved
 
   logging_config {
     log_format = "JSON"
@@ -223,6 +265,21 @@ resource "aws_lambda_function" "function" {
 
   environment {
     variables = merge(local.environment, each.value.extra_env)
+  }
+
+  lifecycle {
+    precondition {
+      condition     = (var.config_bucket != "") != (var.replicator_config != "")
+      error_message = "Give the configuration one way: config_bucket (with config_file to upload it, or naming an existing object), or replicator_config (inline), not both."
+    }
+    precondition {
+      condition     = var.config_file == "" || var.config_bucket != ""
+      error_message = "config_file needs config_bucket, the bucket to upload it to."
+    }
+    precondition {
+      condition     = each.value.reserved == null || try(each.value.reserved >= each.value.max_concurrency, false)
+      error_message = "${each.key}'s reserved concurrency is below its maximum concurrency: the trigger would be throttled."
+    }
   }
 }
 
@@ -233,6 +290,14 @@ resource "aws_lambda_event_source_mapping" "function" {
   batch_size                         = 10
   maximum_batching_window_in_seconds = each.value.window
   function_response_types            = ["ReportBatchItemFailures"]
+
+  # The throttle for an SQS trigger: its poller invokes no more instances than this.
+  scaling_config {
+    maximum_concurrency = each.value.max_concurrency
+  }
+
+  # Lambda checks the role can read the queue when the trigger is created.
+  depends_on = [aws_iam_role_policy.function, aws_iam_role_policy_attachment.function]
 }
 
 # ---------------------------------------------------------------- direct delivery
@@ -247,7 +312,7 @@ resource "aws_lambda_permission" "ingest_from_s3" {
   action         = "lambda:InvokeFunction"
   function_name  = aws_lambda_function.function["ingest"].function_name
   principal      = "s3.amazonaws.com"
-  source_account = data.aws_caller_identity.current.account_id
+  source_account = local.account_id
 }
 
 resource "aws_lambda_function_event_invoke_config" "ingest" {
@@ -272,7 +337,7 @@ resource "aws_s3_bucket" "failed_archive" {
   #checkov:skip=CKV_AWS_145:Encrypted with SSE-S3; the records hold keys and reasons, not object data.
   #checkov:skip=CKV2_AWS_62:Nothing consumes the archive's events; operators read it with s3-replicator dlq.
   count  = var.failed_archive_bucket_name == "" ? 1 : 0
-  bucket = "${var.name_prefix}-failed-jobs-${data.aws_caller_identity.current.account_id}"
+  bucket = "${var.name_prefix}-failed-jobs-${local.account_id}-${local.region}"
 }
 
 resource "aws_s3_bucket_public_access_block" "failed_archive" {
@@ -354,13 +419,19 @@ module "policies" {
   source                   = "./policies"
   source_bucket_names      = var.source_bucket_names
   destination_bucket_names = var.destination_bucket_names
-  destination_account_ids  = length(var.destination_account_ids) > 0 ? var.destination_account_ids : [data.aws_caller_identity.current.account_id]
+  destination_account_ids  = length(var.destination_account_ids) > 0 ? var.destination_account_ids : [local.account_id]
   kms_key_arns             = var.kms_key_arns
   destination_secret_arns  = var.destination_secret_arns
-  config_object_arn        = var.config_object_arn
+  destination_secret_names = var.destination_secret_names
+  secret_kms_key_arns      = var.secret_kms_key_arns
+  region                   = local.region
+  account_id               = local.account_id
+  config_object_arn        = local.config_in_s3 ? "arn:aws:s3:::${var.config_bucket}/${local.config_key}" : ""
   archive_objects_arn      = "arn:aws:s3:::${local.archive_bucket}/${var.failed_archive_prefix}*"
   backfill_records_arn     = "arn:aws:s3:::${local.archive_bucket}/${var.backfill_report_prefix}*"
   direct_delivery_dlq_arn  = var.notification_delivery == "direct" ? aws_sqs_queue.events_dlq.arn : ""
+  notification_topic_arn   = var.notification_delivery == "queue" ? var.notification_topic_arn : ""
+  eventbridge_rule_arn     = var.notification_delivery == "queue" && var.eventbridge_notifications ? aws_cloudwatch_event_rule.object_events[0].arn : ""
   queue_arns = {
     events = aws_sqs_queue.events.arn
     work   = aws_sqs_queue.work.arn
@@ -370,11 +441,76 @@ module "policies" {
   log_group_arns = { for f, g in aws_cloudwatch_log_group.function : f => g.arn }
 }
 
+# What the SQS triggers need stays inline; statements that grow with the bucket lists
+# are managed policies of their own (6,144 characters each, up to ten per role; a
+# role's inline policies share 10,240).
 resource "aws_iam_role_policy" "function" {
   for_each = local.functions
   name     = "${var.name_prefix}-${each.key}"
   role     = aws_iam_role.function[each.key].id
-  policy   = module.policies.documents[each.key]
+  policy   = module.policies.inline_documents[each.key]
+}
+
+resource "aws_iam_policy" "function" {
+  for_each    = module.policies.managed_documents
+  name        = "${var.name_prefix}-${each.key}-${local.region}"
+  description = "s3-replicator ${each.value.function}, ${each.value.part}"
+  policy      = each.value.document
+}
+
+resource "aws_iam_role_policy_attachment" "function" {
+  for_each   = module.policies.managed_documents
+  role       = aws_iam_role.function[each.value.function].name
+  policy_arn = aws_iam_policy.function[each.key].arn
+}
+
+# ---------------------------------------------------------------- SNS and EventBridge
+
+# Routing through SNS: the topic another consumer already receives the buckets'
+# notifications on also delivers them to the events queue (or to ingest).
+resource "aws_sns_topic_subscription" "notifications" {
+  count      = var.notification_topic_arn == "" ? 0 : 1
+  topic_arn  = var.notification_topic_arn
+  protocol   = var.notification_delivery == "direct" ? "lambda" : "sqs"
+  endpoint   = var.notification_delivery == "direct" ? aws_lambda_function.function["ingest"].arn : aws_sqs_queue.events.arn
+  depends_on = [aws_sqs_queue_policy.events, aws_lambda_permission.ingest_from_sns]
+}
+
+resource "aws_lambda_permission" "ingest_from_sns" {
+  count         = var.notification_topic_arn != "" && var.notification_delivery == "direct" ? 1 : 0
+  statement_id  = "SnsNotifications"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.function["ingest"].function_name
+  principal     = "sns.amazonaws.com"
+  source_arn    = var.notification_topic_arn
+}
+
+# Routing through EventBridge: the source buckets' object events (each bucket sends
+# them once EventBridge is turned on in its notification configuration).
+resource "aws_cloudwatch_event_rule" "object_events" {
+  count       = var.eventbridge_notifications ? 1 : 0
+  name        = "${var.name_prefix}-object-events"
+  description = "The source buckets' object events, for s3-replicator's ingest"
+  event_pattern = jsonencode({
+    source        = ["aws.s3"]
+    "detail-type" = ["Object Created", "Object Deleted", "Object Tags Added", "Object Tags Deleted", "Object ACL Updated"]
+    detail        = { bucket = { name = var.source_bucket_names } }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "object_events" {
+  count = var.eventbridge_notifications ? 1 : 0
+  rule  = aws_cloudwatch_event_rule.object_events[0].name
+  arn   = var.notification_delivery == "direct" ? aws_lambda_function.function["ingest"].arn : aws_sqs_queue.events.arn
+}
+
+resource "aws_lambda_permission" "ingest_from_eventbridge" {
+  count         = var.eventbridge_notifications && var.notification_delivery == "direct" ? 1 : 0
+  statement_id  = "EventBridgeNotifications"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.function["ingest"].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.object_events[0].arn
 }
 
 # ---------------------------------------------------------------- alarms
@@ -488,7 +624,7 @@ resource "aws_cloudwatch_dashboard" "replication" {
       {
         type = "metric", x = 0, y = 0, width = 12, height = 6
         properties = {
-          title = "Backlog (visible messages)", region = data.aws_region.current.name, stat = "Maximum", period = 60
+          title = "Backlog (visible messages)", region = local.region, stat = "Maximum", period = 60
           metrics = [
             ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.events.name, { label = "events" }],
             ["...", aws_sqs_queue.work.name, { label = "work" }],
@@ -501,7 +637,7 @@ resource "aws_cloudwatch_dashboard" "replication" {
       {
         type = "metric", x = 12, y = 0, width = 12, height = 6
         properties = {
-          title = "Oldest waiting (s)", region = data.aws_region.current.name, stat = "Maximum", period = 60
+          title = "Oldest waiting (s)", region = local.region, stat = "Maximum", period = 60
           metrics = [
             ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", aws_sqs_queue.events.name, { label = "events" }],
             ["...", aws_sqs_queue.work.name, { label = "work" }],
@@ -516,7 +652,7 @@ resource "aws_cloudwatch_dashboard" "replication" {
       {
         type = "metric", x = 0, y = 6, width = 12, height = 6
         properties = {
-          title = "Replication latency (ms)", region = data.aws_region.current.name, period = 300
+          title = "Replication latency (ms)", region = local.region, period = 300
           metrics = [
             ["S3Replicator", "ReplicationLatency", { stat = "p50", label = "p50" }],
             ["...", { stat = "p90", label = "p90" }],
@@ -527,7 +663,7 @@ resource "aws_cloudwatch_dashboard" "replication" {
       {
         type = "metric", x = 12, y = 6, width = 12, height = 6
         properties = {
-          title = "Throughput", region = data.aws_region.current.name, stat = "Sum", period = 300
+          title = "Throughput", region = local.region, stat = "Sum", period = 300
           metrics = [
             ["S3Replicator", "OperationsReplicated", { label = "operations replicated" }],
             ["S3Replicator", "BytesReplicated", { label = "bytes replicated", yAxis = "right" }],
@@ -538,7 +674,7 @@ resource "aws_cloudwatch_dashboard" "replication" {
       {
         type = "metric", x = 0, y = 12, width = 24, height = 6
         properties = {
-          title = "Failures and skips by reason", region = data.aws_region.current.name, stat = "Sum", period = 300
+          title = "Failures and skips by reason", region = local.region, stat = "Sum", period = 300
           metrics = [
             [{ expression = "SEARCH('{S3Replicator,Reason} MetricName=\"OperationsFailedReplication\"', 'Sum', 300)", id = "failed", label = "failed" }],
             [{ expression = "SEARCH('{S3Replicator,Reason} MetricName=\"FailedAttempts\"', 'Sum', 300)", id = "attempts", label = "failed attempt" }],

@@ -3,6 +3,16 @@ output "events_queue_arn" {
   value       = aws_sqs_queue.events.arn
 }
 
+output "events_queue_url" {
+  description = "Where the buckets' notifications land (EVENTS_QUEUE_URL, for s3-replicator status)."
+  value       = aws_sqs_queue.events.url
+}
+
+output "config_location" {
+  description = "The configuration document (REPLICATOR_CONFIG for the s3-replicator commands): s3://BUCKET/KEY, or empty for an inline document."
+  value       = local.config_in_s3 ? "s3://${var.config_bucket}/${local.config_key}" : ""
+}
+
 output "work_queue_url" {
   value = aws_sqs_queue.work.url
 }
@@ -35,4 +45,9 @@ output "ingest_function_arn" {
 output "dashboard_name" {
   description = "The CloudWatch dashboard of backlogs, latency, throughput and failures."
   value       = aws_cloudwatch_dashboard.replication.dashboard_name
+}
+
+output "config_version" {
+  description = "The configuration document's version the functions read (REPLICATOR_CONFIG_VERSION): its VersionId, or its ETag in double quotes; empty for an inline document."
+  value       = local.config_version
 }

@@ -1,18 +1,49 @@
 variable "name_prefix" {
-  description = "Prefix of every resource name."
+  description = "Prefix of every name the module gives (queues, functions, roles, policies, log groups, rules, alarms, the archive bucket). Two deployments in one account need two prefixes; names that are global (IAM roles and policies, the archive bucket) also carry the region."
   type        = string
   default     = "s3-replicator"
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,22}$", var.name_prefix))
+    error_message = "name_prefix is 1 to 23 lower-case letters, digits and hyphens (the archive bucket's name, PREFIX-failed-jobs-ACCOUNT-REGION, must fit S3's 63 characters)."
+  }
+}
+
+# The configuration document: one source. The default is an S3 object, which the
+# module uploads from config_file (or reads the version of, when it exists already).
+variable "config_bucket" {
+  description = "Bucket of the configuration document (REPLICATOR_CONFIG=s3://config_bucket/config_key), in this account. With config_file the module uploads it there; without, the object must exist and the module reads its version."
+  type        = string
+  default     = ""
+}
+
+variable "config_key" {
+  description = "Key of the configuration document in config_bucket; empty: NAME_PREFIX/replication.json."
+  type        = string
+  default     = ""
+}
+
+variable "config_file" {
+  description = "A local JSON file the module uploads to config_bucket as the configuration document (aws_s3_object). A change to it rolls the functions."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.config_file == "" || can(jsondecode(file(var.config_file)).Sources)
+    error_message = "config_file is a JSON document with Sources (check it with: s3-replicator config check FILE)."
+  }
 }
 
 variable "replicator_config" {
-  description = "The configuration document: inline JSON, or s3://BUCKET/KEY (then also set config_object_arn)."
-  type        = string
-}
-
-variable "config_object_arn" {
-  description = "ARN of the configuration object when replicator_config is s3://..."
+  description = "Or: the document itself, inline (it goes into Lambda's environment, which holds 4 KB in all: at most 3,000 characters once minified). Empty when config_bucket is used."
   type        = string
   default     = ""
+  validation {
+    condition     = var.replicator_config == "" || can(jsondecode(var.replicator_config).Sources)
+    error_message = "replicator_config is a JSON document with Sources, or empty (then set config_bucket)."
+  }
+  validation {
+    condition     = length(try(jsonencode(jsondecode(var.replicator_config)), var.replicator_config)) <= 3000
+    error_message = "replicator_config is over 3,000 characters once minified: Lambda's environment holds 4 KB in all. Keep the document in S3 (config_bucket, config_file)."
+  }
 }
 
 variable "source_bucket_names" {
@@ -32,13 +63,25 @@ variable "destination_account_ids" {
 }
 
 variable "kms_key_arns" {
-  description = "KMS keys of SSE-KMS sources and replica keys, if any."
+  description = "KMS keys S3 uses for us, if any: SSE-KMS sources' keys, replica keys (ReplicaKmsKeyID), and the default-encryption keys of destination buckets. Granted kms:Decrypt and kms:GenerateDataKey through S3 only."
   type        = list(string)
   default     = []
 }
 
 variable "destination_secret_arns" {
-  description = "Secrets Manager secrets named by destinations' Credentials.Secret (keys for other providers); replicate may read only these."
+  description = "Secrets Manager secrets named by destinations' Credentials.Secret (keys for other providers), by full ARN (with its 6-character suffix); replicate may read only these and those of destination_secret_names."
+  type        = list(string)
+  default     = []
+}
+
+variable "destination_secret_names" {
+  description = "The same by name, for secrets in this account and region: granted as arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-??????."
+  type        = list(string)
+  default     = []
+}
+
+variable "secret_kms_key_arns" {
+  description = "Customer-managed KMS keys those secrets are encrypted under, if any (kms:Decrypt through Secrets Manager in this region only). Not needed for aws/secretsmanager."
   type        = list(string)
   default     = []
 }
@@ -72,10 +115,69 @@ variable "alarm_topic_arn" {
   default     = ""
 }
 
-variable "replicate_concurrency" {
-  description = "Reserved concurrency of replicate (bounds the request rate on your buckets)."
+# Each SQS trigger's maximum concurrency: how many instances its poller invokes at
+# once. It needs no quota, and the poller holds back instead of having batches
+# throttled (which SQS redelivers after the visibility timeout, a receive spent).
+variable "ingest_maximum_concurrency" {
+  description = "Instances of ingest the events queue's trigger runs at once (2 to 1000)."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.ingest_maximum_concurrency >= 2 && var.ingest_maximum_concurrency <= 1000
+    error_message = "ingest_maximum_concurrency is from 2 to 1000 (Lambda's limits for an SQS trigger)."
+  }
+}
+
+variable "replicate_maximum_concurrency" {
+  description = "Instances of replicate the work queue's trigger runs at once (2 to 1000; bounds the request rate on your buckets)."
   type        = number
   default     = 50
+  validation {
+    condition     = var.replicate_maximum_concurrency >= 2 && var.replicate_maximum_concurrency <= 1000
+    error_message = "replicate_maximum_concurrency is from 2 to 1000 (Lambda's limits for an SQS trigger)."
+  }
+}
+
+variable "retry_maximum_concurrency" {
+  description = "Instances of retry the retry queue's trigger runs at once (2 to 1000)."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.retry_maximum_concurrency >= 2 && var.retry_maximum_concurrency <= 1000
+    error_message = "retry_maximum_concurrency is from 2 to 1000 (Lambda's limits for an SQS trigger)."
+  }
+}
+
+# Reserved concurrency is an optional extra: it takes quota (Lambda keeps 100 of the
+# account's concurrency unreserved), so none is reserved unless asked for.
+variable "ingest_reserved_concurrency" {
+  description = "Concurrency reserved for ingest; null for none (the default). At least ingest_maximum_concurrency when set."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.ingest_reserved_concurrency == null || try(var.ingest_reserved_concurrency >= 1, false)
+    error_message = "ingest_reserved_concurrency is null (none) or at least 1."
+  }
+}
+
+variable "replicate_reserved_concurrency" {
+  description = "Concurrency reserved for replicate; null for none (the default). At least replicate_maximum_concurrency when set."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.replicate_reserved_concurrency == null || try(var.replicate_reserved_concurrency >= 1, false)
+    error_message = "replicate_reserved_concurrency is null (none) or at least 1."
+  }
+}
+
+variable "retry_reserved_concurrency" {
+  description = "Concurrency reserved for retry; null for none (the default). At least retry_maximum_concurrency when set."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.retry_reserved_concurrency == null || try(var.retry_reserved_concurrency >= 1, false)
+    error_message = "retry_reserved_concurrency is null (none) or at least 1."
+  }
 }
 
 variable "log_retention_days" {
@@ -134,4 +236,20 @@ variable "notification_delivery" {
     condition     = contains(["queue", "direct"], var.notification_delivery)
     error_message = "notification_delivery is \"queue\" or \"direct\"."
   }
+}
+
+variable "notification_topic_arn" {
+  description = "An SNS topic that already carries the source buckets' notifications (when another consumer owns them): the module subscribes the events queue to it (or ingest, with notification_delivery = \"direct\") and lets this topic, and only it, deliver. Empty for none."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^(arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256})?$", var.notification_topic_arn))
+    error_message = "notification_topic_arn is an SNS topic's ARN, or empty."
+  }
+}
+
+variable "eventbridge_notifications" {
+  description = "true: an EventBridge rule sends the source buckets' Object Created, Object Deleted, Object Tags and Object ACL events to the events queue (or ingest, with notification_delivery = \"direct\"). Turn EventBridge on for each bucket (doc/DEPLOY.md)."
+  type        = bool
+  default     = false
 }
