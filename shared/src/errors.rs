@@ -328,7 +328,11 @@ pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> F
         }
         // An upload aborted under a running copy (a crashed attempt's cleanup, a
         // lifecycle rule): the copy starts again, like a pin that failed.
-        Some("PreconditionFailed" | "NoSuchUpload") => FailureReason::PreconditionFailed,
+        // A 409 ConditionalRequestConflict: another conditional write of the key was
+        // under way; like a 412, the state the write counted on did not hold.
+        Some("PreconditionFailed" | "NoSuchUpload" | "ConditionalRequestConflict") => {
+            FailureReason::PreconditionFailed
+        }
         Some(
             "InvalidArgument" | "InvalidRequest" | "KeyTooLongError" | "MetadataTooLarge"
             | "InvalidTag" | "EntityTooLarge",

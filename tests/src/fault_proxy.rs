@@ -23,8 +23,11 @@ pub struct Faults {
     pub delay: f64,
     pub delay_for: Duration,
     /// When set, only requests whose head contains this text are delayed (a header
-    /// name such as `x-amz-copy-source` picks out the copies); the others pass.
+    /// name such as `x-amz-copy-source` picks out the copies; `a && b`: both); the
+    /// others pass.
     pub delay_only: Option<&'static str>,
+    /// The first this many requests `delay_only` picks pass undelayed.
+    pub delay_skip: usize,
     pub seed: u64,
 }
 
@@ -39,6 +42,7 @@ impl Faults {
             delay: 0.0,
             delay_for: Duration::ZERO,
             delay_only: None,
+            delay_skip: 0,
             seed: 0,
         }
     }
@@ -106,6 +110,7 @@ impl FaultProxy {
         let task_heads = heads.clone();
         let rng = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(faults.seed)));
         let task_counts = counts.clone();
+        let picked = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let fault = {
@@ -116,7 +121,12 @@ impl FaultProxy {
                     client,
                     upstream.clone(),
                     fault,
-                    (faults.delay_for, faults.delay_only),
+                    (
+                        faults.delay_for,
+                        faults.delay_only,
+                        faults.delay_skip,
+                        picked.clone(),
+                    ),
                     task_counts.clone(),
                     task_heads.clone(),
                 ));
@@ -234,7 +244,12 @@ async fn serve(
     mut client: TcpStream,
     upstream: String,
     fault: Fault,
-    (delay_for, delay_only): (Duration, Option<&'static str>),
+    (delay_for, delay_only, delay_skip, picked): (
+        Duration,
+        Option<&'static str>,
+        usize,
+        Arc<AtomicUsize>,
+    ),
     counts: Arc<FaultCounts>,
     heads: Arc<Mutex<Vec<String>>>,
 ) {
@@ -243,7 +258,17 @@ async fn serve(
     };
     heads.lock().expect("heads").push(head.clone());
     let fault = match (fault, delay_only) {
-        (Fault::Delay, Some(text)) if !head.to_ascii_lowercase().contains(text) => Fault::Pass,
+        (Fault::Delay, Some(text)) => {
+            let lower = head.to_ascii_lowercase();
+            let matches = text
+                .split("&&")
+                .all(|part| lower.contains(&part.trim().to_ascii_lowercase()));
+            if matches && picked.fetch_add(1, Ordering::Relaxed) >= delay_skip {
+                Fault::Delay
+            } else {
+                Fault::Pass
+            }
+        }
         (fault, _) => fault,
     };
     match fault {

@@ -87,6 +87,15 @@ pub fn record(
     record
 }
 
+/// The record as S3 sends it for a change made now: its `eventTime` is this moment.
+pub fn made_now(mut record: Value) -> Value {
+    let now = aws_sdk_s3::primitives::DateTime::from(std::time::SystemTime::now())
+        .fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime)
+        .expect("a time");
+    record["eventTime"] = json!(now);
+    record
+}
+
 /// A notification (one SQS message body) holding these records.
 pub fn notification(records: &[Value]) -> String {
     json!({ "Records": records }).to_string()
@@ -105,33 +114,47 @@ pub async fn generate(
     let mut sequencers = Sequencers::default();
     let mut out = Vec::new();
     while out.len() < count {
-        let key = *keys.choose(rng).expect("keys");
-        let exists = exists(stack, bucket, key).await;
-        let happened = match rng.random_range(0..10) {
-            0..=3 => put(stack, bucket, key, rng).await,
-            4 if exists => metadata(stack, bucket, key, rng).await,
-            5 | 6 if exists => tags(stack, bucket, key, rng).await,
-            7 | 8 => delete(stack, bucket, key).await,
-            9 if versioned => match delete_version(stack, bucket, key, rng).await {
-                Some(h) => h,
-                None => continue,
-            },
-            _ => continue,
-        };
-        let (change, event_name, size, etag, version) = happened;
-        let sequencer = sequencers.next(rng);
-        let record = record(
-            &event_name,
-            bucket,
-            key,
-            size,
-            etag.as_deref(),
-            version.as_deref(),
-            &sequencer,
-        );
-        out.push(Happened { change, record });
+        if let Some(happened) = change(stack, bucket, keys, versioned, rng, &mut sequencers).await {
+            out.push(happened);
+        }
     }
     out
+}
+
+/// Makes one random change to `bucket` (a put, a metadata or tag change, a delete, on
+/// a versioned bucket a version removed for good) and returns it with the record S3
+/// would send for it, made now. `None` when the change drawn does not apply (a tag
+/// change of a key that is not there).
+pub async fn change(
+    stack: &Stack,
+    bucket: &str,
+    keys: &[&str],
+    versioned: bool,
+    rng: &mut StdRng,
+    sequencers: &mut Sequencers,
+) -> Option<Happened> {
+    let key = *keys.choose(rng).expect("keys");
+    let exists = exists(stack, bucket, key).await;
+    let happened = match rng.random_range(0..10) {
+        0..=3 => put(stack, bucket, key, rng).await,
+        4 if exists => metadata(stack, bucket, key, rng).await,
+        5 | 6 if exists => tags(stack, bucket, key, rng).await,
+        7 | 8 => delete(stack, bucket, key).await,
+        9 if versioned => delete_version(stack, bucket, key, rng).await?,
+        _ => return None,
+    };
+    let (change, event_name, size, etag, version) = happened;
+    let sequencer = sequencers.next(rng);
+    let record = made_now(record(
+        &event_name,
+        bucket,
+        key,
+        size,
+        etag.as_deref(),
+        version.as_deref(),
+        &sequencer,
+    ));
+    Some(Happened { change, record })
 }
 
 type Made = (Change, String, Option<u64>, Option<String>, Option<String>);

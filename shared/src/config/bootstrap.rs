@@ -86,6 +86,7 @@ impl Process {
         replicator.retry_queue_url = self.queues.retry.clone();
         replicator.work_queue_url = Some(self.queues.require_work()?.to_string());
         replicator.lease = Lease::for_queue(&self.sqs, self.queues.require_work()?).await;
+        replicator.own_principals = crate::config::settings::own_principals();
         Ok(replicator)
     }
 

@@ -162,6 +162,8 @@ pub fn sqs(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
 #[derive(Clone, Debug)]
 pub struct S3Clients {
     pub source: aws_sdk_s3::Client,
+    /// The source client reaches AWS's own S3 (no endpoint set for the process).
+    pub on_aws: bool,
     others: HashMap<EndpointSettings, aws_sdk_s3::Client>,
     /// The secrets destinations' keys come from, to read again when keys are rotated.
     secrets: HashMap<EndpointSettings, SecretCredentials>,
@@ -199,17 +201,23 @@ impl S3Clients {
             }
             others.insert(endpoint, client);
         }
+        let on_aws = sdk.endpoint_url().is_none()
+            && std::env::var_os("AWS_ENDPOINT_URL_S3").is_none()
+            && std::env::var_os("AWS_ENDPOINT_URL").is_none();
         Ok(S3Clients {
             source,
+            on_aws,
             others,
             secrets,
         })
     }
 
     /// Only same-endpoint clients; enough for configurations without other providers.
+    /// Where the client reaches is not known: destinations' conditions are probed.
     pub fn same_endpoint(source: aws_sdk_s3::Client) -> Self {
         S3Clients {
             source,
+            on_aws: false,
             others: HashMap::new(),
             secrets: HashMap::new(),
         }
@@ -363,9 +371,34 @@ pub async fn read_object(
     bucket: &str,
     key: &str,
 ) -> Result<Option<Vec<u8>>, String> {
-    let out = match s3.get_object().bucket(bucket).key(key).send().await {
+    read_object_at(s3, bucket, key, None).await
+}
+
+/// [`read_object`] at one version: a VersionId, or an ETag in double quotes (for an
+/// unversioned bucket, where a changed object then fails the read instead of being
+/// taken for the version asked).
+pub async fn read_object_at(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<Option<Vec<u8>>, String> {
+    let request = s3.get_object().bucket(bucket).key(key);
+    let request = match version {
+        Some(etag) if etag.starts_with('"') => request.if_match(etag),
+        Some(id) => request.version_id(id),
+        None => request,
+    };
+    let out = match request.send().await {
         Ok(out) => out,
         Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => return Ok(None),
+        Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(412) => {
+            return Err(format!(
+                "the object is no longer the version {} names ({}): deploy again with the new version",
+                crate::config::settings::CONFIG_VERSION_VAR,
+                version.unwrap_or_default()
+            ))
+        }
         Err(e) => return Err(crate::errors::describe(&e)),
     };
     let bytes = out.body.collect().await.map_err(|e| e.to_string())?;

@@ -139,6 +139,8 @@ impl Walker {
             acl_mode,
             part_size: ext.part_size,
             replicate_replicas: ext.replicate_replicas,
+            preconditions: ext.preconditions.unwrap_or_default(),
+            write_order: ext.write_order.unwrap_or_default(),
         })
     }
 
@@ -241,6 +243,13 @@ impl Walker {
         }
         ext.delete_mode = self.enum_field(&mut obj, "DeleteMode", &["none", "markers", "all"]);
         ext.acl_mode = self.enum_field(&mut obj, "AclMode", &["copy", "owner-override", "none"]);
+        ext.preconditions =
+            self.enum_field(&mut obj, "Preconditions", &["probe", "enforced", "ignored"]);
+        ext.write_order = self.enum_field(
+            &mut obj,
+            "WriteOrder",
+            &["adaptive", "replica-first", "new-keys-first"],
+        );
         if let Some(size) = self.integer(&mut obj, "PartSize") {
             const MIB: i64 = 1024 * 1024;
             if !(5 * MIB..=5 * 1024 * MIB).contains(&size) {
@@ -265,4 +274,6 @@ pub(super) struct Extension {
     pub(super) acl_mode: Option<AclMode>,
     pub(super) part_size: Option<u64>,
     pub(super) replicate_replicas: bool,
+    pub(super) preconditions: Option<PreconditionMode>,
+    pub(super) write_order: Option<WriteOrder>,
 }

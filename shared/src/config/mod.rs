@@ -104,6 +104,10 @@ pub struct Destination {
     /// `Replicator.ReplicateReplicas`: objects that are themselves replicas (A -> B ->
     /// C) travel on. Off by default, as on S3, where replicas are never replicated.
     pub replicate_replicas: bool,
+    /// `Replicator.Preconditions`: probe, enforced or ignored.
+    pub preconditions: PreconditionMode,
+    /// `Replicator.WriteOrder`: adaptive, replica-first or new-keys-first.
+    pub write_order: WriteOrder,
 }
 
 impl Destination {
@@ -182,6 +186,33 @@ pub enum AclMode {
     OwnerOverride,
     /// Nothing is set: the destination bucket's defaults apply.
     None,
+}
+
+/// Whether a destination checks the conditions replica writes carry
+/// (`Replicator.Preconditions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreconditionMode {
+    /// Learned from the first writes (AWS's S3 is taken as checking them).
+    #[default]
+    Probe,
+    Enforced,
+    /// Writes are ordered by the fallback: a write that lands late looks again.
+    Ignored,
+}
+
+/// Which request comes first when an object is written (`Replicator.WriteOrder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteOrder {
+    /// New keys first (`If-None-Match: *` before any HEAD of the replica) while writes
+    /// keep finding no replica; the replica's HEAD first once one finds one there.
+    #[default]
+    Adaptive,
+    /// Always HEAD the replica first.
+    ReplicaFirst,
+    /// Always try `If-None-Match: *` first.
+    NewKeysFirst,
 }
 
 impl fmt::Display for DeleteMode {

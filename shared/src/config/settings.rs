@@ -7,6 +7,10 @@ use crate::config::Config;
 use crate::errors::ConfigError;
 
 pub const CONFIG_VAR: &str = "REPLICATOR_CONFIG";
+/// The version of an `s3://` document to read: its VersionId, or its ETag in double
+/// quotes. The templates set it from the deploy, so every function reads the same
+/// document and a change rolls them all.
+pub const CONFIG_VERSION_VAR: &str = "REPLICATOR_CONFIG_VERSION";
 pub const EVENTS_QUEUE_VAR: &str = "EVENTS_QUEUE_URL";
 pub const WORK_QUEUE_VAR: &str = "WORK_QUEUE_URL";
 pub const RETRY_QUEUE_VAR: &str = "RETRY_QUEUE_URL";
@@ -15,11 +19,17 @@ pub const FAILED_ARCHIVE_VAR: &str = "FAILED_ARCHIVE_URL";
 /// Where backfills keep their record unless `--report` says: `s3://BUCKET/PREFIX`.
 pub const BACKFILL_REPORT_VAR: &str = "BACKFILL_REPORT_URL";
 pub const FAILED_ARCHIVE_AFTER_VAR: &str = "FAILED_ARCHIVE_AFTER";
+/// The principals the replicator writes as, comma-separated: role ids (`AROA…`, the
+/// templates set the replicate role's), user ids (`AIDA…`), or whole principal ids as
+/// S3 events name them. A delete an event says one of them made is the replicator's
+/// own, and never travels back across a two-way pair.
+pub const PRINCIPALS_VAR: &str = "REPLICATOR_PRINCIPALS";
 
 /// Every variable of our own that the Lambdas read (the SDK's `AWS_*` aside). The
 /// deployment templates must set exactly these; a test holds them to it.
 pub const LAMBDA_VARS: &[&str] = &[
     CONFIG_VAR,
+    CONFIG_VERSION_VAR,
     WORK_QUEUE_VAR,
     RETRY_QUEUE_VAR,
     FAILED_QUEUE_VAR,
@@ -27,6 +37,7 @@ pub const LAMBDA_VARS: &[&str] = &[
     crate::queues::retry::BASE_DELAY_VAR,
     FAILED_ARCHIVE_VAR,
     FAILED_ARCHIVE_AFTER_VAR,
+    PRINCIPALS_VAR,
 ];
 
 /// Set by Lambda itself, from the function's LoggingConfig (the templates' JSON format,
@@ -41,6 +52,16 @@ pub const WORKER_ONLY_VARS: &[&str] = &[EVENTS_QUEUE_VAR];
 
 /// Read by the operator's commands only (`backfill`), never by a handler.
 pub const OPERATOR_VARS: &[&str] = &[BACKFILL_REPORT_VAR];
+
+/// [`PRINCIPALS_VAR`], split.
+pub fn own_principals() -> Vec<String> {
+    std::env::var(PRINCIPALS_VAR)
+        .unwrap_or_default()
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
 
 /// Queue URLs. Which ones a process needs depends on what it runs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -189,7 +210,12 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 pub enum ConfigSource {
     Inline(String),
     File(String),
-    S3 { bucket: String, key: String },
+    /// `version`: see [`CONFIG_VERSION_VAR`].
+    S3 {
+        bucket: String,
+        key: String,
+        version: Option<String>,
+    },
 }
 
 impl ConfigSource {
@@ -204,6 +230,7 @@ impl ConfigSource {
                     Ok(ConfigSource::S3 {
                         bucket: bucket.to_string(),
                         key: key.to_string(),
+                        version: None,
                     })
                 }
                 _ => Err(ConfigError::Environment {
@@ -226,14 +253,40 @@ impl ConfigSource {
             name: CONFIG_VAR,
             reason: "is not set".into(),
         })?;
-        ConfigSource::parse(&value)
+        let mut source = ConfigSource::parse(&value)?;
+        let pinned = std::env::var(CONFIG_VERSION_VAR)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        match (&mut source, pinned) {
+            (ConfigSource::S3 { version, .. }, pinned) => *version = pinned,
+            (_, Some(_)) => {
+                return Err(ConfigError::Environment {
+                    name: CONFIG_VERSION_VAR,
+                    reason: format!(
+                        "is set, but {CONFIG_VAR} is not an s3:// location; leave it empty"
+                    ),
+                })
+            }
+            (_, None) => {}
+        }
+        Ok(source)
     }
 
     pub fn describe(&self) -> String {
         match self {
             ConfigSource::Inline(_) => format!("{CONFIG_VAR} (inline)"),
             ConfigSource::File(p) => format!("file://{p}"),
-            ConfigSource::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
+            ConfigSource::S3 {
+                bucket,
+                key,
+                version: None,
+            } => format!("s3://{bucket}/{key}"),
+            ConfigSource::S3 {
+                bucket,
+                key,
+                version: Some(v),
+            } => format!("s3://{bucket}/{key} (version {v})"),
         }
     }
 
@@ -253,11 +306,16 @@ impl ConfigSource {
             ConfigSource::File(path) => {
                 std::fs::read_to_string(path).map_err(|e| load_error(e.to_string()))?
             }
-            ConfigSource::S3 { bucket, key } => {
-                let bytes = crate::config::clients::read_object(s3, bucket, key)
-                    .await
-                    .map_err(load_error)?
-                    .ok_or_else(|| load_error("NoSuchKey: no object under this key".into()))?;
+            ConfigSource::S3 {
+                bucket,
+                key,
+                version,
+            } => {
+                let bytes =
+                    crate::config::clients::read_object_at(s3, bucket, key, version.as_deref())
+                        .await
+                        .map_err(load_error)?
+                        .ok_or_else(|| load_error("NoSuchKey: no object under this key".into()))?;
                 String::from_utf8(bytes)
                     .map_err(|_| load_error("the document is not UTF-8".into()))?
             }
@@ -280,7 +338,8 @@ mod tests {
             ConfigSource::parse("s3://cfg/replicator/config.json").unwrap(),
             ConfigSource::S3 {
                 bucket: "cfg".into(),
-                key: "replicator/config.json".into()
+                key: "replicator/config.json".into(),
+                version: None,
             }
         );
         assert!(matches!(

@@ -12,6 +12,7 @@
 //! Large objects go through [`crate::copy::multipart`] instead; what either wrote is checked
 //! by [`crate::copy::verify`].
 
+pub mod conditions;
 pub mod multipart;
 pub mod verify;
 
@@ -53,7 +54,7 @@ pub enum Outcome {
 }
 
 /// The source's current state, read by HEAD, and the provenance its replica records.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SourceState {
     pub head: HeadObjectOutput,
     pub provenance: Option<Provenance>,
@@ -288,6 +289,7 @@ pub fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String 
 
 /// The source's grants as x-amz-grant-* header values, or None when the ACL is the
 /// default (only the owner, with full control), which needs no header.
+#[derive(Debug, Clone)]
 pub struct GrantHeaders {
     pub full_control: Option<String>,
     pub read: Option<String>,
@@ -398,13 +400,19 @@ macro_rules! with_replica_properties {
 }
 pub(crate) use with_replica_properties;
 
-/// Server-side copy within one endpoint: one CopyObject.
+/// The `If-Match` and `If-None-Match` a replica write carries (see
+/// [`conditions::Expect::headers`]).
+pub type Condition = (Option<String>, Option<String>);
+
+/// Server-side copy within one endpoint: one CopyObject, conditional on the replica's
+/// state (`condition`).
 pub async fn copy_same_endpoint(
     client: &Client,
     job: &Job,
     destination: &Destination,
     source: &SourceState,
     grants: Option<GrantHeaders>,
+    condition: Condition,
 ) -> Result<Written, ReplicationError> {
     let head = &source.head;
     let version = head.version_id();
@@ -418,7 +426,9 @@ pub async fn copy_same_endpoint(
         .set_copy_source_if_match(head.e_tag().map(str::to_string))
         .metadata_directive(MetadataDirective::Replace)
         .tagging_directive(TaggingDirective::Copy)
-        .set_checksum_algorithm(source.checksum_algorithm());
+        .set_checksum_algorithm(source.checksum_algorithm())
+        .set_if_match(condition.0)
+        .set_if_none_match(condition.1);
     let request = with_replica_properties!(request, source, destination, grants);
     let out = request
         .send()
@@ -466,8 +476,65 @@ pub async fn source_tagging(
     Ok(Some(query.finish()))
 }
 
+/// Sets the replica's tags to `tagging` (a query string; none or empty: no tags). A
+/// destination without tagging (some S3-compatible stores) cannot hold them: logged.
+pub async fn write_tags(
+    dst: &Client,
+    destination: &Destination,
+    key: &str,
+    tagging: Option<&str>,
+) -> Result<(), ReplicationError> {
+    let tags: Vec<aws_sdk_s3::types::Tag> =
+        form_urlencoded::parse(tagging.unwrap_or("").as_bytes())
+            .filter_map(|(k, v)| {
+                aws_sdk_s3::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .ok()
+            })
+            .collect();
+    let result = if tags.is_empty() {
+        dst.delete_object_tagging()
+            .bucket(&destination.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationTagging, &e))
+    } else {
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .set_tag_set(Some(tags))
+            .build()
+            .map_err(|e| ReplicationError::new(FailureReason::InvalidRequest, e.to_string()))?;
+        dst.put_object_tagging()
+            .bucket(&destination.bucket)
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationTagging, &e))
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(key = %key, destination = %destination.bucket,
+                "the source's tags changed during the copy; the replica has the new ones");
+            Ok(())
+        }
+        Err(e) if e.detail.contains("NotImplemented") => {
+            tracing::warn!(key = %key, destination = %destination.bucket, error = %e,
+                "the destination does not implement tagging; the tag change is not carried");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Copy to another endpoint: a GET pinned to the HEAD's ETag, streamed into PutObject
-/// with the source's checksum algorithm (the destination checks it on arrival).
+/// with the source's checksum algorithm (the destination checks it on arrival), its
+/// tags (`tagging`, read by the caller) and conditional on the replica's state.
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_streamed(
     source_client: &Client,
     destination_client: &Client,
@@ -475,6 +542,8 @@ pub async fn copy_streamed(
     destination: &Destination,
     source: &SourceState,
     grants: Option<GrantHeaders>,
+    tagging: Option<String>,
+    condition: Condition,
 ) -> Result<Written, ReplicationError> {
     const SINGLE_PUT_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
     if source.size() > SINGLE_PUT_LIMIT {
@@ -488,7 +557,6 @@ pub async fn copy_streamed(
     }
     let head = &source.head;
     let version = head.version_id().map(str::to_string);
-    let tagging = source_tagging(source_client, job, version.as_deref()).await?;
     let get = source_client
         .get_object()
         .bucket(&job.source.bucket)
@@ -505,7 +573,9 @@ pub async fn copy_streamed(
         .body(get.body)
         .content_length(source.size() as i64)
         .set_checksum_algorithm(source.checksum_algorithm())
-        .set_tagging(tagging);
+        .set_tagging(tagging)
+        .set_if_match(condition.0)
+        .set_if_none_match(condition.1);
     let request = with_replica_properties!(request, source, destination, grants);
     let out = request
         .send()

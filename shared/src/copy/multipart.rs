@@ -22,6 +22,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::checksums_of;
 use crate::config::Destination;
+use crate::copy::conditions::{self, DestinationConditions, Expect, Sent, WriteKind};
 use crate::copy::verify::{Checksums, Written};
 use crate::copy::{self, GrantHeaders, SourceState};
 use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
@@ -197,6 +198,8 @@ pub enum Progress {
     Done {
         written: Written,
         source: Box<SourceState>,
+        /// Whether the server is known to have checked the completion's condition.
+        checked: bool,
     },
     /// Out of time: the rest is for the next invocation.
     Paused(Continuation),
@@ -205,12 +208,16 @@ pub enum Progress {
     Skipped(&'static str),
     /// The upload is no longer there (aborted by a cleanup or a lifecycle rule).
     UploadGone,
+    /// The replica was not what the copy was started against (another write or a
+    /// delete came first): the upload was aborted, and the job looks again.
+    Lost,
 }
 
-/// Starts a multipart copy: aborts what crashed attempts left of this key, then
-/// creates the upload with everything a multipart upload does not carry by itself:
-/// metadata, content headers, tags, class, ACL, the destination's KMS key and the
-/// source's checksum algorithm.
+/// Starts a multipart copy: creates the upload with everything a multipart upload does
+/// not carry by itself: metadata, content headers, tags, class, ACL, the destination's
+/// KMS key and the source's checksum algorithm. `replica` is the replica state the
+/// copy replaces; its completion is conditional on it.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     src: &Client,
     dst: &Client,
@@ -219,6 +226,7 @@ pub async fn start(
     source: &SourceState,
     grants: Option<GrantHeaders>,
     settings: &MultipartSettings,
+    replica: &Expect,
 ) -> Result<Continuation, ReplicationError> {
     let head = &source.head;
     let etag = head.e_tag().map(str::to_string).ok_or_else(|| {
@@ -257,9 +265,21 @@ pub async fn start(
         part_size: settings.part_size(same, destination.part_size, source.size()),
         checksum_algorithm: algorithm.map(|a| a.as_str().to_string()),
         tagging,
+        replica_etag: match replica {
+            Expect::ETag(etag) => Some(etag.clone()),
+            Expect::Absent => None,
+        },
         parts_done: 0,
         invocations: 0,
     })
+}
+
+/// The replica state a copy's completion is conditional on.
+pub fn expected_replica(upload: &Continuation) -> Expect {
+    match &upload.replica_etag {
+        Some(etag) => Expect::ETag(etag.clone()),
+        None => Expect::Absent,
+    }
 }
 
 /// CRC checksums of a multipart upload can describe the whole object, so the replica's
@@ -276,6 +296,7 @@ fn full_object_type(algorithm: &ChecksumAlgorithm) -> Option<ChecksumType> {
 /// all are done (then completes the upload) or the deadline passes (then pauses; at
 /// least one round of parts runs per call, so a copy always progresses). On any
 /// failure the upload is aborted before the error is returned.
+#[allow(clippy::too_many_arguments)]
 pub async fn proceed(
     src: &Client,
     dst: &Client,
@@ -284,10 +305,21 @@ pub async fn proceed(
     upload: &Continuation,
     concurrency: usize,
     memory: &MemoryBudget,
+    conditions: &DestinationConditions,
 ) -> Result<Progress, ReplicationError> {
-    let result = run_parts(src, dst, job, destination, upload, concurrency, memory).await;
+    let result = run_parts(
+        src,
+        dst,
+        job,
+        destination,
+        upload,
+        concurrency,
+        memory,
+        conditions,
+    )
+    .await;
     match &result {
-        Ok(Progress::Skipped(_)) | Err(_) => {
+        Ok(Progress::Skipped(_) | Progress::Lost) | Err(_) => {
             abort(dst, destination, &job.source.key, &upload.upload_id).await
         }
         _ => {}
@@ -295,6 +327,7 @@ pub async fn proceed(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_parts(
     src: &Client,
     dst: &Client,
@@ -303,6 +336,7 @@ async fn run_parts(
     upload: &Continuation,
     concurrency: usize,
     memory: &MemoryBudget,
+    conditions: &DestinationConditions,
 ) -> Result<Progress, ReplicationError> {
     let key = &job.source.key;
     let ranges = ranges(upload.size, upload.part_size);
@@ -361,24 +395,44 @@ async fn run_parts(
     }
     let mut parts: Vec<CompletedPart> = done.into_values().collect();
     parts.sort_by_key(|p| p.part_number());
-    dst.complete_multipart_upload()
-        .bucket(&destination.bucket)
-        .key(key)
-        .upload_id(&upload.upload_id)
-        .set_checksum_type(algorithm(upload).as_ref().and_then(full_object_type))
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))?;
+    let parts = CompletedMultipartUpload::builder()
+        .set_parts(Some(parts))
+        .build();
+    // Conditional on the replica the copy was started against: a newer write (or a
+    // delete) that landed while the parts were copied wins, however long that took.
+    let completed = conditions::send(
+        conditions,
+        WriteKind::Complete,
+        &expected_replica(upload),
+        |if_match, if_none_match| {
+            let sent = dst
+                .complete_multipart_upload()
+                .bucket(&destination.bucket)
+                .key(key)
+                .upload_id(&upload.upload_id)
+                .set_checksum_type(algorithm(upload).as_ref().and_then(full_object_type))
+                .multipart_upload(parts.clone())
+                .set_if_match(if_match)
+                .set_if_none_match(if_none_match)
+                .send();
+            async move {
+                sent.await
+                    .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationWrite, &e))
+            }
+        },
+    )
+    .await;
+    let checked = match completed {
+        Ok(Sent::Written { checked, .. }) => checked,
+        Ok(Sent::Lost) => return Ok(Progress::Lost),
+        Err(e) => return Err(e),
+    };
     retag_if_changed(src, dst, job, destination, upload, &source).await?;
     abort_superseded(dst, destination, key, &upload.upload_id).await;
     Ok(Progress::Done {
         written: written_object(dst, destination, key).await?,
         source: Box::new(source),
+        checked,
     })
 }
 
@@ -393,57 +447,16 @@ async fn retag_if_changed(
     upload: &Continuation,
     source: &SourceState,
 ) -> Result<(), ReplicationError> {
-    let now = copy::source_tagging(src, job, source.head.version_id()).await?;
+    let now = match copy::source_tagging(src, job, source.head.version_id()).await {
+        Ok(now) => now,
+        // Deleted since the HEAD before completing: the look after the copy settles it.
+        Err(e) if e.reason == FailureReason::SrcObjectNotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
     if now == upload.tagging {
         return Ok(());
     }
-    let key = &job.source.key;
-    let tags: Vec<aws_sdk_s3::types::Tag> =
-        form_urlencoded::parse(now.as_deref().unwrap_or("").as_bytes())
-            .filter_map(|(k, v)| {
-                aws_sdk_s3::types::Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .ok()
-            })
-            .collect();
-    let result = if tags.is_empty() {
-        dst.delete_object_tagging()
-            .bucket(&destination.bucket)
-            .key(key)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationTagging, &e))
-    } else {
-        let tagging = aws_sdk_s3::types::Tagging::builder()
-            .set_tag_set(Some(tags))
-            .build()
-            .map_err(|e| ReplicationError::new(FailureReason::InvalidRequest, e.to_string()))?;
-        dst.put_object_tagging()
-            .bucket(&destination.bucket)
-            .key(key)
-            .tagging(tagging)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| ReplicationError::from_sdk(S3Step::DestinationTagging, &e))
-    };
-    match result {
-        Ok(()) => {
-            tracing::info!(key = %key, destination = %destination.bucket,
-                "the source's tags changed during the copy; the replica has the new ones");
-            Ok(())
-        }
-        // A destination without tagging (some S3-compatible stores) cannot hold them.
-        Err(e) if e.detail.contains("NotImplemented") => {
-            tracing::warn!(key = %key, destination = %destination.bucket, error = %e,
-                "the destination does not implement tagging; the tag change is not carried");
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
+    copy::write_tags(dst, destination, &job.source.key, now.as_deref()).await
 }
 
 fn algorithm(upload: &Continuation) -> Option<ChecksumAlgorithm> {
@@ -798,13 +811,27 @@ mod tests {
             part_size: 10,
             checksum_algorithm: None,
             tagging: None,
+            replica_etag: None,
             parts_done: 0,
             invocations: 0,
         };
         let memory = MemoryBudget::new(20);
-        let err = proceed(&client, &client, &job, destination, &upload, 2, &memory)
-            .await
-            .unwrap_err();
+        let conditions = DestinationConditions::new(
+            crate::copy::conditions::PreconditionMode::Enforced,
+            crate::copy::conditions::WriteOrder::Adaptive,
+        );
+        let err = proceed(
+            &client,
+            &client,
+            &job,
+            destination,
+            &upload,
+            2,
+            &memory,
+            &conditions,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.reason, FailureReason::ServiceUnavailable);
         assert!(err.is_retryable());
         assert_eq!(

@@ -39,6 +39,9 @@ pub struct ObjectEvent {
     pub size: Option<u64>,
     pub sequencer: Option<String>,
     pub event_time: Option<String>,
+    /// Who made the change, as the event says: S3's `userIdentity.principalId`
+    /// (`AWS:AROA…:session` for a role), EventBridge's `requester` (an account).
+    pub requester: Option<String>,
     /// The provider's own name for the event (`ObjectCreated:Put`, `Object Created`...).
     pub event_name: String,
 }
@@ -196,7 +199,14 @@ fn record_at(record: &Value, path: &str, depth: usize) -> Result<Decoded, EventE
 struct S3Record {
     event_name: Option<String>,
     event_time: Option<String>,
+    user_identity: Option<UserIdentity>,
     s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserIdentity {
+    principal_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +275,10 @@ fn s3_record(record: &Value, path: &str) -> Result<Decoded, EventError> {
             size: r.s3.object.size,
             sequencer: r.s3.object.sequencer.filter(|s| !s.is_empty()),
             event_time: r.event_time,
+            requester: r
+                .user_identity
+                .and_then(|u| u.principal_id)
+                .filter(|p| !p.is_empty()),
             event_name: name,
         }],
         ignored: Vec::new(),
@@ -355,6 +369,7 @@ fn eventbridge(map: &serde_json::Map<String, Value>, path: &str) -> Result<Decod
             size: detail.pointer("/object/size").and_then(Value::as_u64),
             sequencer: field("/object/sequencer"),
             event_time: map.get("time").and_then(Value::as_str).map(str::to_string),
+            requester: field("/requester"),
             event_name: detail_type,
         }],
         ignored: Vec::new(),

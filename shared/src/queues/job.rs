@@ -36,6 +36,10 @@ pub struct SourceObject {
     /// For deletes: a delete marker (or plain delete) rather than a version removed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delete_marker: bool,
+    /// Who made the change, as the event said (see `ObjectEvent::requester`): a
+    /// delete this replicator made is never sent back as if a user had made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +112,11 @@ pub struct Continuation {
     /// made while the copy ran is applied when it completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tagging: Option<String>,
+    /// The ETag of the replica this copy replaces, or none when there was no replica:
+    /// the upload completes only if the replica is still that (If-Match), or still
+    /// absent (If-None-Match), so a newer write that landed meanwhile wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_etag: Option<String>,
     /// Parts done when this was written, for the log.
     pub parts_done: u32,
     /// Invocations the copy has run in so far.
@@ -139,6 +148,7 @@ impl Job {
                 sequencer: event.sequencer.clone(),
                 event_time: event.event_time.clone(),
                 delete_marker: event.change == Change::DeleteMarker,
+                requester: event.requester.clone(),
             },
             rule_id: rule_id.to_string(),
             destination,

@@ -18,8 +18,9 @@ use lambda_runtime::LambdaEvent;
 
 use crate::config::clients::S3Clients;
 use crate::config::{Config, Destination};
+use crate::copy::conditions::{ConditionsBook, DestinationConditions, PreconditionMode};
 use crate::copy::multipart::{self, MemoryBudget, MultipartSettings};
-use crate::copy::{self, AclSupport, Outcome};
+use crate::copy::{AclSupport, Outcome};
 use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
 use crate::operator::backfill::report::{self, ReportLocation, Row};
 use crate::operator::backfill::ListTask;
@@ -28,7 +29,6 @@ use crate::queues::job::{BackfillRef, Continuation, Job, Operation};
 use crate::queues::lease::Lease;
 use crate::queues::parking::Parking;
 use crate::replicate::overlap::RecentWrites;
-use crate::replicate::provenance::Provenance;
 
 mod backfill;
 mod copying;
@@ -47,14 +47,16 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 /// part after that, and the parts in flight finish and are handed on in it.
 pub const DEFAULT_PAUSE_RESERVE: Duration = Duration::from_secs(20);
 
-/// A copy whose write lands this long after its source was read looks at the source
+/// Where a destination ignores the conditions replica writes carry (moto's CopyObject),
+/// a copy whose write lands this long after its source was read looks at the source
 /// again: a newer version's job may have finished in between. Another job's event must
 /// travel S3 -> queue -> ingest -> queue -> HEAD -> write inside that window, which
-/// takes longer than this; overlaps inside one process are caught whatever their length.
+/// takes longer than this; overlaps inside one process are caught whatever their
+/// length. Destinations that check conditions need no such window.
 pub const DEFAULT_RECHECK_AFTER: Duration = Duration::from_secs(1);
 
-/// How many times a copy chases a source that keeps changing before it hands the job
-/// back to be retried.
+/// How many times a job looks again (a write that lost a race, a source that kept
+/// changing) before it hands the job back to be retried.
 const MAX_RECOPIES: usize = 3;
 
 /// What replicate needs, built once per process.
@@ -89,6 +91,11 @@ pub struct Replicator {
     /// the first streamed part.
     memory: OnceLock<MemoryBudget>,
     acls: AclSupport,
+    /// What each destination does with conditional writes, learned at first use.
+    conditions: ConditionsBook,
+    /// The principals this replicator writes as (`REPLICATOR_PRINCIPALS`): a delete an
+    /// event says one of them made is never sent back across a two-way pair.
+    pub own_principals: Vec<String>,
     /// Backfill outcomes not yet written to their backfill's record.
     rows: Mutex<Vec<PendingRow>>,
 }
@@ -128,6 +135,8 @@ impl Replicator {
             writes: RecentWrites::default(),
             memory: OnceLock::new(),
             acls: AclSupport::default(),
+            conditions: ConditionsBook::default(),
+            own_principals: Vec::new(),
             rows: Mutex::default(),
         }
     }
@@ -325,6 +334,25 @@ impl Replicator {
         }
     }
 
+    /// What `destination` is known to do with conditional writes. AWS's own S3 (no
+    /// endpoint of another provider, and none set for the process) checks them;
+    /// anywhere else the first writes find out, unless the document says.
+    pub fn conditions(&self, destination: &Destination) -> std::sync::Arc<DestinationConditions> {
+        let key = format!(
+            "{}@{}",
+            destination.bucket,
+            destination.endpoint.endpoint_url.as_deref().unwrap_or("")
+        );
+        self.conditions.get(&key, || {
+            let aws = destination.endpoint.endpoint_url.is_none() && self.s3.on_aws;
+            let mode = match destination.preconditions {
+                PreconditionMode::Probe if aws => PreconditionMode::Enforced,
+                mode => mode,
+            };
+            DestinationConditions::new(mode, destination.write_order)
+        })
+    }
+
     fn destination_of(&self, job: &Job) -> Option<(&Destination, &aws_sdk_s3::Client)> {
         let rule = self.config.rule(&job.source.bucket, &job.rule_id)?;
         let dst = self.s3.for_destination(&rule.destination.endpoint)?;
@@ -365,7 +393,9 @@ impl Replicator {
             .rule(&job.source.bucket, &job.rule_id)
             .map(|r| &r.destination.endpoint);
         let generation = endpoint.and_then(|e| self.s3.keys_generation(e));
-        match self.run_once(job).await {
+        // Boxed: a job's future (a multipart copy's above all) is large, and debug
+        // builds poll it on a worker thread's 2 MiB stack.
+        match Box::pin(self.run_once(job)).await {
             Err(e) if e.reason.is_destination_refusal() => {
                 let (Some(endpoint), Some(generation)) = (endpoint, generation) else {
                     return Err(e);
@@ -374,7 +404,7 @@ impl Replicator {
                     tracing::info!(destination = %job.destination.bucket, error = %e.detail,
                         "the destination rejected the keys from its secret; reading the secret again");
                 }
-                self.run_once(job).await
+                Box::pin(self.run_once(job)).await
             }
             other => other,
         }
@@ -427,10 +457,10 @@ impl Replicator {
                 match synced {
                     // Events arrive in any order: a tag or ACL change can come before
                     // the object's own replica exists. Copying it whole converges.
-                    Err(ReplicaMissing) => match copy::head_source(&self.s3.source, job).await? {
-                        Some(state) => self.copy(job, destination, dst, state, None).await,
-                        None => Ok(SOURCE_DELETED),
-                    },
+                    Err(ReplicaMissing) => {
+                        let aim = copying::Aim::Current;
+                        Box::pin(self.converge(job, destination, dst, aim, None)).await
+                    }
                     Ok(outcome) => Ok(outcome),
                     Err(Failed(e)) => Err(e),
                 }
@@ -463,17 +493,6 @@ async fn replica_head(
         Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(None),
         Err(e) => Err(ReplicationError::from_sdk(S3Step::DestinationHead, &e)),
     }
-}
-
-/// The provenance the replica records, when there is a replica and it has one.
-async fn replica_provenance(
-    dst: &aws_sdk_s3::Client,
-    destination: &Destination,
-    key: &str,
-) -> Result<Option<Provenance>, ReplicationError> {
-    Ok(replica_head(dst, destination, key)
-        .await?
-        .and_then(|head| Provenance::read(head.metadata())))
 }
 
 /// One line per job outcome.

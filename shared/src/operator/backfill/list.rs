@@ -132,6 +132,7 @@ pub async fn select(
                 size: Some(object.size),
                 sequencer: None,
                 event_time: object.last_modified.map(|t| t.to_string()),
+                requester: None,
                 event_name: "Backfill".to_string(),
             };
             let mut jobs = ingest.jobs_for(&event).await.map_err(into_replication)?;

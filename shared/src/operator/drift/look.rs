@@ -239,6 +239,7 @@ impl Drift<'_> {
             size: None,
             sequencer: None,
             event_time: None,
+            requester: None,
             event_name: "Verify".to_string(),
         };
         let jobs = self
