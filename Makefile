@@ -10,7 +10,7 @@ CHECKOV := $(INFRA_VENV)/bin/checkov
 SAM     := $(SAM_VENV)/bin/sam
 CARGO   ?= cargo
 
-.PHONY: all demo test unit integration bench lint lint-infra fmt venv infra-venv sam-venv tools sam-build deploy stack-env tf-plan stack-up stack-down build build-local clean
+.PHONY: all demo test unit integration bench soak lint lint-infra fmt venv infra-venv sam-venv tools sam-build deploy stack-env tf-plan stack-up stack-down build build-local clean
 
 all: build-local
 
@@ -82,7 +82,13 @@ integration: venv tools infra-venv
 ## the Runtime API emulator, beside a Python baseline; fails if it regresses past the
 ## README's figures), then the copy engine (peak memory of streamed copies, multipart
 ## against single-request copies; prints tables, asserts nothing).
-bench: venv tools
+## The randomized convergence test with two worker processes on SeaweedFS and fauxqs
+## (cli/tests/processes.rs), 200 histories instead of make test's 24.
+soak: venv tools
+	$(CARGO) build -p s3-replicator
+	S3R_SEEDS=200 scripts/with-stack.sh $(CARGO) test -p s3-replicator --test processes -- --nocapture
+
+bench: venv tools soak
 	$(CARGO) build --release -p ingest -p replicate -p retry
 	S3R_FUNCTION_DIR=$(CURDIR)/target/release scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench cold_start
 	scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench copy_engine

@@ -2,7 +2,9 @@
 """Least privilege for the SAM template: every function has a Role of its own, and every
 IAM statement must name its actions and resources. checkov does not look inside a Serverless::Function's inline Policies, so
 this does: no "*" or "service:*" action, no "*" resource, in any function's Policies or
-any IAM policy resource; and a role attaches only managed policies the template
+any IAM policy resource; every S3 grant holds only in named accounts (a StringEquals
+s3:ResourceAccount condition: a bucket name deleted and re-registered by a stranger
+is neither read nor written); and a role attaches only managed policies the template
 defines (an AWS-managed one would grant what no statement here shows).
 
     lint_iam.py TEMPLATE...     exit 1 and list every broad statement
@@ -68,6 +70,10 @@ def problems(template):
         for resource in as_list(st.get("Resource", [])):
             if resource == "*":
                 found.append(f"{where}: resource '*'; name the buckets and queues")
+        s3 = [a for a in as_list(st.get("Action", [])) if isinstance(a, str) and a.startswith("s3:")]
+        equals = (st.get("Condition") or {}).get("StringEquals") or {}
+        if s3 and "s3:ResourceAccount" not in equals:
+            found.append(f"{where}: S3 actions without a StringEquals s3:ResourceAccount condition; name the buckets' owners")
     return found
 
 
@@ -98,7 +104,7 @@ def main(argv):
             f.write(BROAD)
             f.flush()
             found = problems(cfn_yaml.load(f.name))
-        assert len(found) == 4, found
+        assert len(found) == 5, found
         print("lint_iam self-test: a broad statement is rejected:", "; ".join(found))
         return 0
     bad = []

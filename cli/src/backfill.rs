@@ -43,7 +43,7 @@ pub async fn backfill(
     output: Output,
 ) -> anyhow::Result<()> {
     let process = Process::from_env(None).await?;
-    let ingest = process.ingest()?;
+    let ingest = process.ingest().await?;
     let id = backfill::new_id();
     let at = location(report)?;
     let mut tasks = match &inventory {

@@ -240,9 +240,67 @@ async fn online_checks(
                 ok,
                 detail,
             });
+            if ok {
+                checks.push(ordering(&clients, d, client).await);
+            }
         }
     }
     Ok(checks)
+}
+
+/// How replica writes to a destination are ordered: exactly, where the server checks
+/// conditional writes, or by the fallback (a write that lands late looks at the source
+/// again) where it ignores them. AWS's S3 checks them; another server is probed with
+/// one empty object written and removed under `.s3-replicator-probe/`.
+async fn ordering(
+    clients: &replicator::config::clients::S3Clients,
+    d: &replicator::config::Destination,
+    client: &aws_sdk_s3::Client,
+) -> Check {
+    use replicator::config::PreconditionMode;
+    let what = format!("ordering of writes to {}", d.bucket);
+    let on_aws = d.endpoint.endpoint_url.is_none() && clients.on_aws;
+    let detail = match d.preconditions {
+        PreconditionMode::Enforced => {
+            "exact: conditional writes (Preconditions: enforced)".to_string()
+        }
+        PreconditionMode::Ignored => {
+            "by recheck: a write that lands late looks at the source again (Preconditions: ignored)"
+                .to_string()
+        }
+        PreconditionMode::Probe if on_aws => "exact: S3 checks conditional writes".to_string(),
+        PreconditionMode::Probe => {
+            match replicator::copy::conditions::probe_destination(client, &d.bucket).await {
+                Err(e) => {
+                    return Check {
+                        what,
+                        ok: false,
+                        detail: format!("cannot probe its conditional writes: {e}"),
+                    }
+                }
+                Ok(found) => {
+                    let ignored: Vec<&str> = found
+                        .iter()
+                        .filter(|(_, checked)| !checked)
+                        .map(|(kind, _)| kind.operation())
+                        .collect();
+                    if ignored.is_empty() {
+                        "exact: the server checks conditional writes (PutObject, CopyObject, DeleteObject)".to_string()
+                    } else {
+                        format!(
+                            "by recheck where the server ignores conditions ({}): a write that lands more than a second late looks at the source again",
+                            ignored.join(", ")
+                        )
+                    }
+                }
+            }
+        }
+    };
+    Check {
+        what,
+        ok: true,
+        detail,
+    }
 }
 
 fn print_summary(config: &Config) {

@@ -428,7 +428,7 @@ async fn run(
         .await
         .context("a queue the worker needs does not answer")?;
     let ingest = match &process.queues.events {
-        Some(url) => Some((Arc::new(process.ingest()?), url.clone())),
+        Some(url) => Some((Arc::new(process.ingest().await?), url.clone())),
         None => None,
     };
     let retry = match &process.queues.retry {

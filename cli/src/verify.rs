@@ -20,13 +20,14 @@ pub async fn verify(scope: Scope, repair: bool, output: Output) -> anyhow::Resul
     let process = Process::from_env(None).await?;
     // Only --repair sends anything; without it the work queue need not be set.
     let mut ingest = match repair {
-        true => process.ingest()?,
+        true => process.ingest().await?,
         false => replicator::ingest::Ingest {
             config: process.config.clone(),
             s3: process.s3.clone(),
             sqs: process.sqs.clone(),
             work_queue_url: String::new(),
             failed_queue_url: None,
+            signer: process.signer().await?,
         },
     };
     ingest.failed_queue_url = None;

@@ -41,7 +41,14 @@ async fn drift_is_reported_backfilled_repaired_and_gone() {
     }
     stack.put(&dst, "b/c/written there.txt", b"mine").await;
 
-    let cmd = || command(&stack, &p, &doc, &stack.endpoint);
+    // Backfill records are written only where the worker's environment says.
+    let records = stack.bucket("records").await;
+    let report_url = format!("s3://{records}/backfills");
+    let cmd = || {
+        let mut c = command(&stack, &p, &doc, &stack.endpoint);
+        c.env("BACKFILL_REPORT_URL", &report_url);
+        c
+    };
     let out = run(cmd(), &["verify", "--output", "json"]);
     assert_eq!(out.status.code(), Some(3), "drift exits 3");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -103,8 +110,6 @@ async fn drift_is_reported_backfilled_repaired_and_gone() {
     // A key that CSV must quote joins in first.
     let weird = "odd, \"quoted\" key.txt";
     stack.put(&p.source, weird, b"csv").await;
-    let records = stack.bucket("records").await;
-    let report_url = format!("s3://{records}/backfills");
     let out = run(
         cmd(),
         &["backfill", "--report", &report_url, "--output", "json"],

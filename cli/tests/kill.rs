@@ -339,7 +339,9 @@ async fn a_backfill_finishes_after_its_worker_is_killed() {
         },
     )
     .await;
+    // Records are written only where the worker's own environment says.
     let mut worker = command(&stack, &p, &doc, &slow.endpoint)
+        .env("BACKFILL_REPORT_URL", &report)
         .arg("run")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -363,6 +365,7 @@ async fn a_backfill_finishes_after_its_worker_is_killed() {
 
     let counted = FaultProxy::start(&stack.endpoint, Faults::none()).await;
     let status = command(&stack, &p, &doc, &counted.endpoint)
+        .env("BACKFILL_REPORT_URL", &report)
         .args(["run", "--exit-when-idle", "3"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -196,16 +196,24 @@ async fn direct_delivery_wires_the_ingest_function_and_back() {
 async fn config_check_online_finds_what_is_missing() {
     let stack = Stack::main().await;
     let other = Stack::other_provider().await;
+    let fast = Stack::fast().await;
     let p = Pipeline::unwired(&stack).await;
     let far = integration_tests::unique("far");
+    let strict = fast.bucket("strict").await;
+    let (weed_keys, _) = integration_tests::keys_secret(&stack, "S3R_TEST_WEED").await;
     let doc = format!(
         r#"{{"Sources": [{{"Bucket": "{src}", "ReplicationConfiguration": {{"Rules": [
             {{"ID": "far", "Priority": 1, "Status": "Enabled", "Filter": {{}},
               "Destination": {{"Bucket": "{far}", "Replicator": {{"EndpointUrl": "{endpoint}", "ForcePathStyle": true,
                  "AclMode": "none", "Credentials": {{"DefaultChain": true}}}}}},
+              "DeleteMarkerReplication": {{"Status": "Disabled"}}}},
+            {{"ID": "strict", "Priority": 2, "Status": "Enabled", "Filter": {{}},
+              "Destination": {{"Bucket": "{strict}", "Replicator": {{"EndpointUrl": "{weed}", "ForcePathStyle": true,
+                 "AclMode": "none", "Credentials": {{"Secret": "{weed_keys}"}}}}}},
               "DeleteMarkerReplication": {{"Status": "Disabled"}}}}]}}}}]}}"#,
         src = p.source,
-        endpoint = other.endpoint
+        endpoint = other.endpoint,
+        weed = fast.endpoint
     );
     let cmd = || command(&stack, &p, &doc, &stack.endpoint);
     let out = run(cmd(), &["config", "check", "--online", "--output", "json"]);
@@ -234,12 +242,28 @@ async fn config_check_online_finds_what_is_missing() {
     let out = run(cmd(), &["config", "check", "--online"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
+    // The source, its notifications, and each destination with how its writes are
+    // ordered: moto ignores CopyObject's conditions (by recheck); SeaweedFS checks them.
     assert_eq!(
         text.lines().filter(|l| l.starts_with("ok ")).count(),
-        3,
+        6,
         "{text}"
     );
     assert!(text.contains(&p.events.arn), "{text}");
+    let line = |bucket: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("ordering of writes to {bucket}")))
+            .unwrap_or_else(|| panic!("{bucket}: {text}"))
+            .to_string()
+    };
+    assert!(
+        line(&far).contains("by recheck") && line(&far).contains("CopyObject"),
+        "{text}"
+    );
+    assert!(line(&strict).contains("exact"), "{text}");
+    // The probes left nothing behind.
+    assert!(other.keys(&far, "").await.is_empty());
+    assert!(fast.keys(&strict, "").await.is_empty());
 }
 
 /// `setup queues` makes the worker's queues as the templates do, twice without harm,

@@ -84,3 +84,76 @@ async fn no_region_is_one_line_and_an_empty_endpoint_is_none() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every request to a bucket whose owner the worker knows says who must own it
+/// (`x-amz-expected-bucket-owner`): the sources and the configuration object as the
+/// process's own account (`REPLICATOR_ACCOUNT`), a destination as its rule's
+/// `Account`. S3 refuses a request to a bucket someone else owns now (deleted, its
+/// name taken), instead of handing us a stranger's configuration or taking our writes.
+/// moto does not check the header; a recording proxy shows it is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_name_the_owner_of_every_bucket_they_reach() {
+    use integration_tests::fault_proxy::{FaultProxy, Faults};
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let config_bucket = stack.bucket("cfg").await;
+    let doc = format!(
+        r#"{{"Sources": [{{"Bucket": "{src}", "ReplicationConfiguration": {{"Rules": [
+            {{"ID": "all", "Priority": 1, "Status": "Enabled", "Filter": {{}},
+              "Destination": {{"Bucket": "{dst}", "Account": "210987654321", "Replicator": {{"AclMode": "none"}}}},
+              "DeleteMarkerReplication": {{"Status": "Disabled"}}}}]}}}}]}}"#,
+        src = p.source
+    );
+    stack
+        .put(&config_bucket, "replication.json", doc.as_bytes())
+        .await;
+    stack.put(&p.source, "k", b"x").await;
+    let mut job = integration_tests::put_job(&p.source, "k", &dst);
+    job.rule_id = "all".into();
+    stack.send(&p.work, &job.to_body()).await;
+    let recording = FaultProxy::start(&stack.endpoint, Faults::none()).await;
+    let mut cmd = command(
+        &stack,
+        &p,
+        &format!("s3://{config_bucket}/replication.json"),
+        &recording.endpoint,
+    );
+    cmd.env("REPLICATOR_ACCOUNT", "123456789012");
+    let out = run_within(cmd, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stack.keys(&dst, "").await.contains(&"k".to_string()));
+    let heads = recording.heads.lock().unwrap().clone();
+    let owner_of = |bucket: &str| -> Vec<String> {
+        heads
+            .iter()
+            .filter(|h| {
+                h.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|path| path.starts_with(&format!("/{bucket}/")))
+            })
+            .map(|h| {
+                h.lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("x-amz-expected-bucket-owner:")
+                            .map(|v| v.trim().to_string())
+                    })
+                    .unwrap_or_else(|| format!("none in {}", h.lines().next().unwrap_or("")))
+            })
+            .collect()
+    };
+    for (bucket, owner) in [
+        (config_bucket.as_str(), "123456789012"),
+        (p.source.as_str(), "123456789012"),
+        (dst.as_str(), "210987654321"),
+    ] {
+        let seen = owner_of(bucket);
+        assert!(!seen.is_empty(), "{bucket}: no request seen");
+        assert!(seen.iter().all(|o| o == owner), "{bucket}: {seen:?}");
+    }
+}

@@ -83,9 +83,11 @@ pub enum FailureReason {
     DstDeleteObjectNotPermitted,
     DstPutTaggingNotPermitted,
     DstPutAclNotPermitted,
-    /// The destination does not accept the keys it is written with (a wrong or
-    /// rotated key in the secret or profile).
+    /// The destination does not accept the keys it is written with (a wrong, rotated
+    /// or expired key in the secret or profile): the secret is read again.
     DstCredentialsRejected,
+    /// The process's own session keys expired under a request; the next has new ones.
+    CredentialsExpired,
     InvalidStorageClass,
     InvalidRequest,
     PreconditionFailed,
@@ -95,6 +97,9 @@ pub enum FailureReason {
     Timeout,
     NetworkError,
     MalformedMessage,
+    /// A job without the signature of this replicator's stages, or asking what the
+    /// configuration would not (see `replicate::trust`): parked, never run.
+    UntrustedJob,
     RuleNotConfigured,
     QueueSendFailed,
     LeaseExpired,
@@ -103,7 +108,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, for the operator's tools (`dlq --reason`).
-    pub const ALL: [FailureReason; 28] = [
+    pub const ALL: [FailureReason; 30] = [
         FailureReason::SrcGetObjectNotPermitted,
         FailureReason::SrcHeadObjectNotPermitted,
         FailureReason::SrcGetObjectTaggingNotPermitted,
@@ -119,6 +124,7 @@ impl FailureReason {
         FailureReason::DstPutTaggingNotPermitted,
         FailureReason::DstPutAclNotPermitted,
         FailureReason::DstCredentialsRejected,
+        FailureReason::CredentialsExpired,
         FailureReason::InvalidStorageClass,
         FailureReason::InvalidRequest,
         FailureReason::PreconditionFailed,
@@ -128,6 +134,7 @@ impl FailureReason {
         FailureReason::Timeout,
         FailureReason::NetworkError,
         FailureReason::MalformedMessage,
+        FailureReason::UntrustedJob,
         FailureReason::RuleNotConfigured,
         FailureReason::QueueSendFailed,
         FailureReason::LeaseExpired,
@@ -151,6 +158,7 @@ impl FailureReason {
             FailureReason::DstPutTaggingNotPermitted => "DstPutTaggingNotPermitted",
             FailureReason::DstPutAclNotPermitted => "DstPutAclNotPermitted",
             FailureReason::DstCredentialsRejected => "DstCredentialsRejected",
+            FailureReason::CredentialsExpired => "CredentialsExpired",
             FailureReason::InvalidStorageClass => "InvalidStorageClass",
             FailureReason::InvalidRequest => "InvalidRequest",
             FailureReason::PreconditionFailed => "PreconditionFailed",
@@ -160,6 +168,7 @@ impl FailureReason {
             FailureReason::Timeout => "Timeout",
             FailureReason::NetworkError => "NetworkError",
             FailureReason::MalformedMessage => "MalformedMessage",
+            FailureReason::UntrustedJob => "UntrustedJob",
             FailureReason::RuleNotConfigured => "RuleNotConfigured",
             FailureReason::QueueSendFailed => "QueueSendFailed",
             FailureReason::LeaseExpired => "LeaseExpired",
@@ -167,26 +176,26 @@ impl FailureReason {
         }
     }
 
-    /// A destination refused a request: its keys may have been rotated (a HEAD's 403
-    /// has no body to say which refusal it is).
+    /// A destination refused the keys themselves (or a HEAD was refused, whose 403 has
+    /// no body to say why): its secret may have been rotated, and is read again. A
+    /// refusal that names its reason (a policy's or Object Lock's AccessDenied) is not:
+    /// reading the keys again would not change it.
     pub fn is_destination_refusal(&self) -> bool {
         matches!(
             self,
-            FailureReason::DstCredentialsRejected
-                | FailureReason::DstHeadObjectNotPermitted
-                | FailureReason::DstPutObjectNotPermitted
-                | FailureReason::DstDeleteObjectNotPermitted
-                | FailureReason::DstPutTaggingNotPermitted
-                | FailureReason::DstPutAclNotPermitted
+            FailureReason::DstCredentialsRejected | FailureReason::DstHeadObjectNotPermitted
         )
     }
 
     /// Transient reasons can succeed on a later attempt without anyone changing
-    /// anything; the rest need an operator.
+    /// anything; the rest need an operator. Rejected destination keys are retried:
+    /// the secret may have been rotated (or temporary keys refreshed) since.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             FailureReason::Throttled
+                | FailureReason::CredentialsExpired
+                | FailureReason::DstCredentialsRejected
                 | FailureReason::ServiceUnavailable
                 | FailureReason::Timeout
                 | FailureReason::NetworkError
@@ -299,8 +308,18 @@ impl ReplicationError {
 /// The reason for an S3 error code (or, for HEAD, which has no body, the status).
 pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> FailureReason {
     match code {
-        Some("InvalidAccessKeyId" | "SignatureDoesNotMatch") if !step.is_source() => {
-            FailureReason::DstCredentialsRejected
+        // Keys that expired or were rotated (temporary keys in a destination's secret):
+        // read again and retried, never parked.
+        Some(
+            "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "ExpiredToken"
+            | "InvalidToken"
+            | "TokenRefreshRequired",
+        ) if !step.is_source() => FailureReason::DstCredentialsRejected,
+        // The process's own session expired under a request: the SDK refreshes it.
+        Some("ExpiredToken" | "InvalidToken" | "TokenRefreshRequired") => {
+            FailureReason::CredentialsExpired
         }
         Some(
             "AccessDenied"
@@ -347,6 +366,24 @@ pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> F
             _ => FailureReason::Unknown,
         },
     }
+}
+
+/// The HTTP status of an SDK error's answer, when there was one.
+pub fn http_status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// The error code S3 answered with, when it sent one.
+pub fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
+    match err {
+        SdkError::ServiceError(s) => s.err().code(),
+        _ => None,
+    }
+}
+
+/// Whether the answer was a 404: no such key, version, upload or bucket.
+pub fn is_not_found<E>(err: &SdkError<E, HttpResponse>) -> bool {
+    http_status(err) == Some(404)
 }
 
 /// One line for an SDK error: its code and message when the service sent them, else the
@@ -543,6 +580,36 @@ mod tests {
                 Some("PreconditionFailed"),
                 Some(412),
                 PreconditionFailed,
+                true,
+            ),
+            (
+                S3Step::DestinationWrite,
+                Some("ConditionalRequestConflict"),
+                Some(409),
+                PreconditionFailed,
+                true,
+            ),
+            // Temporary keys in a destination's secret, expired or rotated: the secret
+            // is read again and the job retried, not parked as a bad request.
+            (
+                S3Step::DestinationWrite,
+                Some("ExpiredToken"),
+                Some(400),
+                DstCredentialsRejected,
+                true,
+            ),
+            (
+                S3Step::DestinationDelete,
+                Some("InvalidToken"),
+                Some(400),
+                DstCredentialsRejected,
+                true,
+            ),
+            (
+                S3Step::SourceHead,
+                Some("TokenRefreshRequired"),
+                Some(400),
+                CredentialsExpired,
                 true,
             ),
         ];

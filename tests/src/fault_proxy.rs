@@ -13,6 +13,20 @@ use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// An error the proxy answers in the server's place.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    pub matching: &'static str,
+    /// e.g. "403 Forbidden".
+    pub status: &'static str,
+    pub code: &'static str,
+    pub message: &'static str,
+    /// Extra header lines ("Name: value\r\n"), e.g. x-amz-bucket-region.
+    pub headers: &'static str,
+    /// How many times (0: every time).
+    pub times: usize,
+}
+
 /// Shares of requests that get each fault (the rest pass untouched).
 #[derive(Debug, Clone, Copy)]
 pub struct Faults {
@@ -28,6 +42,11 @@ pub struct Faults {
     pub delay_only: Option<&'static str>,
     /// The first this many requests `delay_only` picks pass undelayed.
     pub delay_skip: usize,
+    /// Requests whose head contains the first text (`a && b`: both) are answered, at
+    /// most the last number of times (0: always), with this error instead of reaching
+    /// the server: an answer no local server gives (S3's 301 PermanentRedirect, a
+    /// KMS refusal, an expired token, ACLs not supported).
+    pub answer: Option<Answer>,
     pub seed: u64,
 }
 
@@ -43,6 +62,7 @@ impl Faults {
             delay_for: Duration::ZERO,
             delay_only: None,
             delay_skip: 0,
+            answer: None,
             seed: 0,
         }
     }
@@ -56,6 +76,7 @@ pub struct FaultCounts {
     pub reset_before: AtomicUsize,
     pub reset_after: AtomicUsize,
     pub delayed: AtomicUsize,
+    pub answered: AtomicUsize,
 }
 
 impl FaultCounts {
@@ -111,6 +132,7 @@ impl FaultProxy {
         let rng = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(faults.seed)));
         let task_counts = counts.clone();
         let picked = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let fault = {
@@ -127,6 +149,7 @@ impl FaultProxy {
                         faults.delay_skip,
                         picked.clone(),
                     ),
+                    (faults.answer, answered.clone()),
                     task_counts.clone(),
                     task_heads.clone(),
                 ));
@@ -250,6 +273,7 @@ async fn serve(
         usize,
         Arc<AtomicUsize>,
     ),
+    (answer, answered): (Option<Answer>, Arc<AtomicUsize>),
     counts: Arc<FaultCounts>,
     heads: Arc<Mutex<Vec<String>>>,
 ) {
@@ -257,6 +281,31 @@ async fn serve(
         return;
     };
     heads.lock().expect("heads").push(head.clone());
+    if let Some(a) = answer {
+        let lower = head.to_ascii_lowercase();
+        let matches = a
+            .matching
+            .split("&&")
+            .all(|part| lower.contains(&part.trim().to_ascii_lowercase()));
+        if matches && (a.times == 0 || answered.fetch_add(1, Ordering::Relaxed) < a.times) {
+            counts.answered.fetch_add(1, Ordering::Relaxed);
+            let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>FAULT</RequestId></Error>", a.code, a.message);
+            // A HEAD's answer has no body.
+            let body = if lower.starts_with("head ") {
+                String::new()
+            } else {
+                body
+            };
+            let response = format!(
+                "HTTP/1.1 {}\r\nContent-Type: application/xml\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                a.status,
+                a.headers,
+                body.len(),
+            );
+            let _ = client.write_all(response.as_bytes()).await;
+            return;
+        }
+    }
     let fault = match (fault, delay_only) {
         (Fault::Delay, Some(text)) => {
             let lower = head.to_ascii_lowercase();

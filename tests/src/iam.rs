@@ -36,10 +36,18 @@ pub struct Deployment {
     pub archive_prefix: String,
     /// The events dead-letter queue's ARN when S3 invokes ingest directly.
     pub direct_delivery_dlq: Option<String>,
+    /// The signing key's secret, as the template creates it; `None`: a stand-in ARN.
+    pub signing_key_secret: Option<String>,
+    /// Where S3 Inventory delivers (bucket, prefix), for backfills from an inventory.
+    pub inventory: Option<(String, String)>,
 }
 
 /// The name the test gives the archive bucket a template creates.
 const CREATED_ARCHIVE: &str = "s3r-test-failed-jobs";
+
+/// The signing key's secret when a test names none.
+pub const STAND_IN_SIGNING_KEY: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:s3r-test-signing-key-AbCdEf";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -61,6 +69,12 @@ impl Deployment {
         }
     }
 
+    fn signing_key_secret(&self) -> &str {
+        self.signing_key_secret
+            .as_deref()
+            .unwrap_or(STAND_IN_SIGNING_KEY)
+    }
+
     /// Each function's policy document as `template` renders it, by binary name.
     pub fn render(&self, template: Template) -> BTreeMap<String, Value> {
         let dir = std::env::temp_dir().join(unique("s3r-policies"));
@@ -75,10 +89,17 @@ impl Deployment {
                 ]
                 .into_iter()
                 .map(|(id, q)| (id.to_string(), json!({"Arn": self.queues[q]})))
-                .chain([(
-                    "FailedArchiveBucket".to_string(),
-                    json!({"Ref": CREATED_ARCHIVE}),
-                )])
+                .chain([
+                    (
+                        "FailedArchiveBucket".to_string(),
+                        json!({"Ref": CREATED_ARCHIVE}),
+                    ),
+                    // What CloudFormation's Ref of the created secret gives: its ARN.
+                    (
+                        "SigningKeySecret".to_string(),
+                        json!({"Ref": self.signing_key_secret()}),
+                    ),
+                ])
                 .chain(
                     self.direct_delivery_dlq
                         .iter()
@@ -100,6 +121,8 @@ impl Deployment {
                         "FailedArchiveBucketName": self.archive_bucket,
                         "FailedArchivePrefix": self.archive_prefix(),
                         "NotificationDelivery": if self.direct_delivery_dlq.is_some() { "direct" } else { "queue" },
+                        "InventoryBucketName": self.inventory.as_ref().map(|(b, _)| b.as_str()).unwrap_or_default(),
+                        "InventoryPrefix": self.inventory.as_ref().map(|(_, p)| p.as_str()).unwrap_or_default(),
                     },
                     "Resources": resources,
                     "AccountId": ACCOUNT,
@@ -135,6 +158,8 @@ impl Deployment {
   secret_kms_key_arns      = {}
   region                   = "{REGION}"
   account_id               = "{ACCOUNT}"
+  signing_key_secret_arn   = "{}"
+  inventory_objects_arn    = "{}"
   config_object_arn        = ""
   archive_objects_arn      = "arn:aws:s3:::{}/{}*"
   backfill_records_arn     = "arn:aws:s3:::{}/backfill-reports/*"
@@ -152,6 +177,11 @@ output "documents" {{
                     list(&self.kms_key_arns),
                     list(&self.secret_arns),
                     list(&self.secret_kms_key_arns),
+                    self.signing_key_secret(),
+                    self.inventory
+                        .as_ref()
+                        .map(|(b, p)| format!("arn:aws:s3:::{b}/{p}*"))
+                        .unwrap_or_default(),
                     if self.archive_bucket.is_empty() {
                         CREATED_ARCHIVE
                     } else {
@@ -240,8 +270,9 @@ pub fn granted_actions(policy: &Value) -> BTreeSet<(String, String)> {
 ///   moto (AWS: `GetObjectVersionTagging`, `GetObjectVersionAcl`);
 /// - HeadBucket is `s3:HeadBucket` in moto (AWS: `s3:ListBucket`);
 /// - moto matches Secrets Manager requests against the resource "*" only, so a
-///   statement naming secrets is widened to "*" here (the tests then show ingest
-///   and retry reading no secret at all, since they have no such statement);
+///   statement naming secrets is widened to "*" here (the tests then show retry
+///   reading no secret at all, since it has no such statement; ingest's one, the
+///   signing key's, is widened like replicate's);
 /// - moto evaluates no conditions (`s3:ResourceAccount`, `kms:ViaService`): a
 ///   statement with a condition applies as if it held. The conditions themselves
 ///   are checked on the templates' text (tests/tests/templates.rs).

@@ -18,12 +18,12 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use rand::Rng;
 use replicator::config::clients::{RequestLog, S3Clients};
 use replicator::config::Config;
+use replicator::copy::provenance::Provenance;
 use replicator::ingest::Ingest;
 use replicator::queues::lease::Lease;
 use replicator::queues::parking::Parking;
 use replicator::queues::retry::{Retrier, RetryPolicy};
 use replicator::queues::worker::Worker;
-use replicator::replicate::provenance::Provenance;
 use replicator::replicate::Replicator;
 use sha2::{Digest, Sha256};
 
@@ -471,13 +471,19 @@ pub async fn s3s_destination(stack: &Stack, s3s: &Stack, extra: &str) -> (String
 
 /// A new Secrets Manager secret on `stack` holding s3s-fs's keys: its name and ARN.
 pub async fn s3s_secret(stack: &Stack) -> (String, String) {
-    let secret = unique("s3s-keys");
+    keys_secret(stack, "S3R_TEST_S3S").await
+}
+
+/// A new Secrets Manager secret on `stack` holding the keys the environment gives as
+/// `{prefix}_ACCESS_KEY` and `{prefix}_SECRET_KEY`: its name and ARN.
+pub async fn keys_secret(stack: &Stack, prefix: &str) -> (String, String) {
+    let secret = unique("keys");
     let arn = aws_sdk_secretsmanager::Client::new(&stack.sdk)
         .create_secret()
         .name(&secret)
         .secret_string(secret_keys(
-            &std::env::var("S3R_TEST_S3S_ACCESS_KEY").unwrap(),
-            &std::env::var("S3R_TEST_S3S_SECRET_KEY").unwrap(),
+            &endpoint_from(&format!("{prefix}_ACCESS_KEY")),
+            &endpoint_from(&format!("{prefix}_SECRET_KEY")),
         ))
         .send()
         .await
@@ -619,6 +625,7 @@ impl Pipeline {
             sqs: self.stack.sqs.clone(),
             work_queue_url: self.work.url.clone(),
             failed_queue_url: Some(self.failed.url.clone()),
+            signer: replicator::config::keys::Signer::unsigned(),
         }
     }
 
@@ -729,10 +736,10 @@ pub async fn put_many(stack: &Stack, bucket: &str, prefix: &str, count: usize) -
     keys
 }
 
-/// The provenance a replica records; None for an original (or no object).
+/// The provenance a replica claims (signed or not); None for an original (or no object).
 pub async fn provenance(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Provenance> {
     let head = s3.head_object().bucket(bucket).key(key).send().await.ok()?;
-    Provenance::read(head.metadata())
+    Provenance::read_unverified(head.metadata())
 }
 
 /// Reads an object's bytes, headers, user metadata, tags and class; None if absent.
@@ -770,7 +777,7 @@ pub async fn object_without_tags(
     let cache_control = got.cache_control().map(str::to_string);
     let expires = got.expires_string().map(str::to_string);
     // What the user wrote: a replica's provenance is ours, compared on its own.
-    let metadata = replicator::replicate::provenance::user_metadata(got.metadata())
+    let metadata = replicator::copy::provenance::user_metadata(got.metadata())
         .into_iter()
         .collect();
     let storage_class = got

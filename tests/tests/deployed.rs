@@ -12,11 +12,14 @@ use integration_tests::fault_proxy::{FaultProxy, Faults};
 use integration_tests::iam::{self, Deployment, Template};
 use integration_tests::lambda::{binary, LambdaFunction};
 use integration_tests::{object_state, put_job, sqs_batch, unique, Queue, Stack, ACCOUNT, REGION};
+use replicator::config::keys::Signer;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const KEY: &str = "photos/2024/beach day+1.jpg";
 const LONG: Duration = Duration::from_secs(120);
+/// The key in the signing key's secret (the templates generate 64 such characters).
+const SIGNING_KEY: &str = "deployed0signing0key0of0sixty0four0characters0abcdefghijklmnopqr";
 
 /// Buckets, queues, a secret-keyed destination at s3s-fs, and one IAM principal per
 /// function holding its shipped policy.
@@ -28,8 +31,15 @@ struct Deployed {
     strict: String,
     strict_stack: Stack,
     queues: BTreeMap<&'static str, Queue>,
-    /// The failed-job archive's bucket (prefix `parked/`).
+    /// The failed-job archive's bucket (prefix `parked/`; backfill records under
+    /// `backfill-reports/`, the templates' default).
     archive: String,
+    /// Where S3 Inventory delivers (prefix `inv/`).
+    inventory: String,
+    /// The secret holding the signing key, and a signer with that key (what the test
+    /// sends as a stage of the replicator would).
+    signing_key_secret: String,
+    signer: Signer,
     config: String,
     policies: BTreeMap<String, Value>,
     keys: BTreeMap<String, (String, String)>,
@@ -56,6 +66,19 @@ impl Deployed {
             .unwrap();
         let replica = admin.bucket("deployed-dst").await;
         let archive = admin.bucket("deployed-archive").await;
+        let inventory = admin.bucket("deployed-inventory").await;
+        // The signing key, as the templates create it (a secret on the IAM-enforcing
+        // server): ingest and replicate read it at start.
+        let signing_key_secret = aws_sdk_secretsmanager::Client::new(&admin.sdk)
+            .create_secret()
+            .name(unique("signing-key"))
+            .secret_string(serde_json::json!({ "current": SIGNING_KEY }).to_string())
+            .send()
+            .await
+            .expect("the signing key's secret")
+            .arn()
+            .expect("its ARN")
+            .to_string();
         let mut queues = BTreeMap::new();
         for role in ["events", "work", "retry", "failed"] {
             queues.insert(role, admin.queue(&format!("deployed-{role}")).await);
@@ -100,6 +123,8 @@ impl Deployed {
             archive_bucket: archive.clone(),
             archive_prefix: "parked/".into(),
             direct_delivery_dlq: None,
+            signing_key_secret: Some(signing_key_secret.clone()),
+            inventory: Some((inventory.clone(), "inv/".into())),
         };
         let policies = deployment.render(template);
         assert_eq!(
@@ -121,6 +146,9 @@ impl Deployed {
             strict_stack,
             queues,
             archive,
+            inventory,
+            signing_key_secret,
+            signer: Signer::with_keys(SIGNING_KEY, None).expect("a key long enough"),
             config,
             policies,
             keys,
@@ -142,7 +170,21 @@ impl Deployed {
             ("FAILED_QUEUE_URL", self.queues["failed"].url.clone()),
             ("RETRY_MAX_ATTEMPTS", "3".into()),
             ("RETRY_BASE_DELAY_SECONDS", "1".into()),
+            // The deploying account, moto's: every request to its buckets names it.
+            ("REPLICATOR_ACCOUNT", ACCOUNT.into()),
+            // The stack's BackfillReportUrl: the archive bucket, the default prefix
+            // (what the backfill below records under, and the policies grant).
+            ("BACKFILL_REPORT_URL", self.records()),
+            (
+                "REPLICATOR_SIGNING_KEY_SECRET",
+                self.signing_key_secret.clone(),
+            ),
         ]
+    }
+
+    /// Where the templates let backfills keep their records.
+    fn records(&self) -> String {
+        format!("s3://{}/backfill-reports/", self.archive)
     }
 
     async fn start(&self, function: &str) -> LambdaFunction {
@@ -216,7 +258,8 @@ fn sha(bytes: &[u8]) -> String {
 async fn run_as_deployed(template: Template) {
     let d = Deployed::new(template).await;
     // All three start under their shipped policies with a secret-keyed destination in
-    // the configuration: only replicate reads the secret.
+    // the configuration: only replicate reads that secret; ingest and replicate read
+    // the signing key's.
     let ingest = d.start("ingest").await;
     let replicate = d.start("replicate").await;
     let retry = d.start("retry").await;
@@ -269,6 +312,8 @@ async fn run_as_deployed(template: Template) {
     let mut batch: Vec<String> = bodies.clone();
     let mut unreachable = put_job(&d.source, "unreachable/x", "nowhere");
     unreachable.rule_id = "unreachable".into();
+    // Signed as ingest would: replicate believes no other.
+    unreachable.sign(&d.signer);
     d.admin.put(&d.source, "unreachable/x", b"x").await;
     batch.push(unreachable.to_body());
     batch.push("{\"v\": 1, \"op\": \"put\"".into());
@@ -402,7 +447,7 @@ async fn run_as_deployed(template: Template) {
     d.admin.put(&d.source, "photos/old/1999.jpg", &old).await;
     let mut list =
         replicator::operator::backfill::ListTask::root("bf-deployed", &d.source, "photos/old/", 1);
-    let records = format!("s3://{}/backfill-reports/", d.archive);
+    let records = d.records();
     list.report = Some(records.clone());
     let response = replicate
         .invoke(
@@ -442,7 +487,59 @@ async fn run_as_deployed(template: Template) {
         "{recorded:?}"
     );
 
-    // Every request to the destination that names its Account carries the owner.
+    // A backfill from an S3 Inventory: the list task reads the inventory's file where
+    // the deployment says inventories are delivered (InventoryBucketName/Prefix).
+    let listed_in_inventory: Vec<u8> = b"listed in an inventory".to_vec();
+    d.admin
+        .put(&d.source, "photos/old/2001.jpg", &listed_in_inventory)
+        .await;
+    d.admin
+        .put(
+            &d.inventory,
+            "inv/deployed-src/all/data/1.csv",
+            format!(
+                "\"{}\",\"photos/old/2001.jpg\",\"{}\"\n",
+                d.source,
+                listed_in_inventory.len()
+            )
+            .as_bytes(),
+        )
+        .await;
+    let mut from_inventory =
+        replicator::operator::backfill::ListTask::root("bf-inventory", &d.source, "photos/old/", 0);
+    from_inventory.inventory = Some(replicator::operator::backfill::inventory::InventoryFile {
+        bucket: d.inventory.clone(),
+        key: "inv/deployed-src/all/data/1.csv".into(),
+        schema: vec!["Bucket".into(), "Key".into(), "Size".into()],
+        skip: 0,
+    });
+    from_inventory.report = Some(records.clone());
+    let response = replicate
+        .invoke(
+            &serde_json::to_value(sqs_batch(&[from_inventory.to_body()])).unwrap(),
+            LONG,
+        )
+        .await
+        .response();
+    assert!(
+        failures(&response).is_empty(),
+        "{response}\n{}",
+        replicate.logs().join("\n")
+    );
+    let (_, bodies) = d.batch("work").await;
+    assert!(bodies.is_empty(), "{bodies:#?}");
+    let replica = object_state(&d.admin.s3, &d.replica, "photos/old/2001.jpg")
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the replica of what the inventory lists\n{}",
+                replicate.logs().join("\n")
+            )
+        });
+    assert_eq!(replica.sha256, sha(&listed_in_inventory));
+
+    // Every request to a bucket carries its owner: the destination's Account, and
+    // REPLICATOR_ACCOUNT for the rest (sources, the archive, the inventory).
     let heads = d.proxy.heads.lock().unwrap().clone();
     let to_replica: Vec<&String> = heads
         .iter()
@@ -460,15 +557,29 @@ async fn run_as_deployed(template: Template) {
             "a request to the destination without its expected owner:\n{head}"
         );
     }
-    assert!(heads
+    let to_buckets: Vec<&String> = heads
         .iter()
-        .filter(|h| h
-            .split(' ')
-            .nth(1)
-            .is_some_and(|t| t.starts_with(&format!("/{}/", d.source))))
-        .all(|h| !h
-            .to_ascii_lowercase()
-            .contains("x-amz-expected-bucket-owner")));
+        .filter(|h| {
+            !h.to_ascii_lowercase().contains("\r\nx-amz-target:")
+                && h.split(' ').nth(1).is_some_and(|t| t.len() > 1)
+        })
+        .collect();
+    for bucket in [&d.source, &d.archive, &d.inventory] {
+        assert!(
+            to_buckets.iter().any(|h| h
+                .split(' ')
+                .nth(1)
+                .is_some_and(|t| t.starts_with(&format!("/{bucket}/")))),
+            "no request to {bucket}"
+        );
+    }
+    for head in &to_buckets {
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("x-amz-expected-bucket-owner: {ACCOUNT}")),
+            "a request to a bucket without its expected owner:\n{head}"
+        );
+    }
 
     // retry: the transient failure goes back to work with a delay; a spent budget
     // is parked with its reason.
@@ -487,6 +598,7 @@ async fn run_as_deployed(template: Template) {
         report: Some(records.clone()),
         absent: false,
     });
+    spent.sign(&d.signer);
     let response = retry
         .invoke(
             &serde_json::to_value(sqs_batch(&[retried[0].clone(), spent.to_body()])).unwrap(),
@@ -619,10 +731,11 @@ fn expected_unexercised(function: &str, sid: &str, action: &str) -> bool {
         | ("replicate", "s3:ListMultipartUploadParts" | "s3:AbortMultipartUpload"
             | "s3:ListBucketMultipartUploads" | "sqs:ChangeMessageVisibility")
         // KMS keys are used by S3 (SSE-KMS objects) and Secrets Manager (secrets under
-        // a customer key) on the function's behalf, never by a request of its own
-        // (kms:ViaService; tests/tests/templates.rs checks the conditions): on AWS as
-        // here, the function sends no KMS request.
+        // a customer key, the signing key's among them) on the function's behalf,
+        // never by a request of its own (kms:ViaService; tests/tests/templates.rs
+        // checks the conditions): on AWS as here, the function sends no KMS request.
         | ("replicate", "kms:Decrypt" | "kms:GenerateDataKey")
+        | ("ingest", "kms:Decrypt")
     )
 }
 

@@ -34,6 +34,7 @@ async fn under_injected_faults_every_object_is_replicated_or_parked_with_a_reaso
             delay_for: Duration::from_millis(300),
             delay_only: None,
             delay_skip: 0,
+            answer: None,
             seed: 20261122,
         },
     )

@@ -63,6 +63,7 @@ async fn jobs(stack: &Stack, cfg: &Arc<Config>, record: serde_json::Value) -> Ve
         sqs: stack.sqs.clone(),
         work_queue_url: String::new(),
         failed_queue_url: None,
+        signer: replicator::config::keys::Signer::unsigned(),
     };
     let decoded = events::decode_text(&notification(&[made_now(record)])).expect("decodes");
     let mut out = Vec::new();

@@ -9,7 +9,9 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     replicator::telemetry::init();
-    let ingest = Arc::new(or_exit(or_exit(Process::from_env(None).await).ingest()));
+    let ingest = Arc::new(or_exit(
+        or_exit(Process::from_env(None).await).ingest().await,
+    ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let ingest = ingest.clone();
         async move { ingest.handle(event).await }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 
 use crate::config::clients::{self, RequestLog, S3Clients};
+use crate::config::keys::Signer;
 use crate::config::settings::{ArchiveSettings, ConfigSource, Queues};
 use crate::config::Config;
 use crate::errors::ConfigError;
@@ -35,6 +36,8 @@ pub struct Process {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub queues: Queues,
+    /// Read at first need: only ingest and the replicator sign and check.
+    signer: tokio::sync::OnceCell<Signer>,
 }
 
 impl Process {
@@ -59,16 +62,26 @@ impl Process {
             sdk,
             log: log.cloned(),
             queues: Queues::from_env(),
+            signer: tokio::sync::OnceCell::new(),
         })
     }
 
-    pub fn ingest(&self) -> Result<Ingest, ConfigError> {
+    /// The signing key the environment names (see [`crate::config::keys`]), read once.
+    pub async fn signer(&self) -> Result<Signer, ConfigError> {
+        self.signer
+            .get_or_try_init(|| Signer::from_env(&self.sdk))
+            .await
+            .cloned()
+    }
+
+    pub async fn ingest(&self) -> Result<Ingest, ConfigError> {
         Ok(Ingest {
             config: self.config.clone(),
             s3: self.s3.clone(),
             sqs: self.sqs.clone(),
             work_queue_url: self.queues.require_work()?.to_string(),
             failed_queue_url: self.queues.failed.clone(),
+            signer: self.signer().await?,
         })
     }
 
@@ -87,6 +100,10 @@ impl Process {
         replicator.work_queue_url = Some(self.queues.require_work()?.to_string());
         replicator.lease = Lease::for_queue(&self.sqs, self.queues.require_work()?).await;
         replicator.own_principals = crate::config::settings::own_principals();
+        replicator.signer = self.signer().await?;
+        replicator.report_location = std::env::var(crate::config::settings::BACKFILL_REPORT_VAR)
+            .ok()
+            .filter(|v| !v.trim().is_empty());
         Ok(replicator)
     }
 

@@ -136,6 +136,9 @@ pub fn source_s3(sdk: &SdkConfig, log: Option<&RequestLog>) -> aws_sdk_s3::Clien
     let mut builder = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(custom)
         .timeout_config(s3_timeouts());
+    if let Some(owner) = ExpectedOwner::of_process(HashMap::new()) {
+        builder = builder.interceptor(owner);
+    }
     if let Some(log) = log {
         builder = builder.interceptor(log.clone());
     }
@@ -178,9 +181,19 @@ impl S3Clients {
         config: &Config,
         log: Option<&RequestLog>,
     ) -> Result<Self, ConfigError> {
-        let source = match ExpectedOwner::for_endpoint(config, &EndpointSettings::default()) {
-            Some(owners) => aws_sdk_s3::Client::from_conf(
-                source.config().to_builder().interceptor(owners).build(),
+        // The source client's owners by bucket (destinations on this endpoint that name
+        // their account) beside the process's own account for the rest. It runs after
+        // the process-wide one `source_s3` added, and its header replaces that one's.
+        let owners = ExpectedOwner::owners(config, &EndpointSettings::default());
+        let owner = ExpectedOwner::of_process(owners.clone()).or_else(|| {
+            (!owners.is_empty()).then(|| ExpectedOwner {
+                owners: Arc::new(owners),
+                default: None,
+            })
+        });
+        let source = match owner {
+            Some(owner) => aws_sdk_s3::Client::from_conf(
+                source.config().to_builder().interceptor(owner).build(),
             ),
             None => source,
         };
@@ -321,20 +334,41 @@ async fn destination_client(
 #[derive(Debug, Clone)]
 struct ExpectedOwner {
     owners: Arc<HashMap<String, String>>,
+    /// The process's own account (`REPLICATOR_ACCOUNT`), for every other bucket the
+    /// client reaches: sources, the configuration object, the archive and records.
+    default: Option<String>,
 }
 
 impl ExpectedOwner {
-    fn for_endpoint(config: &Config, endpoint: &EndpointSettings) -> Option<ExpectedOwner> {
-        let owners: HashMap<String, String> = config
+    fn owners(config: &Config, endpoint: &EndpointSettings) -> HashMap<String, String> {
+        config
             .sources
             .iter()
             .flat_map(|s| &s.rules)
             .map(|r| &r.destination)
             .filter(|d| d.endpoint == *endpoint)
             .filter_map(|d| Some((d.bucket.clone(), d.account.clone()?)))
-            .collect();
+            .collect()
+    }
+
+    fn for_endpoint(config: &Config, endpoint: &EndpointSettings) -> Option<ExpectedOwner> {
+        let owners = ExpectedOwner::owners(config, endpoint);
         (!owners.is_empty()).then(|| ExpectedOwner {
             owners: Arc::new(owners),
+            default: None,
+        })
+    }
+
+    /// These owners, and the process's account for every other bucket, when the
+    /// environment names it.
+    fn of_process(owners: HashMap<String, String>) -> Option<ExpectedOwner> {
+        let account = std::env::var(crate::config::settings::ACCOUNT_VAR)
+            .ok()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())?;
+        Some(ExpectedOwner {
+            owners: Arc::new(owners),
+            default: Some(account),
         })
     }
 }
@@ -354,7 +388,10 @@ impl Intercept for ExpectedOwner {
             .load::<EndpointResolverParams>()
             .and_then(|p| p.get::<aws_sdk_s3::config::endpoint::Params>())
             .and_then(|p| p.bucket());
-        if let Some(account) = bucket.and_then(|b| self.owners.get(b)) {
+        let account = bucket
+            .and_then(|b| self.owners.get(b))
+            .or(self.default.as_ref().filter(|_| bucket.is_some()));
+        if let Some(account) = account {
             context
                 .request_mut()
                 .headers_mut()

@@ -139,6 +139,7 @@ impl Walker {
             acl_mode,
             part_size: ext.part_size,
             replicate_replicas: ext.replicate_replicas,
+            two_way: ext.two_way,
             preconditions: ext.preconditions.unwrap_or_default(),
             write_order: ext.write_order.unwrap_or_default(),
         })
@@ -148,17 +149,30 @@ impl Walker {
         let mut obj = self.obj(value, path)?;
         let mut ext = Extension::default();
         ext.endpoint.endpoint_url = self.string(&mut obj, "EndpointUrl", false);
-        if let Some(url) = &ext.endpoint.endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                self.problem(
-                    &format!("{path}.EndpointUrl"),
+        let allow_http = self.boolean(&mut obj, "AllowHttp").unwrap_or(false);
+        if let Some(url) = ext.endpoint.endpoint_url.clone() {
+            let url_path = format!("{path}.EndpointUrl");
+            match endpoint_problem(&url, allow_http) {
+                Some(EndpointProblem::Credentials) => {
+                    // Never echoed: the URL holds a key.
+                    self.problem(&url_path, "holds credentials before its host (user:password@); they would travel in every log and report: name a Secret or a Profile in Credentials instead");
+                    ext.endpoint.endpoint_url = None;
+                }
+                Some(EndpointProblem::Scheme) => self.problem(
+                    &url_path,
                     format!("\"{url}\" must start with http:// or https://"),
-                );
+                ),
+                Some(EndpointProblem::PlainHttp(host)) => self.problem(
+                    &url_path,
+                    format!("\"{url}\" sends object bytes (and, with DefaultChain, this process's session keys) in clear to {host}: use https://, or write \"AllowHttp\": true beside it to mean it"),
+                ),
+                None => {}
             }
         }
         ext.endpoint.region = self.string(&mut obj, "Region", false);
         ext.endpoint.force_path_style = self.boolean(&mut obj, "ForcePathStyle").unwrap_or(false);
         ext.replicate_replicas = self.boolean(&mut obj, "ReplicateReplicas").unwrap_or(false);
+        ext.two_way = self.boolean(&mut obj, "TwoWay").unwrap_or(false);
         let mut explicit_default = false;
         if let Some(v) = self.field(&mut obj, "Credentials") {
             let cred_path = format!("{path}.Credentials");
@@ -252,10 +266,18 @@ impl Walker {
         );
         if let Some(size) = self.integer(&mut obj, "PartSize") {
             const MIB: i64 = 1024 * 1024;
+            let streamed = ext.endpoint.endpoint_url.is_some();
             if !(5 * MIB..=5 * 1024 * MIB).contains(&size) {
                 self.problem(
                     &format!("{path}.PartSize"),
                     format!("{size} is outside S3's part sizes (5 MiB to 5 GiB)"),
+                );
+            } else if streamed && size as u64 > MAX_STREAMED_PART {
+                // Parts to another endpoint pass through memory whole: the templates'
+                // 512 MB replicate function holds 128 MiB of them beside itself.
+                self.problem(
+                    &format!("{path}.PartSize"),
+                    format!("{size} bytes per part is more than a streamed copy holds in memory ({} MiB, the most the deployed replicate function can hold beside itself); parts to another endpoint pass through memory whole", MAX_STREAMED_PART / MIB as u64),
                 );
             } else {
                 ext.part_size = Some(size as u64);
@@ -274,6 +296,95 @@ pub(super) struct Extension {
     pub(super) acl_mode: Option<AclMode>,
     pub(super) part_size: Option<u64>,
     pub(super) replicate_replicas: bool,
+    pub(super) two_way: bool,
     pub(super) preconditions: Option<PreconditionMode>,
     pub(super) write_order: Option<WriteOrder>,
+}
+
+/// The largest part a streamed copy (to another endpoint) may be configured with: the
+/// memory budget of streamed parts (16 MiB × 8 in flight by default), which the
+/// templates' 512 MB replicate function holds beside itself.
+pub const MAX_STREAMED_PART: u64 = 128 * 1024 * 1024;
+
+/// What is wrong with a destination's `EndpointUrl`, if anything.
+#[derive(Debug, PartialEq)]
+enum EndpointProblem {
+    Scheme,
+    /// `user:password@host`: keys in the URL.
+    Credentials,
+    /// `http://` to this host, which is not this machine.
+    PlainHttp(String),
+}
+
+fn endpoint_problem(url: &str, allow_http: bool) -> Option<EndpointProblem> {
+    let (plain, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Some(EndpointProblem::Scheme),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Some(EndpointProblem::Credentials);
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (plain && !loopback && !allow_http).then(|| EndpointProblem::PlainHttp(host.to_string()))
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_with_keys_or_in_clear_to_another_host_are_refused() {
+        assert_eq!(endpoint_problem("https://s3.example.com", false), None);
+        assert_eq!(endpoint_problem("http://127.0.0.1:9000/", false), None);
+        assert_eq!(endpoint_problem("http://localhost:9000", false), None);
+        assert_eq!(endpoint_problem("http://[::1]:9000", false), None);
+        assert_eq!(
+            endpoint_problem("https://AKIA:secret@s3.example.com", false),
+            Some(EndpointProblem::Credentials)
+        );
+        assert_eq!(
+            endpoint_problem("http://minio.internal:9000", false),
+            Some(EndpointProblem::PlainHttp("minio.internal".into()))
+        );
+        assert_eq!(endpoint_problem("http://minio.internal:9000", true), None);
+        assert_eq!(
+            endpoint_problem("ftp://x", false),
+            Some(EndpointProblem::Scheme)
+        );
+    }
+
+    /// `config check` explains the problem without printing the key back.
+    #[test]
+    fn a_key_in_an_endpoint_is_never_echoed() {
+        let doc = r#"{"Sources": [{"Bucket": "src", "ReplicationConfiguration": {"Rules": [
+            {"Status": "Enabled", "Priority": 1, "Filter": {}, "Destination": {"Bucket": "dst",
+             "Replicator": {"EndpointUrl": "https://AKIAEXAMPLE:wJalrXUtnFEMI@s3.example.com",
+                            "Credentials": {"DefaultChain": true}}}}]}}]}"#;
+        let err = crate::config::Config::parse(doc).unwrap_err().to_string();
+        assert!(
+            err.contains("EndpointUrl") && err.contains("credentials"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("wJalrXUtnFEMI") && !err.contains("AKIAEXAMPLE"),
+            "{err}"
+        );
+        let clear = doc.replace("https://AKIAEXAMPLE:wJalrXUtnFEMI@", "http://");
+        let err = crate::config::Config::parse(&clear)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AllowHttp"), "{err}");
+        let allowed = clear.replace(r#""Credentials""#, r#""AllowHttp": true, "Credentials""#);
+        assert!(crate::config::Config::parse(&allowed).is_ok());
+    }
 }

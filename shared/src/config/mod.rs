@@ -7,6 +7,7 @@
 
 pub mod bootstrap;
 pub mod clients;
+pub mod keys;
 pub mod secrets;
 pub mod settings;
 pub mod storage_class;
@@ -104,6 +105,10 @@ pub struct Destination {
     /// `Replicator.ReplicateReplicas`: objects that are themselves replicas (A -> B ->
     /// C) travel on. Off by default, as on S3, where replicas are never replicated.
     pub replicate_replicas: bool,
+    /// `Replicator.TwoWay`: the destination replicates back to this source from another
+    /// deployment (a pair deployed in one document is seen from its rules): a user's
+    /// delete there may remove the original here.
+    pub two_way: bool,
     /// `Replicator.Preconditions`: probe, enforced or ignored.
     pub preconditions: PreconditionMode,
     /// `Replicator.WriteOrder`: adaptive, replica-first or new-keys-first.

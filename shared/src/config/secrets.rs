@@ -26,6 +26,9 @@ pub struct SecretCredentials {
     client: aws_sdk_secretsmanager::Client,
     secret: String,
     read: Arc<Mutex<Read>>,
+    /// Held while the secret is read: the jobs that find the keys forgotten at the same
+    /// moment (a burst of refusals) wait for one read instead of each making their own.
+    reading: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug, Default)]
@@ -43,21 +46,31 @@ impl SecretCredentials {
             client: aws_sdk_secretsmanager::Client::new(sdk),
             secret: secret.to_string(),
             read: Arc::default(),
+            reading: Arc::default(),
         }
     }
 
     /// The keys to sign with: those already read, unless they are old or forgotten.
     pub async fn current(&self) -> Result<Credentials, DestinationCredentialsError> {
-        if let Some((keys, at)) = &self.read.lock().expect("secret lock").keys {
-            if at.elapsed() < REFRESH {
-                return Ok(keys.clone());
-            }
+        if let Some(keys) = self.fresh() {
+            return Ok(keys);
+        }
+        let _reading = self.reading.lock().await;
+        // Read by whoever held the lock before us?
+        if let Some(keys) = self.fresh() {
+            return Ok(keys);
         }
         let keys = self.load().await?;
         let mut read = self.read.lock().expect("secret lock");
         read.keys = Some((keys.clone(), Instant::now()));
         read.generation += 1;
         Ok(keys)
+    }
+
+    fn fresh(&self) -> Option<Credentials> {
+        let read = self.read.lock().expect("secret lock");
+        let (keys, at) = read.keys.as_ref()?;
+        (at.elapsed() < REFRESH).then(|| keys.clone())
     }
 
     /// Which read of the secret the current keys come from.
@@ -178,6 +191,36 @@ mod tests {
             assert!(err.contains(needle), "{text}: {err}");
             assert!(!err.contains("wJalr") && !err.contains("AKID"), "{err}");
         }
+    }
+
+    /// A burst of refusals (every job of a batch, at once) reads the secret once.
+    #[tokio::test]
+    async fn a_burst_of_jobs_after_a_refusal_reads_the_secret_once() {
+        use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        let get = mock!(aws_sdk_secretsmanager::Client::get_secret_value).then_output(|| {
+            GetSecretValueOutput::builder()
+                .secret_string(r#"{"AccessKeyId": "A", "SecretAccessKey": "S"}"#)
+                .build()
+        });
+        let client = mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, [&get]);
+        let keys = SecretCredentials {
+            client,
+            secret: "dst-keys".into(),
+            read: Arc::default(),
+            reading: Arc::default(),
+        };
+        keys.current().await.unwrap();
+        assert!(keys.forget(keys.generation()));
+        let burst = (0..16).map(|_| keys.current());
+        for read in futures::future::join_all(burst).await {
+            assert_eq!(read.unwrap().access_key_id(), "A");
+        }
+        assert_eq!(
+            get.num_calls(),
+            2,
+            "one read at start, one for the whole burst"
+        );
     }
 
     #[test]

@@ -24,6 +24,11 @@ pub const FAILED_ARCHIVE_AFTER_VAR: &str = "FAILED_ARCHIVE_AFTER";
 /// S3 events name them. A delete an event says one of them made is the replicator's
 /// own, and never travels back across a two-way pair.
 pub const PRINCIPALS_VAR: &str = "REPLICATOR_PRINCIPALS";
+/// The account that owns the source buckets, the configuration object and the buckets
+/// of the failed-job archive and backfill records (the templates set the deploying
+/// account): every request to them says so (`x-amz-expected-bucket-owner`), and S3
+/// refuses it if a stranger owns the bucket now (a bucket deleted, its name taken).
+pub const ACCOUNT_VAR: &str = "REPLICATOR_ACCOUNT";
 
 /// Every variable of our own that the Lambdas read (the SDK's `AWS_*` aside). The
 /// deployment templates must set exactly these; a test holds them to it.
@@ -38,6 +43,9 @@ pub const LAMBDA_VARS: &[&str] = &[
     FAILED_ARCHIVE_VAR,
     FAILED_ARCHIVE_AFTER_VAR,
     PRINCIPALS_VAR,
+    ACCOUNT_VAR,
+    BACKFILL_REPORT_VAR,
+    crate::config::keys::SIGNING_KEY_SECRET_VAR,
 ];
 
 /// Set by Lambda itself, from the function's LoggingConfig (the templates' JSON format,
@@ -47,11 +55,13 @@ pub const LAMBDA_RUNTIME_VARS: &[&str] = &[
     crate::telemetry::LOG_LEVEL_VAR,
 ];
 
-/// Read by `s3-replicator run` only: a Lambda's trigger hands it the events instead.
-pub const WORKER_ONLY_VARS: &[&str] = &[EVENTS_QUEUE_VAR];
+/// Read by `s3-replicator run` only: a Lambda's trigger hands it the events instead;
+/// a worker elsewhere may keep its signing key in a file.
+pub const WORKER_ONLY_VARS: &[&str] =
+    &[EVENTS_QUEUE_VAR, crate::config::keys::SIGNING_KEY_FILE_VAR];
 
-/// Read by the operator's commands only (`backfill`), never by a handler.
-pub const OPERATOR_VARS: &[&str] = &[BACKFILL_REPORT_VAR];
+/// Read by the operator's commands only, never by a handler.
+pub const OPERATOR_VARS: &[&str] = &[];
 
 /// [`PRINCIPALS_VAR`], split.
 pub fn own_principals() -> Vec<String> {

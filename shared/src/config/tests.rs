@@ -278,3 +278,25 @@ fn legacy_prefix_rules_and_mixing() {
         {"Status":"Enabled","Filter":{},"Priority":1,"Destination":{"Bucket":"dst"}}]}}]}"#;
     assert!(problems(doc).iter().any(|p| p.contains("mixes rules")));
 }
+
+/// A part to another endpoint passes through memory whole: more than the deployed
+/// function can hold is refused, saying why; a server-side part copy may be large.
+#[test]
+fn streamed_parts_that_cannot_fit_in_memory_are_refused() {
+    let doc = |endpoint: &str, part: u64| {
+        format!(
+            r#"{{"Sources": [{{"Bucket": "src", "ReplicationConfiguration": {{"Rules": [
+            {{"Status": "Enabled", "Priority": 1, "Filter": {{}}, "Destination": {{"Bucket": "dst",
+             "Replicator": {{{endpoint}"PartSize": {part}}}}}}}]}}}}]}}"#
+        )
+    };
+    let far = r#""EndpointUrl": "https://s3.example.com", "Credentials": {"Profile": "far"}, "#;
+    let mib = 1024 * 1024;
+    assert!(problems(&doc(far, 64 * mib)).is_empty());
+    let refused = problems(&doc(far, 400 * mib));
+    assert!(
+        refused.len() == 1 && refused[0].contains("PartSize") && refused[0].contains("memory"),
+        "{refused:?}"
+    );
+    assert!(problems(&doc("", 2048 * mib)).is_empty());
+}

@@ -300,6 +300,77 @@ where
     Ok(())
 }
 
+/// What a destination does with the conditions of each kind of write, found out with
+/// one empty object under `.s3-replicator-probe/` that is written and removed again:
+/// a PutObject conditional on an ETag no object has (a 412 or 404 says the server
+/// checks; a success that it does not, and made the object), a CopyObject of the
+/// object onto itself and a DeleteObject, each conditional on that ETag, then an
+/// unconditional delete. For `config check --online`; the replicator learns the same
+/// from its first writes. Multipart completions are not probed here.
+pub async fn probe_destination(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Vec<(WriteKind, bool)>, String> {
+    use aws_sdk_s3::types::MetadataDirective;
+    let key = format!(".s3-replicator-probe/{:016x}", rand::random::<u64>());
+    use crate::errors::http_status as status;
+    let checked = |status: Option<u16>| matches!(status, Some(404 | 409 | 412));
+    let mut found = Vec::new();
+    let put = client
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .if_match(PROBE_ETAG)
+        .send()
+        .await;
+    match put {
+        Ok(_) => found.push((WriteKind::Put, false)),
+        Err(e) if checked(status(&e)) => {
+            found.push((WriteKind::Put, true));
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| format!("PutObject: {}", crate::errors::describe(&e)))?;
+        }
+        Err(e) => return Err(format!("PutObject: {}", crate::errors::describe(&e))),
+    }
+    let copy = client
+        .copy_object()
+        .bucket(bucket)
+        .key(&key)
+        .copy_source(crate::copy::copy_source(bucket, &key, None))
+        .metadata_directive(MetadataDirective::Replace)
+        .if_match(PROBE_ETAG)
+        .send()
+        .await;
+    let copy_result = match copy {
+        Ok(_) => Ok(false),
+        Err(e) if checked(status(&e)) => Ok(true),
+        Err(e) => Err(format!("CopyObject: {}", crate::errors::describe(&e))),
+    };
+    let delete = client
+        .delete_object()
+        .bucket(bucket)
+        .key(&key)
+        .if_match(PROBE_ETAG)
+        .send()
+        .await;
+    let delete_result = match delete {
+        Ok(_) => Ok(false),
+        Err(e) if checked(status(&e)) => Ok(true),
+        Err(e) => Err(format!("DeleteObject: {}", crate::errors::describe(&e))),
+    };
+    // Whatever the answers, the probe object goes.
+    let removed = client.delete_object().bucket(bucket).key(&key).send().await;
+    found.push((WriteKind::Copy, copy_result?));
+    found.push((WriteKind::Delete, delete_result?));
+    removed.map_err(|e| format!("DeleteObject: {}", crate::errors::describe(&e)))?;
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

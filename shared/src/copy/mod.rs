@@ -14,6 +14,7 @@
 
 pub mod conditions;
 pub mod multipart;
+pub mod provenance;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -28,12 +29,13 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 
 use crate::checksums_of;
+use crate::config::keys::Signer;
 use crate::config::storage_class::source_class;
 use crate::config::Destination;
+use crate::copy::provenance::{Holder, Provenance};
 use crate::copy::verify::{Verified, Written};
 use crate::errors::{FailureReason, ReplicationError, S3Step};
 use crate::queues::job::{Continuation, Job};
-use crate::replicate::provenance::Provenance;
 
 /// What a finished job did.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +63,8 @@ pub struct SourceState {
     /// When the HEAD answered: a copy that lands long after this may have overwritten
     /// a newer replica, and is checked again.
     pub read_at: std::time::Instant,
+    /// Signs the provenance the replica is written with.
+    pub signer: Signer,
 }
 
 impl SourceState {
@@ -69,6 +73,7 @@ impl SourceState {
             head,
             provenance: None,
             read_at: std::time::Instant::now(),
+            signer: Signer::unsigned(),
         }
     }
 
@@ -108,23 +113,25 @@ impl SourceState {
     }
 
     /// What the replica's user metadata will be: the source's, with as much of our
-    /// provenance as fits in S3's 2 KB beside it (what does not fit is logged).
-    pub fn replica_metadata(&self) -> HashMap<String, String> {
+    /// provenance as fits in S3's 2 KB beside it (what does not fit is logged), signed
+    /// for where the replica is (`holder`).
+    pub fn replica_metadata(&self, holder: Holder<'_>) -> HashMap<String, String> {
         let Some(p) = &self.provenance else {
-            return crate::replicate::provenance::user_metadata(self.head.metadata());
+            return crate::copy::provenance::user_metadata(self.head.metadata());
         };
-        let (metadata, left_out) = p.metadata_for(self.head.metadata());
+        let (metadata, left_out) = p.metadata_for(self.head.metadata(), holder, &self.signer);
         if !left_out.is_empty() {
             tracing::warn!(source_bucket = %p.source_bucket, left_out = %left_out.join(","),
-                user_metadata_bytes = crate::replicate::provenance::metadata_size(&crate::replicate::provenance::user_metadata(self.head.metadata())),
+                user_metadata_bytes = crate::copy::provenance::metadata_size(&crate::copy::provenance::user_metadata(self.head.metadata())),
                 "the object's own metadata leaves too little of S3's 2 KB for all of the replica's provenance; written without these keys");
         }
         metadata
     }
 
-    /// The provenance the source object itself carries, when it is a replica.
-    pub fn own_provenance(&self) -> Option<Provenance> {
-        Provenance::read(self.head.metadata())
+    /// The provenance the source object itself carries, when it is a replica (this
+    /// replicator's, by its signature).
+    pub fn own_provenance(&self, holder: Holder<'_>, signer: &Signer) -> Option<Provenance> {
+        Provenance::read(self.head.metadata(), holder, signer)
     }
 
     pub fn size(&self) -> u64 {
@@ -367,12 +374,16 @@ pub(crate) fn expires(head: &HeadObjectOutput) -> Option<DateTime> {
 /// headers, the storage class, the encryption, and the ACL as the destination's mode
 /// says.
 macro_rules! with_replica_properties {
-    ($request:expr, $source:expr, $destination:expr, $grants:expr) => {{
+    ($request:expr, $source:expr, $destination:expr, $key:expr, $grants:expr) => {{
         let (source, destination): (&$crate::copy::SourceState, &$crate::config::Destination) =
             ($source, $destination);
         let head = &source.head;
+        let holder = $crate::copy::provenance::Holder {
+            bucket: &destination.bucket,
+            key: $key,
+        };
         let request = $request
-            .set_metadata(Some(source.replica_metadata()))
+            .set_metadata(Some(source.replica_metadata(holder)))
             .set_content_type(head.content_type().map(str::to_string))
             .set_content_encoding(head.content_encoding().map(str::to_string))
             .set_content_language(head.content_language().map(str::to_string))
@@ -429,7 +440,7 @@ pub async fn copy_same_endpoint(
         .set_checksum_algorithm(source.checksum_algorithm())
         .set_if_match(condition.0)
         .set_if_none_match(condition.1);
-    let request = with_replica_properties!(request, source, destination, grants);
+    let request = with_replica_properties!(request, source, destination, &job.source.key, grants);
     let out = request
         .send()
         .await
@@ -576,7 +587,7 @@ pub async fn copy_streamed(
         .set_tagging(tagging)
         .set_if_match(condition.0)
         .set_if_none_match(condition.1);
-    let request = with_replica_properties!(request, source, destination, grants);
+    let request = with_replica_properties!(request, source, destination, &job.source.key, grants);
     let out = request
         .send()
         .await

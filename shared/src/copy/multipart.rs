@@ -31,7 +31,7 @@ use crate::queues::job::{Continuation, Job};
 pub const MIB: u64 = 1024 * 1024;
 pub const GIB: u64 = 1024 * MIB;
 /// S3's most parts per upload.
-const MAX_PARTS: u64 = 10_000;
+pub const MAX_PARTS: u64 = 10_000;
 
 /// When copies go multipart, and in what pieces. The defaults come from `make bench`
 /// (see the README's "Large objects").
@@ -244,7 +244,8 @@ pub async fn start(
         .set_tagging(tagging.clone())
         .set_checksum_algorithm(algorithm.clone())
         .set_checksum_type(algorithm.as_ref().and_then(full_object_type));
-    let create = copy::with_replica_properties!(create, source, destination, grants);
+    let create =
+        copy::with_replica_properties!(create, source, destination, &job.source.key, grants);
     let upload_id = create
         .send()
         .await
@@ -271,6 +272,7 @@ pub async fn start(
         },
         parts_done: 0,
         invocations: 0,
+        sig: None,
     })
 }
 
@@ -814,6 +816,7 @@ mod tests {
             replica_etag: None,
             parts_done: 0,
             invocations: 0,
+            sig: None,
         };
         let memory = MemoryBudget::new(20);
         let conditions = DestinationConditions::new(

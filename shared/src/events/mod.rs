@@ -7,6 +7,7 @@
 //! the bucket, the key and what orders events.
 
 pub mod notifications;
+pub mod sequencer;
 
 use serde::Deserialize;
 use serde_json::Value;

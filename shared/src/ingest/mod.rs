@@ -16,12 +16,12 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 
 use crate::config::{Config, Rule};
+use crate::copy::provenance::Provenance;
 use crate::errors::{describe, EventError, FailureReason, QueueError, ReplicationError, S3Step};
 use crate::events::{self, Change, Decoded, ObjectEvent};
 use crate::queues::batch::item_failure;
 use crate::queues::job::{Job, JobDestination, Operation};
 use crate::queues::parking::{parked_raw, Parking};
-use crate::replicate::provenance::Provenance;
 
 /// Notifications of a batch whose jobs are made at once (each reads tags or HEADs at
 /// most once per destination rule; a Lambda batch holds ten).
@@ -36,6 +36,9 @@ pub struct Ingest {
     pub work_queue_url: String,
     /// Malformed notifications are parked here with their reason, when set.
     pub failed_queue_url: Option<String>,
+    /// Checks the provenance objects claim (only a replica this replicator made is
+    /// held back from where it came from), and signs the jobs.
+    pub signer: crate::config::keys::Signer,
 }
 
 /// Why one notification could not be ingested.
@@ -213,9 +216,10 @@ impl Ingest {
             .map(|rule| {
                 let destination = JobDestination {
                     bucket: rule.destination.bucket.clone(),
-                    endpoint_url: rule.destination.endpoint.endpoint_url.clone(),
                 };
-                Job::from_event(event, op, &rule.id, destination)
+                let mut job = Job::from_event(event, op, &rule.id, destination);
+                job.sign(&self.signer);
+                job
             })
             .collect())
     }
@@ -248,7 +252,13 @@ impl Ingest {
             .send()
             .await;
         let provenance = match head {
-            Ok(head) => Provenance::read(head.metadata()),
+            Ok(head) => {
+                let holder = crate::copy::provenance::Holder {
+                    bucket: &event.bucket,
+                    key: &event.key,
+                };
+                Provenance::read(head.metadata(), holder, &self.signer)
+            }
             // Gone already: its job will find that out and say so.
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => None,
             Err(e) => {
@@ -444,6 +454,7 @@ mod tests {
             sqs,
             work_queue_url: "https://sqs.us-east-1.amazonaws.com/111122223333/work".into(),
             failed_queue_url: None,
+            signer: crate::config::keys::Signer::unsigned(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::keys::Signer;
 use crate::errors::{FailureReason, ReplicationError};
 use crate::events::{Change, ObjectEvent};
 
@@ -42,11 +43,12 @@ pub struct SourceObject {
     pub requester: Option<String>,
 }
 
+/// A job names its destination's bucket; where it lives (an endpoint, its keys) is the
+/// rule's to say, never the message's: a URL in a queue message could carry keys, and a
+/// message could name any URL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobDestination {
     pub bucket: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +79,11 @@ pub struct Job {
     /// replica already up to date is recognised with one HEAD of the replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill: Option<BackfillRef>,
+    /// The signature of what the job asks (see [`Job::sign`]), made by the stage that
+    /// made the job. Anyone with `sqs:SendMessage` can put a message on a queue; only
+    /// the key holder can sign one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 /// The backfill a job belongs to, and where its outcome is recorded.
@@ -121,6 +128,10 @@ pub struct Continuation {
     pub parts_done: u32,
     /// Invocations the copy has run in so far.
     pub invocations: u32,
+    /// The signature of the continuation with its job's (see [`Job::sign`]): an upload
+    /// id names parts someone else may have uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +169,7 @@ impl Job {
             forwarded: false,
             upload: None,
             backfill: None,
+            sig: None,
         }
     }
 
@@ -208,7 +220,7 @@ impl Job {
         self.source
             .sequencer
             .as_deref()
-            .filter(|s| crate::replicate::ordering::is_valid(s))
+            .filter(|s| crate::events::sequencer::is_valid(s))
     }
 
     /// Counts a failed attempt and keeps its reason; the first failure's time stays.
@@ -238,9 +250,106 @@ impl Job {
         self.forwarded = false;
     }
 
+    /// The message body. Characters SQS refuses in a message (U+FFFE and U+FFFF, valid
+    /// in S3 keys; and controls but tab and line breaks) are written as JSON escapes,
+    /// which read back as the same key.
     pub fn to_body(&self) -> String {
-        serde_json::to_string(self).expect("a Job always serializes")
+        sqs_safe(serde_json::to_string(self).expect("a Job always serializes"))
     }
+
+    /// What the signature covers: everything an event or a listing decided (the
+    /// object, the rule, the destination, the backfill and its record), and nothing a
+    /// later stage adds (attempts, errors, the continuation, which has its own).
+    fn signed_parts(&self) -> Vec<String> {
+        let o = |v: &Option<String>| match v {
+            Some(v) => format!("={v}"),
+            None => String::new(),
+        };
+        let s = &self.source;
+        let b = self.backfill.as_ref();
+        vec![
+            self.v.to_string(),
+            format!("{:?}", self.op),
+            s.bucket.clone(),
+            s.key.clone(),
+            o(&s.version_id),
+            o(&s.etag),
+            o(&s.size.map(|n| n.to_string())),
+            o(&s.sequencer),
+            o(&s.event_time),
+            s.delete_marker.to_string(),
+            o(&s.requester),
+            self.rule_id.clone(),
+            self.destination.bucket.clone(),
+            o(&b.map(|b| b.id.clone())),
+            o(&b.and_then(|b| b.report.clone())),
+            b.is_some_and(|b| b.absent).to_string(),
+        ]
+    }
+
+    fn upload_parts(&self, upload: &Continuation) -> Vec<String> {
+        vec![
+            self.sig.clone().unwrap_or_default(),
+            upload.upload_id.clone(),
+            upload.etag.clone(),
+            upload.version_id.clone().unwrap_or_default(),
+            upload.size.to_string(),
+            upload.part_size.to_string(),
+            upload.checksum_algorithm.clone().unwrap_or_default(),
+            upload.tagging.clone().unwrap_or_default(),
+            upload.replica_etag.clone().unwrap_or_default(),
+        ]
+    }
+
+    /// Signs the job (and its continuation, if any) with `signer`; unsigned, nothing.
+    pub fn sign(&mut self, signer: &Signer) {
+        let parts = self.signed_parts();
+        self.sig = signer.sign(JOB_DOMAIN, &refs(&parts));
+        if let Some(upload) = self.upload.take() {
+            let parts = self.upload_parts(&upload);
+            let sig = signer.sign(UPLOAD_DOMAIN, &refs(&parts));
+            self.upload = Some(Continuation { sig, ..upload });
+        }
+    }
+
+    /// Whether the job (and its continuation) carries the signature of a stage of this
+    /// replicator; always, unsigned.
+    pub fn verify(&self, signer: &Signer) -> bool {
+        let parts = self.signed_parts();
+        if !signer.verify(JOB_DOMAIN, &refs(&parts), self.sig.as_deref()) {
+            return false;
+        }
+        self.upload.as_ref().is_none_or(|upload| {
+            let parts = self.upload_parts(upload);
+            signer.verify(UPLOAD_DOMAIN, &refs(&parts), upload.sig.as_deref())
+        })
+    }
+}
+
+const JOB_DOMAIN: &str = "s3-replicator/job/v1";
+const UPLOAD_DOMAIN: &str = "s3-replicator/continuation/v1";
+
+fn refs(parts: &[String]) -> Vec<&str> {
+    parts.iter().map(String::as_str).collect()
+}
+
+/// JSON text with every character SQS does not accept in a message written as a
+/// `\uXXXX` escape. Such characters can only be inside strings here (the JSON around
+/// them is ASCII), where the escape means the same character.
+pub fn sqs_safe(json: String) -> String {
+    let refused = |c: char| !matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+    if !json.chars().any(refused) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if refused(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -268,5 +377,79 @@ mod tests {
             assert!(!err.is_retryable());
             assert!(err.detail.contains(needle), "{body}: {err}");
         }
+    }
+
+    /// A job that anyone could have sent is believed only with a stage's signature:
+    /// changing what it asks (the key, the sequencer, the destination, where a backfill
+    /// is recorded, an upload) breaks it; what later stages count does not.
+    #[test]
+    fn a_signature_covers_what_the_job_asks() {
+        let signer = Signer::with_keys("0123456789abcdef0123456789abcdef-jobs", None).unwrap();
+        let mut job = Job::parse(include_str!("../../../tests/fixtures/jobs/put.json")).unwrap();
+        assert!(!job.verify(&signer));
+        job.sign(&signer);
+        assert!(job.verify(&signer));
+        let parsed = Job::parse(&job.to_body()).unwrap();
+        assert!(parsed.verify(&signer));
+        let mut counted = parsed.clone();
+        counted.record_failure(&ReplicationError::new(FailureReason::Throttled, "503"));
+        counted.forwarded = true;
+        assert!(counted.verify(&signer));
+        let forged: [fn(&mut Job); 5] = [
+            |j| j.source.key = "secrets/payroll.csv".into(),
+            |j| j.source.sequencer = Some("FFFFFFFFFFFFFFFFFFFF".into()),
+            |j| j.destination.bucket = "exfiltration".into(),
+            |j| j.rule_id = "another".into(),
+            |j| {
+                j.backfill = Some(BackfillRef {
+                    id: "b".into(),
+                    report: Some("s3://elsewhere/x".into()),
+                    absent: false,
+                })
+            },
+        ];
+        for change in forged {
+            let mut j = job.clone();
+            change(&mut j);
+            assert!(!j.verify(&signer), "{j:?}");
+        }
+        // A continuation is signed with its job; parking drops it and the job holds.
+        let mut paused = job.clone();
+        paused.upload = Some(Continuation {
+            upload_id: "u".into(),
+            etag: "\"e\"".into(),
+            version_id: None,
+            size: 10,
+            part_size: 5,
+            checksum_algorithm: None,
+            tagging: None,
+            replica_etag: None,
+            parts_done: 1,
+            invocations: 1,
+            sig: None,
+        });
+        assert!(!paused.verify(&signer));
+        paused.sign(&signer);
+        assert!(paused.verify(&signer));
+        let mut bigger = paused.clone();
+        bigger.upload.as_mut().unwrap().part_size = 1 << 40;
+        assert!(!bigger.verify(&signer));
+        assert!(paused.without_upload().verify(&signer));
+    }
+
+    /// Keys S3 allows and SQS refuses in a message body travel escaped.
+    #[test]
+    fn keys_sqs_refuses_travel_escaped() {
+        let mut job = Job::parse(include_str!("../../../tests/fixtures/jobs/put.json")).unwrap();
+        job.source.key = "odd\u{FFFE}key\u{FFFF}\u{1}".into();
+        let body = job.to_body();
+        assert!(
+            !body.contains('\u{FFFE}') && !body.contains('\u{FFFF}') && !body.contains('\u{1}')
+        );
+        assert!(
+            body.contains("\\ufffe") && body.contains("\\u0001"),
+            "{body}"
+        );
+        assert_eq!(Job::parse(&body).unwrap().source.key, job.source.key);
     }
 }

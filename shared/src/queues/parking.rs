@@ -94,7 +94,7 @@ impl Parking {
             .sqs
             .send_message()
             .queue_url(url)
-            .message_body(body)
+            .message_body(crate::queues::job::sqs_safe(body))
             .send()
             .await
         {

@@ -26,6 +26,16 @@ impl Replicator {
         task: Result<ListTask, ReplicationError>,
     ) -> Option<String> {
         let started = Instant::now();
+        // Anyone who can send to the work queue can send a task: it lists only what
+        // the rules select, and records only where this process keeps records.
+        let task = task.and_then(
+            |t| match t.report.as_deref().map(|r| self.report_allowed(r)) {
+                Some(Err(detail)) => {
+                    Err(ReplicationError::new(FailureReason::UntrustedJob, detail))
+                }
+                _ => Ok(t),
+            },
+        );
         let result = match (task, &self.work_queue_url) {
             (Err(e), _) => Err(e),
             (Ok(_), None) => Err(ReplicationError::new(
@@ -42,6 +52,7 @@ impl Replicator {
                     sqs: self.sqs.clone(),
                     work_queue_url: url.clone(),
                     failed_queue_url: None,
+                    signer: self.signer.clone(),
                 };
                 let listed = self.list_and_copy(&id, &ingest, &task).await;
                 if let Ok(l) = &listed {

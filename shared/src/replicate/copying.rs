@@ -12,15 +12,15 @@
 
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 
-use super::{replica_head, Replicator, MAX_RECOPIES, SOURCE_DELETED};
+use super::{replica_head, replica_provenance, Replicator, MAX_RECOPIES, SOURCE_DELETED};
 use crate::config::{AclMode, DeleteMode, Destination};
 use crate::copy::conditions::{self, DestinationConditions, Expect, Sent, WriteKind};
 use crate::copy::multipart::{self, MemoryBudget, Progress};
+use crate::copy::provenance::{Holder, Provenance};
 use crate::copy::verify::{self, Verified, Written};
 use crate::copy::{self, Outcome};
 use crate::errors::{FailureReason, ReplicationError, S3Step};
 use crate::queues::job::{Continuation, Job};
-use crate::replicate::provenance::Provenance;
 
 /// What a put decides for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,11 @@ impl Replicator {
         let listed_absent = job.backfill.as_ref().is_some_and(|b| b.absent);
         if job.backfill.is_some() && !listed_absent && job.sequencer().is_none() && checked_before {
             if let Some(replica) = replica_head(dst, destination, &job.source.key).await? {
-                if holds_listed_state(job, &replica) {
+                if holds_listed_state(
+                    job,
+                    &replica,
+                    replica_provenance(self, &replica, destination, &job.source.key),
+                ) {
                     return Ok(Outcome::Skipped {
                         reason: "ReplicaUpToDate",
                     });
@@ -144,7 +148,7 @@ impl Replicator {
                 let stale = match (&ours, &replica, aim) {
                     (Some(etag), _, _) => Some(etag.clone()),
                     (None, Some(head), Aim::Current)
-                        if Provenance::read(head.metadata())
+                        if replica_provenance(self, head, destination, &job.source.key)
                             .is_some_and(|p| p.source_bucket == job.source.bucket) =>
                     {
                         head.e_tag().map(str::to_string)
@@ -168,7 +172,7 @@ impl Replicator {
             };
             let provenance = replica
                 .as_ref()
-                .and_then(|h| Provenance::read(h.metadata()));
+                .and_then(|h| replica_provenance(self, h, destination, &job.source.key));
             match aim {
                 Aim::Event => {
                     let newer = provenance
@@ -362,7 +366,12 @@ impl Replicator {
         guessed: bool,
         conditions: &DestinationConditions,
     ) -> Result<Wrote, ReplicationError> {
-        let own = state.own_provenance();
+        let source = Holder {
+            bucket: &job.source.bucket,
+            key: &job.source.key,
+        };
+        let own = state.own_provenance(source, &self.signer);
+        state.signer = self.signer.clone();
         if let Some(reason) = self.not_copied(job, destination, state, own.as_ref()) {
             return Ok(Wrote::Done(Outcome::Skipped { reason }));
         }
@@ -376,7 +385,7 @@ impl Replicator {
         if !state
             .provenance
             .as_ref()
-            .is_some_and(|p| p.fits_beside(state.head.metadata()))
+            .is_some_and(|p| p.fits_beside(state.head.metadata(), &self.signer))
             && self
                 .unmarked_copy_exists(job, destination, dst, state)
                 .await?
@@ -515,7 +524,7 @@ impl Replicator {
         let Some(there) = replica_head(dst, destination, &job.source.key).await? else {
             return Ok(false);
         };
-        let user = crate::replicate::provenance::user_metadata;
+        let user = crate::copy::provenance::user_metadata;
         Ok(there.e_tag() == state.head.e_tag()
             && there.content_length() == state.head.content_length()
             && user(there.metadata()) == user(state.head.metadata()))
@@ -712,7 +721,7 @@ impl Replicator {
 ///   a metadata change copied in place, which keeps it; and a multipart or encrypted
 ///   copy's ETag differs from its source's);
 /// - for any other object, the same ETag.
-fn holds_listed_state(job: &Job, replica: &HeadObjectOutput) -> bool {
+fn holds_listed_state(job: &Job, replica: &HeadObjectOutput, made: Option<Provenance>) -> bool {
     let unquote = |s: &str| s.trim_matches('"').to_string();
     let Some(size) = job.source.size else {
         return false;
@@ -722,8 +731,7 @@ fn holds_listed_state(job: &Job, replica: &HeadObjectOutput) -> bool {
     }
     let same_etag = matches!((job.source.etag.as_deref(), replica.e_tag()),
         (Some(listed), Some(there)) if unquote(listed) == unquote(there));
-    let ours =
-        Provenance::read(replica.metadata()).is_some_and(|p| p.source_bucket == job.source.bucket);
+    let ours = made.is_some_and(|p| p.source_bucket == job.source.bucket);
     if !ours {
         return same_etag;
     }

@@ -6,12 +6,11 @@
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 
 use super::copying::Aim;
-use super::{replica_head, Replicator, MAX_RECOPIES, NOT_OURS};
+use super::{replica_head, replica_provenance, Replicator, MAX_RECOPIES, NOT_OURS};
 use crate::config::Destination;
 use crate::copy::{self, Outcome};
 use crate::errors::{FailureReason, ReplicationError};
 use crate::queues::job::Job;
-use crate::replicate::provenance::Provenance;
 
 impl Replicator {
     /// A delete marker, or a plain delete on an unversioned source. It removes only a
@@ -31,7 +30,7 @@ impl Replicator {
                     reason: "ReplicaAbsent",
                 });
             };
-            let replica = match Provenance::read(head.metadata()) {
+            let replica = match replica_provenance(self, &head, destination, &job.source.key) {
                 Some(p) if p.source_bucket == job.source.bucket => p,
                 _ if self.two_way(job, destination) => {
                     match self.two_way_delete(job, destination, dst, &head).await? {
@@ -65,14 +64,13 @@ impl Replicator {
         ))
     }
 
-    /// Whether the destination replicates back to this source: the document has an
-    /// enabled rule from the destination bucket to this one (on this endpoint) for the
-    /// key, or the rule syncs replica modifications, which is how S3 and this tool
-    /// spell two-way replication across deployments.
+    /// Whether the destination replicates back to this source, declared so: the
+    /// document has an enabled rule from the destination bucket to this one (on this
+    /// endpoint) for the key, or the destination says `TwoWay` (a pair deployed as two
+    /// stacks). `ReplicaModifications` does not make a pair two-way: on S3 it syncs the
+    /// metadata changes of replicas, and makes no rule delete the destination's own
+    /// objects.
     pub(super) fn two_way(&self, job: &Job, destination: &Destination) -> bool {
-        let Some(rule) = self.config.rule(&job.source.bucket, &job.rule_id) else {
-            return false;
-        };
         let back = destination.is_same_endpoint()
             && self
                 .config
@@ -85,7 +83,7 @@ impl Replicator {
                         && r.destination.is_same_endpoint()
                         && r.filter.matches_key(&job.source.key)
                 });
-        back || rule.replica_modifications
+        back || destination.two_way
     }
 
     /// Whether a change was made by this replicator itself (its own principals, as the
@@ -135,7 +133,7 @@ impl Replicator {
         let Some(deleted_at) = deleted_at else {
             return Ok(Some(not_ours));
         };
-        if Provenance::read(head.metadata()).is_some() {
+        if replica_provenance(self, head, destination, &job.source.key).is_some() {
             return Ok(Some(not_ours));
         }
         let Some(modified) = head.last_modified() else {

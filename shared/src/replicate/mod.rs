@@ -33,10 +33,9 @@ use crate::replicate::overlap::RecentWrites;
 mod backfill;
 mod copying;
 mod deletes;
-pub mod ordering;
 pub mod overlap;
-pub mod provenance;
 mod sync;
+mod trust;
 
 use sync::{Failed, ReplicaMissing};
 
@@ -96,6 +95,12 @@ pub struct Replicator {
     /// The principals this replicator writes as (`REPLICATOR_PRINCIPALS`): a delete an
     /// event says one of them made is never sent back across a two-way pair.
     pub own_principals: Vec<String>,
+    /// Signs the provenance of replicas and checks what objects claim (see
+    /// [`crate::config::keys`]); unsigned unless a key is configured.
+    pub signer: crate::config::keys::Signer,
+    /// Where backfill records may be written (`BACKFILL_REPORT_URL`); a job or task
+    /// that names another place is not believed.
+    pub report_location: Option<String>,
     /// Backfill outcomes not yet written to their backfill's record.
     rows: Mutex<Vec<PendingRow>>,
 }
@@ -137,6 +142,8 @@ impl Replicator {
             acls: AclSupport::default(),
             conditions: ConditionsBook::default(),
             own_principals: Vec::new(),
+            signer: crate::config::keys::Signer::unsigned(),
+            report_location: None,
             rows: Mutex::default(),
         }
     }
@@ -261,6 +268,13 @@ impl Replicator {
                 return (!parked).then_some(id);
             }
         };
+        if let Some(err) = self.untrusted(&job) {
+            tracing::warn!(bucket = %job.source.bucket, key = %job.source.key, destination = %job.destination.bucket,
+                rule = %job.rule_id, outcome = "failed", reason = %err.reason, error = %err.detail, "job not believed");
+            let parked = self.parking.park_job(&job, &err).await;
+            crate::metrics::job_outcome(&job, &Err(err), parked);
+            return (!parked).then_some(id);
+        }
         let started = Instant::now();
         self.in_hand.fetch_add(1, Ordering::Relaxed);
         let result = match (&self.lease, message.receipt_handle.as_deref()) {
@@ -308,6 +322,7 @@ impl Replicator {
         let mut next = job.clone();
         let upload_id = upload.upload_id.clone();
         next.upload = Some(upload);
+        next.sign(&self.signer);
         let sent = match &self.work_queue_url {
             Some(url) => self
                 .sqs
@@ -475,6 +490,20 @@ const NOT_OURS: &str = "NotAReplicaOfSource";
 const SOURCE_DELETED: Outcome = Outcome::Skipped {
     reason: SOURCE_DELETED_REASON,
 };
+
+/// The provenance a replica records, when this replicator made it (by its signature).
+fn replica_provenance(
+    replicator: &Replicator,
+    head: &HeadObjectOutput,
+    destination: &Destination,
+    key: &str,
+) -> Option<crate::copy::provenance::Provenance> {
+    let holder = crate::copy::provenance::Holder {
+        bucket: &destination.bucket,
+        key,
+    };
+    crate::copy::provenance::Provenance::read(head.metadata(), holder, &replicator.signer)
+}
 
 /// HEADs the replica; `None` when there is none.
 async fn replica_head(

@@ -27,7 +27,19 @@ impl Replicator {
         }
         Ok(match copy::head_source(&self.s3.source, job).await? {
             None => Some(SOURCE_DELETED_REASON),
-            Some(state) if state.own_provenance().is_some() => Some("ReplicaModificationNotSynced"),
+            Some(state)
+                if state
+                    .own_provenance(
+                        crate::copy::provenance::Holder {
+                            bucket: &job.source.bucket,
+                            key: &job.source.key,
+                        },
+                        &self.signer,
+                    )
+                    .is_some() =>
+            {
+                Some("ReplicaModificationNotSynced")
+            }
             Some(_) => None,
         })
     }
@@ -114,6 +126,11 @@ impl Replicator {
         dst: &aws_sdk_s3::Client,
     ) -> Result<Outcome, SyncError> {
         let step = S3Step::DestinationAcl;
+        // A bucket with ACLs disabled (Object Ownership "bucket owner enforced") has no
+        // object ACL to set (the copy path writes none there either): S3 says so.
+        let disabled = Outcome::Skipped {
+            reason: "DestinationAclsDisabled",
+        };
         let request = dst
             .put_object_acl()
             .bucket(&destination.bucket)
@@ -135,11 +152,13 @@ impl Replicator {
                 Err(e) => return Err(Failed(e)),
             },
         };
-        request
-            .send()
-            .await
-            .map_err(|e| SyncError::from_destination(step, &e))?;
-        Ok(Outcome::Updated)
+        match request.send().await {
+            Ok(_) => Ok(Outcome::Updated),
+            Err(e) if crate::errors::error_code(&e) == Some("AccessControlListNotSupported") => {
+                Ok(disabled)
+            }
+            Err(e) => Err(SyncError::from_destination(step, &e)),
+        }
     }
 }
 

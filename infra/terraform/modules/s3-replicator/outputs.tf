@@ -33,8 +33,13 @@ output "failed_archive_url" {
 }
 
 output "backfill_report_url" {
-  description = "Where backfills keep their record and completion report (set BACKFILL_REPORT_URL to this for s3-replicator backfill)."
+  description = "Where backfills keep their record and completion report (set BACKFILL_REPORT_URL to this for s3-replicator backfill; the functions write records nowhere else)."
   value       = local.backfill_url
+}
+
+output "signing_key_secret_arn" {
+  description = "The secret holding the signing key (REPLICATOR_SIGNING_KEY_SECRET for the s3-replicator commands; signing_key_secret_arn of the other deployment of a two-way pair)."
+  value       = local.signing_key_secret_arn
 }
 
 output "ingest_function_arn" {

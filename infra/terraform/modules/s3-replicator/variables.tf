@@ -81,9 +81,19 @@ variable "destination_secret_names" {
 }
 
 variable "secret_kms_key_arns" {
-  description = "Customer-managed KMS keys those secrets are encrypted under, if any (kms:Decrypt through Secrets Manager in this region only). Not needed for aws/secretsmanager."
+  description = "Customer-managed KMS keys those secrets are encrypted under, if any (kms:Decrypt through Secrets Manager in this region only), and the key of signing_key_secret_arn's secret if it has one. Not needed for aws/secretsmanager."
   type        = list(string)
   default     = []
+}
+
+variable "signing_key_secret_arn" {
+  description = "The Secrets Manager secret holding the key that signs replicas' provenance and jobs, JSON {\"current\": KEY, \"previous\": KEY (optional)}, KEY at least 32 characters; by full ARN, in this region. Empty: the module creates one (NAME_PREFIX-signing-key). Two deployments of a two-way pair share one key: give the second the first's (output signing_key_secret_arn)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6})?$", var.signing_key_secret_arn))
+    error_message = "signing_key_secret_arn is a secret's full ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX), or empty."
+  }
 }
 
 variable "artifacts_dir" {
@@ -215,6 +225,26 @@ variable "backfill_report_prefix" {
   validation {
     condition     = can(regex("^([^/].*/)?$", var.backfill_report_prefix))
     error_message = "backfill_report_prefix is empty or ends with / (and does not start with one)."
+  }
+}
+
+variable "inventory_bucket_name" {
+  description = "The bucket, in this account, S3 Inventory delivers the source buckets' inventories to: backfills from an inventory (s3-replicator backfill --inventory) read its files in the replicate function, which may read them under inventory_prefix. Empty for none."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])?$", var.inventory_bucket_name))
+    error_message = "inventory_bucket_name is a bucket's name, or empty."
+  }
+}
+
+variable "inventory_prefix" {
+  description = "The inventories' key prefix in inventory_bucket_name (the inventory configuration's destination prefix); empty: the whole bucket."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^([^/*?][^*?]*)?$", var.inventory_prefix))
+    error_message = "inventory_prefix does not start with / and holds no * or ?."
   }
 }
 

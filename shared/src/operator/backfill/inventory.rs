@@ -151,21 +151,38 @@ pub async fn page(
         .send()
         .await
         .map_err(|e| ReplicationError::from_sdk(S3Step::SourceGet, &e))?;
-    let bytes = out
-        .body
-        .collect()
-        .await
-        .map_err(|e| {
-            ReplicationError::new(
-                FailureReason::NetworkError,
-                format!("reading s3://{}/{}: {e}", file.bucket, file.key),
-            )
-        })?
-        .into_bytes();
-    let reader: Box<dyn Read> = match bytes.starts_with(&[0x1f, 0x8b]) {
-        true => Box::new(flate2::read::MultiGzDecoder::new(&bytes[..])),
-        false => Box::new(&bytes[..]),
-    };
+    // Streamed, never held whole: an inventory file can be hundreds of megabytes, and
+    // a task reads only up to its rows (what it skips is decompressed and dropped).
+    let body = out.body.into_async_read();
+    let (task, file) = (task.clone(), file.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut bytes = BufReader::new(tokio_util::io::SyncIoBridge::new(body));
+        let gzip = bytes
+            .fill_buf()
+            .map(|b| b.starts_with(&[0x1f, 0x8b]))
+            .unwrap_or(false);
+        let reader: Box<dyn Read> = match gzip {
+            true => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
+            false => Box::new(bytes),
+        };
+        rows(reader, &task, &file)
+    })
+    .await
+    .map_err(|e| {
+        ReplicationError::new(
+            FailureReason::Unknown,
+            format!("reading an inventory file: {e}"),
+        )
+    })?
+}
+
+/// The task's rows of an inventory file: [`ROWS_PER_TASK`] from `file.skip`, and the
+/// row the next task starts at when there are more.
+fn rows(
+    reader: Box<dyn Read>,
+    task: &ListTask,
+    file: &InventoryFile,
+) -> Result<(Vec<Listed>, Option<u64>), ReplicationError> {
     let column = |name: &str| file.schema.iter().position(|c| c == name);
     let (key_at, size_at, modified_at, etag_at, class_at, latest_at, marker_at, bucket_at) = (
         column("Key"),

@@ -148,6 +148,7 @@ pub async fn select(
                     report: task.report.clone(),
                     absent: false,
                 });
+                job.sign(&ingest.signer);
             }
             Ok((object, Ok(jobs)))
         })

@@ -103,6 +103,29 @@ fn csv(rows: &[Row]) -> String {
     text
 }
 
+/// The completion report, for people and their spreadsheets: a cell that begins with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return is one a spreadsheet would run as a
+/// formula (a key is whatever the uploader named it), so it is written after a `'`, as
+/// OWASP's CSV-injection guidance says. report.json keeps the keys as they are.
+fn report_csv(rows: &[Row]) -> String {
+    let safe = |text: &str| match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_string(),
+    };
+    let rows: Vec<Row> = rows
+        .iter()
+        .map(|r| Row {
+            bucket: safe(&r.bucket),
+            key: safe(&r.key),
+            destination: safe(&r.destination),
+            outcome: r.outcome.clone(),
+            reason: r.reason.clone(),
+            bytes: r.bytes,
+        })
+        .collect();
+    csv(&rows)
+}
+
 /// What `backfill.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -364,7 +387,7 @@ pub async fn status(
             .entry(row.reason.clone())
             .or_default() += 1;
     }
-    put(s3, &at.bucket, &report_key, csv(&rows), "text/csv")
+    put(s3, &at.bucket, &report_key, report_csv(&rows), "text/csv")
         .await
         .map_err(ScanError::Scope)?;
     status.complete = true;
@@ -501,6 +524,21 @@ mod tests {
             },
         ];
         assert_eq!(parse_csv(&csv(&rows)), rows);
+        // For spreadsheets, a key that would run as a formula is written after a '.
+        let formulas = vec![Row {
+            key: "=HYPERLINK(\"http://x\",\"y\")".into(),
+            ..rows[1].clone()
+        }];
+        let report = report_csv(&formulas);
+        assert!(report.contains("\"'=HYPERLINK("), "{report}");
+        assert_eq!(parse_csv(&report)[0].key, format!("'{}", formulas[0].key));
+        for start in ["+", "-", "@", "\t", "\r"] {
+            let row = Row {
+                key: format!("{start}cmd"),
+                ..rows[1].clone()
+            };
+            assert!(parse_csv(&report_csv(&[row]))[0].key.starts_with('\''));
+        }
         let n = numbers("l1000_j2000_s0_c3");
         assert_eq!(
             (n('l'), n('j'), n('s'), n('c'), n('x')),

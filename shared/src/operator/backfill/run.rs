@@ -53,10 +53,11 @@ pub async fn prepare(
     };
     let mut by_destination: BTreeMap<(String, Option<String>), Vec<Job>> = BTreeMap::new();
     for job in selection.jobs {
-        let at = (
-            job.destination.bucket.clone(),
-            job.destination.endpoint_url.clone(),
-        );
+        let endpoint = ingest
+            .config
+            .rule(&job.source.bucket, &job.rule_id)
+            .and_then(|r| r.destination.endpoint.endpoint_url.clone());
+        let at = (job.destination.bucket.clone(), endpoint);
         by_destination.entry(at).or_default().push(job);
     }
     for ((bucket, _), jobs) in by_destination {
@@ -85,6 +86,7 @@ pub async fn prepare(
             if !replica.is_some_and(|d| same_object(&job, d)) {
                 if let (None, Some(b)) = (replica, job.backfill.as_mut()) {
                     b.absent = listed;
+                    job.sign(&ingest.signer);
                 }
                 prepared.jobs.push(job);
                 continue;

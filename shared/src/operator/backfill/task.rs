@@ -149,7 +149,9 @@ impl ListTask {
     }
 
     pub fn to_body(&self) -> String {
-        serde_json::to_string(self).expect("a ListTask always serializes")
+        crate::queues::job::sqs_safe(
+            serde_json::to_string(self).expect("a ListTask always serializes"),
+        )
     }
 }
 

@@ -7,9 +7,9 @@ use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 use super::*;
 use crate::checksums_of;
+use crate::copy::provenance::{Holder, Provenance};
 use crate::copy::SourceState;
 use crate::events::ObjectEvent;
-use crate::replicate::provenance::Provenance;
 
 /// A key found on one side only, to be looked at.
 pub(super) enum Look {
@@ -101,7 +101,11 @@ impl Drift<'_> {
         if let Some(reason) = state.not_replicated(rule) {
             return Ok(Some((Some(reason), drifted)));
         }
-        match state.own_provenance() {
+        let holder = Holder {
+            bucket: &pair.source.bucket,
+            key: &job.source.key,
+        };
+        match state.own_provenance(holder, &self.ingest.signer) {
             Some(p) if p.came_from(&pair.destination.bucket) => {
                 return Ok(Some((Some("ReplicaOfDestination"), drifted)))
             }
@@ -157,7 +161,11 @@ impl Drift<'_> {
                 },
             ))
         };
-        let made = Provenance::read(replica.metadata());
+        let holder = Holder {
+            bucket: &pair.destination.bucket,
+            key: &s.key,
+        };
+        let made = Provenance::read(replica.metadata(), holder, &self.ingest.signer);
         let Some(made) = made.filter(|p| p.source_bucket == pair.source.bucket) else {
             return Ok(why(
                 "another ETag, and no record of this source: written at the destination"
@@ -211,7 +219,13 @@ impl Drift<'_> {
             .send()
             .await;
         let provenance = match head {
-            Ok(head) => Provenance::read(head.metadata()),
+            Ok(head) => {
+                let holder = Holder {
+                    bucket: &pair.destination.bucket,
+                    key: &d.key,
+                };
+                Provenance::read(head.metadata(), holder, &self.ingest.signer)
+            }
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
                 return Ok(None)
             }
@@ -247,9 +261,12 @@ impl Drift<'_> {
             .jobs_for(&event)
             .await
             .map_err(backfill::list::into_replication)?;
+        let config = &self.ingest.config;
         Ok(jobs.into_iter().find(|j| {
-            j.destination.bucket == pair.destination.bucket
-                && j.destination.endpoint_url == pair.destination.endpoint.endpoint_url
+            config.rule(&j.source.bucket, &j.rule_id).is_some_and(|r| {
+                r.destination.bucket == pair.destination.bucket
+                    && r.destination.endpoint == pair.destination.endpoint
+            })
         }))
     }
 }

@@ -100,7 +100,18 @@ impl Failed {
         parked: &[Parked],
         work_queue_url: &str,
     ) -> Result<usize, DlqError> {
-        let jobs: Vec<&Parked> = parked.iter().filter(|p| p.job.is_some()).collect();
+        // A job parked as untrusted stays parked: sending it again would not make it
+        // ours (and its signature would still not hold).
+        let jobs: Vec<&Parked> = parked
+            .iter()
+            .filter(|p| {
+                p.job.as_ref().is_some_and(|j| {
+                    j.last_error
+                        .as_ref()
+                        .is_none_or(|e| e.reason != crate::errors::FailureReason::UntrustedJob)
+                })
+            })
+            .collect();
         let mut moved = 0;
         for chunk in jobs.chunks(10) {
             let chunk: Vec<Parked> = chunk.iter().map(|p| (*p).clone()).collect();

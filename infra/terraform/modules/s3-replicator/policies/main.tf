@@ -36,7 +36,7 @@ variable "destination_secret_names" {
 }
 
 variable "secret_kms_key_arns" {
-  description = "Customer keys the destination secrets are encrypted under (kms:Decrypt through Secrets Manager in region)."
+  description = "Customer keys the destination secrets and the signing key's secret are encrypted under (kms:Decrypt through Secrets Manager in region)."
   type        = list(string)
   default     = []
 }
@@ -48,7 +48,25 @@ variable "region" {
 }
 
 variable "account_id" {
-  description = "The deployment's account (secret names)."
+  description = "The deployment's account: it owns the sources, the configuration object, the archive and the inventories (every S3 grant on them holds only in it: s3:ResourceAccount); secret names."
+  type        = string
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.account_id))
+    error_message = "account_id is the deployment's 12-digit account."
+  }
+}
+
+variable "signing_key_secret_arn" {
+  description = "The secret holding the key that signs replicas' provenance and jobs: ingest and replicate may read it."
+  type        = string
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:", var.signing_key_secret_arn))
+    error_message = "signing_key_secret_arn is a secret's ARN."
+  }
+}
+
+variable "inventory_objects_arn" {
+  description = "Where S3 Inventory delivers the sources' inventories, arn:aws:s3:::BUCKET/PREFIX*: replicate reads them for backfills from an inventory. Empty for none."
   type        = string
   default     = ""
 }
@@ -109,17 +127,39 @@ locals {
   named_secrets = [for n in var.destination_secret_names : "arn:aws:secretsmanager:${var.region}:${var.account_id}:secret:${n}-??????"]
   q             = var.queue_arns
 
-  # Only in the destinations' own accounts: a bucket name re-registered by someone
-  # else is never written.
+  # Every S3 grant holds only in the bucket's owner's account: a bucket name deleted
+  # and re-registered by someone else is neither read nor written. The destinations'
+  # owners are theirs; everything else (sources, the configuration object, the archive,
+  # the inventories) is this account's.
   destination_accounts = { StringEquals = { "s3:ResourceAccount" = var.destination_account_ids } }
+  this_account         = { StringEquals = { "s3:ResourceAccount" = [var.account_id] } }
+
+  # The key that signs jobs and replicas' provenance (ingest and replicate; retry never
+  # reads it).
+  read_signing_key = {
+    Sid      = "ReadSigningKey"
+    Effect   = "Allow"
+    Action   = ["secretsmanager:GetSecretValue"]
+    Resource = [var.signing_key_secret_arn]
+  }
+  # Secrets under a customer key: read at start, through Secrets Manager in this
+  # region only.
+  secret_keys = length(var.secret_kms_key_arns) == 0 ? [] : [{
+    Sid       = "SecretKeys"
+    Effect    = "Allow"
+    Action    = ["kms:Decrypt"]
+    Resource  = var.secret_kms_key_arns
+    Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${var.region}.amazonaws.com" } }
+  }]
 
   # The document, at the version the deployment names (GetObjectVersion), or at its
   # ETag in an unversioned bucket (GetObject).
   read_configuration = var.config_object_arn == "" ? [] : [{
-    Sid      = "ReadConfiguration"
-    Effect   = "Allow"
-    Action   = ["s3:GetObject", "s3:GetObjectVersion"]
-    Resource = [var.config_object_arn]
+    Sid       = "ReadConfiguration"
+    Effect    = "Allow"
+    Action    = ["s3:GetObject", "s3:GetObjectVersion"]
+    Resource  = [var.config_object_arn]
+    Condition = local.this_account
   }]
 
   logs = {
@@ -160,22 +200,24 @@ locals {
           Action   = ["sqs:SendMessage"]
           Resource = [var.direct_delivery_dlq_arn]
         },
-      ], local.read_configuration)
+      ], local.read_configuration, [local.read_signing_key], local.secret_keys)
       sources = [
         # Tags for tag filters; HEAD (s3:GetObject) for a replica's provenance in
         # two-way replication.
         {
-          Sid      = "ReadTagsAndProvenance"
-          Effect   = "Allow"
-          Action   = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"]
-          Resource = local.source_objects
+          Sid       = "ReadTagsAndProvenance"
+          Effect    = "Allow"
+          Action    = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"]
+          Resource  = local.source_objects
+          Condition = local.this_account
         },
         # Without ListBucket, S3 answers a HEAD of a missing key with 403, not 404.
         {
-          Sid      = "MissingKeysAre404"
-          Effect   = "Allow"
-          Action   = ["s3:ListBucket"]
-          Resource = local.source_buckets
+          Sid       = "MissingKeysAre404"
+          Effect    = "Allow"
+          Action    = ["s3:ListBucket"]
+          Resource  = local.source_buckets
+          Condition = local.this_account
         },
       ]
     }
@@ -205,12 +247,22 @@ locals {
         },
         # A backfill's list tasks record each page, and finished jobs their outcome.
         {
-          Sid      = "RecordBackfills"
-          Effect   = "Allow"
-          Action   = ["s3:PutObject"]
-          Resource = [var.backfill_records_arn]
+          Sid       = "RecordBackfills"
+          Effect    = "Allow"
+          Action    = ["s3:PutObject"]
+          Resource  = [var.backfill_records_arn]
+          Condition = local.this_account
         },
         ],
+        # A backfill from an S3 Inventory: its list tasks read the inventory's files.
+        var.inventory_objects_arn == "" ? [] : [{
+          Sid       = "ReadInventory"
+          Effect    = "Allow"
+          Action    = ["s3:GetObject"]
+          Resource  = [var.inventory_objects_arn]
+          Condition = local.this_account
+        }],
+        [local.read_signing_key],
         # Sources' SSE-KMS keys, replica keys, destinations' default keys.
         length(var.kms_key_arns) == 0 ? [] : [{
           Sid      = "EncryptedObjects"
@@ -232,15 +284,7 @@ locals {
           Action   = ["secretsmanager:GetSecretValue"]
           Resource = local.named_secrets
         }],
-        # Secrets under a customer key: read at start, through Secrets Manager in this
-        # region only.
-        length(var.secret_kms_key_arns) == 0 ? [] : [{
-          Sid       = "SecretKeys"
-          Effect    = "Allow"
-          Action    = ["kms:Decrypt"]
-          Resource  = var.secret_kms_key_arns
-          Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${var.region}.amazonaws.com" } }
-        }],
+        local.secret_keys,
         local.read_configuration,
       )
       sources = [
@@ -251,13 +295,15 @@ locals {
             "s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging",
             "s3:GetObjectVersionTagging", "s3:GetObjectAcl", "s3:GetObjectVersionAcl",
           ]
-          Resource = local.source_objects
+          Resource  = local.source_objects
+          Condition = local.this_account
         },
         {
-          Sid      = "SourceOwnershipAndListing"
-          Effect   = "Allow"
-          Action   = ["s3:GetBucketOwnershipControls", "s3:ListBucket"]
-          Resource = local.source_buckets
+          Sid       = "SourceOwnershipAndListing"
+          Effect    = "Allow"
+          Action    = ["s3:GetBucketOwnershipControls", "s3:ListBucket"]
+          Resource  = local.source_buckets
+          Condition = local.this_account
         },
       ]
       destinations = [
@@ -316,17 +362,19 @@ locals {
           Resource = [local.q.failed]
         },
         {
-          Sid      = "WriteArchive"
-          Effect   = "Allow"
-          Action   = ["s3:PutObject"]
-          Resource = [var.archive_objects_arn]
+          Sid       = "WriteArchive"
+          Effect    = "Allow"
+          Action    = ["s3:PutObject"]
+          Resource  = [var.archive_objects_arn]
+          Condition = local.this_account
         },
         # A backfill job it parks is recorded as failed in the backfill's record.
         {
-          Sid      = "RecordBackfills"
-          Effect   = "Allow"
-          Action   = ["s3:PutObject"]
-          Resource = [var.backfill_records_arn]
+          Sid       = "RecordBackfills"
+          Effect    = "Allow"
+          Action    = ["s3:PutObject"]
+          Resource  = [var.backfill_records_arn]
+          Condition = local.this_account
         },
       ], local.read_configuration)
     }
@@ -363,8 +411,8 @@ output "documents" {
     })
   }
   precondition {
-    condition     = length(var.destination_secret_names) + length(var.secret_kms_key_arns) == 0 || (var.region != "" && var.account_id != "")
-    error_message = "destination_secret_names and secret_kms_key_arns need region and account_id."
+    condition     = length(var.destination_secret_names) + length(var.secret_kms_key_arns) == 0 || var.region != ""
+    error_message = "destination_secret_names and secret_kms_key_arns need region."
   }
 }
 
