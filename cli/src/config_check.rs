@@ -195,8 +195,21 @@ async fn online_checks(
         let (client, bucket) = (client.clone(), bucket.to_string());
         async move {
             match client.head_bucket().bucket(&bucket).send().await {
-                Ok(_) => (true, "answers".to_string()),
-                Err(e) => (false, replicator::errors::describe(&e)),
+                Ok(out) => match out.bucket_region() {
+                    Some(region) => (true, format!("answers, in {region}")),
+                    None => (true, "answers".to_string()),
+                },
+                // S3 says where a bucket is even when the request went elsewhere.
+                Err(e) => match e
+                    .raw_response()
+                    .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                {
+                    Some(region) if replicator::errors::http_status(&e) == Some(301) => (
+                        true,
+                        format!("answers, in {region} (another region: its requests go there)"),
+                    ),
+                    _ => (false, replicator::errors::describe(&e)),
+                },
             }
         }
     };

@@ -251,6 +251,10 @@ enum SetupCommand {
         /// Print the merged configuration; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Write without S3 checking every destination of the bucket's notifications
+        /// (its other ones included): for a bucket with a stale entry of its own.
+        #[arg(long)]
+        skip_destination_validation: bool,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -385,6 +389,7 @@ async fn main() -> ExitCode {
                     function_arn,
                     events,
                     dry_run,
+                    skip_destination_validation,
                     output,
                 },
         } => {
@@ -396,7 +401,8 @@ async fn main() -> ExitCode {
             };
             match target {
                 Some(target) => {
-                    setup_notifications(&bucket, &target, &events, dry_run, output).await
+                    let skip = skip_destination_validation;
+                    setup_notifications(&bucket, &target, &events, dry_run, skip, output).await
                 }
                 None => Err(anyhow::anyhow!("give --queue-arn or --function-arn")),
             }
@@ -563,6 +569,7 @@ async fn setup_notifications(
     target: &replicator::events::notifications::Target,
     events: &[String],
     dry_run: bool,
+    skip_validation: bool,
     output: Output,
 ) -> anyhow::Result<()> {
     use replicator::events::notifications as n;
@@ -570,6 +577,7 @@ async fn setup_notifications(
     let s3 = replicator::config::clients::source_s3(&sdk, None);
     let mut done = Vec::new();
     for bucket in buckets {
+        n::same_region(&s3, bucket, target).await?;
         let plan = n::plan(&s3, bucket, n::our_entry(target, events))
             .await
             .with_context(|| format!("reading the notification configuration of {bucket}"))?;
@@ -584,7 +592,7 @@ async fn setup_notifications(
             );
             continue;
         }
-        n::apply(&s3, bucket, &plan)
+        n::apply(&s3, bucket, &plan, skip_validation)
             .await
             .with_context(|| format!("writing the notification configuration of {bucket}"))?;
         let kept = plan

@@ -396,3 +396,93 @@ async fn setup_queues_makes_what_the_worker_runs_on() {
         b"hello"
     );
 }
+
+/// S3 sends notifications only to a queue or function in the bucket's own region: a
+/// target in another is refused before anything is written, saying where the stack
+/// belongs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_in_another_region_is_refused_before_anything_changes() {
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let elsewhere = p.events.arn.replace(":us-east-1:", ":eu-west-1:");
+    let out = common::wire(
+        command(&stack, &p, "{}", &stack.endpoint),
+        &p.source,
+        &elsewhere,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("us-east-1") && err.contains("eu-west-1") && err.contains("Deploy the stack"),
+        "{err}"
+    );
+    let now = replicator::events::notifications::current(&stack.s3, &p.source)
+        .await
+        .unwrap();
+    assert!(now.queue_configurations().is_empty());
+}
+
+/// PutBucketNotificationConfiguration checks every destination of the bucket: a
+/// queue policy made moments ago may not have reached S3 yet. The write is tried
+/// again, a second more apart each time; `--skip-destination-validation` writes
+/// without the check (for a bucket whose other entries have gone stale).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_s3_cannot_validate_yet_is_tried_again() {
+    use integration_tests::fault_proxy::{Answer, FaultProxy, Faults};
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let proxy = FaultProxy::start(
+        &stack.endpoint,
+        Faults {
+            answer: Some(Answer {
+                matching: "put && ?notification",
+                status: "400 Bad Request",
+                code: "InvalidArgument",
+                message: "Unable to validate the following destination configurations",
+                headers: "",
+                times: 2,
+            }),
+            ..Faults::none()
+        },
+    )
+    .await;
+    let out = common::wire(
+        command(&stack, &p, "{}", &proxy.endpoint),
+        &p.source,
+        &p.events.arn,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        proxy.count("?notification") - proxy.count("get /"),
+        3,
+        "two refused, one written"
+    );
+    let now = replicator::events::notifications::current(&stack.s3, &p.source)
+        .await
+        .unwrap();
+    assert_eq!(now.queue_configurations().len(), 1);
+
+    let recording = FaultProxy::start(&stack.endpoint, Faults::none()).await;
+    let other = stack.queue("other").await;
+    let out = run(
+        command(&stack, &p, "{}", &recording.endpoint),
+        &[
+            "setup",
+            "notifications",
+            "--bucket",
+            &p.source,
+            "--queue-arn",
+            &other.arn,
+            "--skip-destination-validation",
+        ],
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        recording.count("x-amz-skip-destination-validation: true"),
+        1
+    );
+}

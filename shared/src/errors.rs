@@ -77,6 +77,10 @@ pub enum FailureReason {
     /// a race with a delete, which the copy settles by looking again.
     SrcObjectNotFound,
     SrcObjectInArchive,
+    /// A bucket in another region than the request was sent to, that could not be
+    /// followed there (a source in another region than the stack; a server that does
+    /// not say which region).
+    BucketInAnotherRegion,
     DstBucketNotFound,
     DstHeadObjectNotPermitted,
     DstPutObjectNotPermitted,
@@ -108,7 +112,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, for the operator's tools (`dlq --reason`).
-    pub const ALL: [FailureReason; 30] = [
+    pub const ALL: [FailureReason; 31] = [
         FailureReason::SrcGetObjectNotPermitted,
         FailureReason::SrcHeadObjectNotPermitted,
         FailureReason::SrcGetObjectTaggingNotPermitted,
@@ -117,6 +121,7 @@ impl FailureReason {
         FailureReason::SrcBucketNotFound,
         FailureReason::SrcObjectNotFound,
         FailureReason::SrcObjectInArchive,
+        FailureReason::BucketInAnotherRegion,
         FailureReason::DstBucketNotFound,
         FailureReason::DstHeadObjectNotPermitted,
         FailureReason::DstPutObjectNotPermitted,
@@ -151,6 +156,7 @@ impl FailureReason {
             FailureReason::SrcBucketNotFound => "SrcBucketNotFound",
             FailureReason::SrcObjectNotFound => "SrcObjectNotFound",
             FailureReason::SrcObjectInArchive => "SrcObjectInArchive",
+            FailureReason::BucketInAnotherRegion => "BucketInAnotherRegion",
             FailureReason::DstBucketNotFound => "DstBucketNotFound",
             FailureReason::DstHeadObjectNotPermitted => "DstHeadObjectNotPermitted",
             FailureReason::DstPutObjectNotPermitted => "DstPutObjectNotPermitted",
@@ -268,6 +274,9 @@ impl S3Step {
 pub struct ReplicationError {
     pub reason: FailureReason,
     pub detail: String,
+    /// The region S3 said the bucket is in (`x-amz-bucket-region`), when it answered a
+    /// request sent to another region's endpoint.
+    pub bucket_region: Option<String>,
 }
 
 impl ReplicationError {
@@ -275,6 +284,7 @@ impl ReplicationError {
         ReplicationError {
             reason,
             detail: detail.into(),
+            bucket_region: None,
         }
     }
 
@@ -301,7 +311,19 @@ impl ReplicationError {
             ),
             _ => FailureReason::Unknown,
         };
-        ReplicationError::new(reason, detail)
+        let bucket_region = err
+            .raw_response()
+            .and_then(|r| r.headers().get("x-amz-bucket-region"))
+            .map(str::to_string);
+        let mut detail = detail;
+        if let (FailureReason::BucketInAnotherRegion, Some(region)) = (reason, &bucket_region) {
+            detail.push_str(&format!(" (the bucket is in {region})"));
+        }
+        ReplicationError {
+            reason,
+            detail,
+            bucket_region,
+        }
     }
 }
 
@@ -328,6 +350,12 @@ pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> F
             | "InvalidAccessKeyId"
             | "SignatureDoesNotMatch",
         ) => step.not_permitted(),
+        // The bucket is in another region than the request was sent to. The
+        // replicator follows it for a destination on S3 (a client for its region);
+        // one it cannot follow stays this.
+        Some("PermanentRedirect" | "AuthorizationHeaderMalformed") => {
+            FailureReason::BucketInAnotherRegion
+        }
         Some("NoSuchBucket") if step.is_source() => FailureReason::SrcBucketNotFound,
         Some("NoSuchBucket") => FailureReason::DstBucketNotFound,
         Some("InvalidStorageClass") => FailureReason::InvalidStorageClass,
@@ -357,6 +385,7 @@ pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> F
             | "InvalidTag" | "EntityTooLarge",
         ) => FailureReason::InvalidRequest,
         _ => match status {
+            Some(301) => FailureReason::BucketInAnotherRegion,
             Some(403) => step.not_permitted(),
             Some(412) => FailureReason::PreconditionFailed,
             Some(429 | 503) => FailureReason::Throttled,

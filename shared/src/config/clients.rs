@@ -170,6 +170,15 @@ pub struct S3Clients {
     others: HashMap<EndpointSettings, aws_sdk_s3::Client>,
     /// The secrets destinations' keys come from, to read again when keys are rotated.
     secrets: HashMap<EndpointSettings, SecretCredentials>,
+    /// Same-endpoint destination buckets found in another region than the source
+    /// client's (S3 said so, answering 301), and a client for each such region.
+    regions: Arc<Mutex<Regions>>,
+}
+
+#[derive(Debug, Default)]
+struct Regions {
+    of_bucket: HashMap<String, String>,
+    clients: HashMap<String, aws_sdk_s3::Client>,
 }
 
 impl S3Clients {
@@ -222,6 +231,7 @@ impl S3Clients {
             on_aws,
             others,
             secrets,
+            regions: Arc::default(),
         })
     }
 
@@ -233,6 +243,7 @@ impl S3Clients {
             on_aws: false,
             others: HashMap::new(),
             secrets: HashMap::new(),
+            regions: Arc::default(),
         }
     }
 
@@ -257,6 +268,61 @@ impl S3Clients {
         } else {
             self.others.get(endpoint)
         }
+    }
+
+    /// The client for a destination bucket: its endpoint's, or on the source's
+    /// endpoint, one for the bucket's region once S3 has said it is another.
+    pub fn for_destination_bucket(
+        &self,
+        endpoint: &EndpointSettings,
+        bucket: &str,
+    ) -> Option<aws_sdk_s3::Client> {
+        if *endpoint == EndpointSettings::default() {
+            let regions = self.regions.lock().expect("regions lock");
+            if let Some(client) = regions
+                .of_bucket
+                .get(bucket)
+                .and_then(|r| regions.clients.get(r))
+            {
+                return Some(client.clone());
+            }
+        }
+        self.for_destination(endpoint).cloned()
+    }
+
+    /// Remembers that a same-endpoint destination bucket is in `region` (S3 answered a
+    /// request with 301 and the bucket's region), and makes a client for it. False when
+    /// nothing changes (known already, or the source client's own region): following
+    /// it again would not help.
+    pub fn learn_region(&self, bucket: &str, region: &str) -> bool {
+        let own = self
+            .source
+            .config()
+            .region()
+            .map(|r| r.as_ref().to_string());
+        if own.as_deref() == Some(region) {
+            return false;
+        }
+        let mut regions = self.regions.lock().expect("regions lock");
+        if regions.of_bucket.get(bucket).map(String::as_str) == Some(region) {
+            return false;
+        }
+        tracing::info!(bucket = %bucket, region = %region,
+            "the destination bucket is in another region: its requests go to that region from now on");
+        if !regions.clients.contains_key(region) {
+            let client = aws_sdk_s3::Client::from_conf(
+                self.source
+                    .config()
+                    .to_builder()
+                    .region(aws_sdk_s3::config::Region::new(region.to_string()))
+                    .build(),
+            );
+            regions.clients.insert(region.to_string(), client);
+        }
+        regions
+            .of_bucket
+            .insert(bucket.to_string(), region.to_string());
+        true
     }
 }
 
@@ -398,6 +464,29 @@ impl Intercept for ExpectedOwner {
                 .insert("x-amz-expected-bucket-owner", account.clone());
         }
         Ok(())
+    }
+}
+
+/// The region a bucket is in, as S3 says (`x-amz-bucket-region`, on HeadBucket's
+/// answer even when the bucket is elsewhere or refuses us); `None` when the server
+/// does not say.
+pub async fn bucket_region(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Option<String>, String> {
+    match s3.head_bucket().bucket(bucket).send().await {
+        Ok(out) => Ok(out.bucket_region().map(str::to_string)),
+        Err(e) => {
+            let said = e
+                .raw_response()
+                .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                .map(str::to_string);
+            match (said, crate::errors::http_status(&e)) {
+                (Some(region), _) => Ok(Some(region)),
+                (None, Some(404)) => Err(format!("bucket {bucket} does not exist")),
+                (None, _) => Err(format!("bucket {bucket}: {}", crate::errors::describe(&e))),
+            }
+        }
     }
 }
 

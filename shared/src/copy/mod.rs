@@ -205,6 +205,22 @@ pub async fn head_source(
     match result {
         Ok(head) => Ok(Some(SourceState::new(head))),
         Err(err) if status(&err) == Some(404) => Ok(None),
+        // Checksums of an SSE-KMS object need kms:Decrypt on its key, which a rule
+        // that does not select KMS objects has no reason to be granted: without them,
+        // the HEAD still says what the object is (and that it is not replicated).
+        Err(err) if status(&err) == Some(403) => {
+            let plain = client
+                .head_object()
+                .bucket(&job.source.bucket)
+                .key(&job.source.key)
+                .send()
+                .await;
+            match plain {
+                Ok(head) => Ok(Some(SourceState::new(head))),
+                Err(e) if status(&e) == Some(404) => Ok(None),
+                Err(_) => Err(ReplicationError::from_sdk(S3Step::SourceHead, &err)),
+            }
+        }
         // S3 answers a HEAD of an SSE-C object made without the customer's key with a
         // bare 400; a one-byte GET says why. Such an object is what its HEAD would have
         // said, had it answered: encrypted with a customer key, which rules skip.
@@ -240,10 +256,11 @@ async fn needs_customer_key(client: &Client, job: &Job) -> bool {
 }
 
 /// How the replica is encrypted: never weaker than its source. A replica KMS key, when
-/// the destination names one (with the source's DSSE when it has it); else SSE-S3 when
-/// the source has it and the destination is on AWS (every new S3 object has it, and
-/// other providers refuse the header without a KMS of their own); else the
-/// destination bucket's default.
+/// the destination names one (with the source's DSSE when it has it); else the
+/// destination bucket's default encryption, which on S3 is at least SSE-S3 (every
+/// bucket's since 2023), an SSE-S3 source's: an explicit `AES256` would override a
+/// default SSE-KMS, and be refused by the common bucket policy that requires aws:kms.
+/// (SSE-KMS sources replicate only under a rule that names a replica key.)
 pub fn replica_encryption(
     destination: &Destination,
     head: &HeadObjectOutput,
@@ -254,11 +271,6 @@ pub fn replica_encryption(
             (Some(ServerSideEncryption::AwsKmsDsse), Some(key.clone()))
         }
         (Some(key), _) => (Some(ServerSideEncryption::AwsKms), Some(key.clone())),
-        (None, Some(ServerSideEncryption::Aes256))
-            if destination.endpoint.endpoint_url.is_none() =>
-        {
-            (Some(ServerSideEncryption::Aes256), None)
-        }
         (None, _) => (None, None),
     }
 }

@@ -231,32 +231,87 @@ fn is_empty_document(body: &[u8]) -> bool {
             || (tags == 2 && text.ends_with('>') && text.contains("></")))
 }
 
-/// Writes the merged configuration (only when it changed).
+/// How many times a write S3 could not validate is tried, a second more apart each
+/// time: a queue policy or a function permission made moments ago takes a while to
+/// reach S3.
+pub const VALIDATION_ATTEMPTS: u32 = 6;
+
+/// Writes the merged configuration (only when it changed). S3 checks every
+/// destination of the whole configuration, the bucket's others too:
+/// `skip_validation` (`--skip-destination-validation`) writes it without that check
+/// (for a configuration whose other destinations have gone stale).
 pub async fn apply(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     plan: &Plan,
+    skip_validation: bool,
 ) -> Result<(), ReplicationError> {
     if !plan.changed {
         return Ok(());
     }
-    let written = s3
-        .put_bucket_notification_configuration()
-        .bucket(bucket)
-        .notification_configuration(plan.merged.clone())
-        .send()
-        .await;
-    match written {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let mut err = ReplicationError::new(FailureReason::InvalidRequest, describe(&e));
-            if err.detail.contains("overlap") {
-                err.detail.push_str(
-                    "; S3 allows one destination per event type and key filter: route the other consumer and ingest through SNS or EventBridge (ingest accepts both)",
-                );
-            }
-            Err(err)
+    let mut attempt = 1;
+    loop {
+        let written = s3
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(plan.merged.clone())
+            .set_skip_destination_validation(skip_validation.then_some(true))
+            .send()
+            .await;
+        let e = match written {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let mut err = ReplicationError::new(FailureReason::InvalidRequest, describe(&e));
+        let unvalidated = err.detail.contains("Unable to validate");
+        if unvalidated && attempt < VALIDATION_ATTEMPTS {
+            tracing::info!(bucket = %bucket, attempt, error = %err.detail,
+                "S3 could not validate a destination yet (a new policy takes a moment to reach it); trying again");
+            tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+            attempt += 1;
+            continue;
         }
+        if err.detail.contains("overlap") {
+            err.detail.push_str(
+                "; S3 allows one destination per event type and key filter: route the other consumer and ingest through SNS or EventBridge (ingest accepts both)",
+            );
+        }
+        if unvalidated {
+            err.detail.push_str(
+                "; S3 checks every destination of the bucket's notifications, not only ours: if another one is stale (a deleted queue or topic), fix it or run again with --skip-destination-validation",
+            );
+        }
+        return Err(err);
+    }
+}
+
+/// The region a queue's or function's ARN names.
+pub fn arn_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}
+
+/// Refuses a target in another region than the bucket: S3 sends notifications only to
+/// queues and functions of the bucket's own region.
+pub async fn same_region(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    target: &Target,
+) -> Result<(), ReplicationError> {
+    let Some(target_region) = arn_region(target.arn()) else {
+        return Ok(());
+    };
+    let region = crate::config::clients::bucket_region(s3, bucket)
+        .await
+        .map_err(|detail| ReplicationError::new(FailureReason::InvalidRequest, detail))?;
+    match region {
+        Some(region) if region != target_region => Err(ReplicationError::new(
+            FailureReason::InvalidRequest,
+            format!(
+                "bucket {bucket} is in {region}, {} in {target_region}: S3 sends notifications only to a queue or function in the bucket's own region. Deploy the stack in {region} (and its account), one stack per source region",
+                target.arn()
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -430,7 +430,7 @@ impl Replicator {
         let mut sent_tags = None;
         let sent = if same {
             conditions::send(conditions, WriteKind::Copy, &expect, |m, n| {
-                copy::copy_same_endpoint(src, job, destination, state_ref, grants.clone(), (m, n))
+                copy::copy_same_endpoint(dst, job, destination, state_ref, grants.clone(), (m, n))
             })
             .await
         } else {

@@ -411,6 +411,18 @@ impl Replicator {
         // Boxed: a job's future (a multipart copy's above all) is large, and debug
         // builds poll it on a worker thread's 2 MiB stack.
         match Box::pin(self.run_once(job)).await {
+            // A destination on S3 in another region: S3 says which (a 301 with the
+            // bucket's region), and the job runs again through a client for it.
+            Err(e)
+                if e.reason == FailureReason::BucketInAnotherRegion
+                    && endpoint
+                        .is_some_and(|e| *e == crate::config::EndpointSettings::default())
+                    && e.bucket_region
+                        .as_deref()
+                        .is_some_and(|r| self.s3.learn_region(&job.destination.bucket, r)) =>
+            {
+                Box::pin(self.run_once(job)).await
+            }
             Err(e) if e.reason.is_destination_refusal() => {
                 let (Some(endpoint), Some(generation)) = (endpoint, generation) else {
                     return Err(e);
@@ -442,7 +454,10 @@ impl Replicator {
             });
         }
         let destination = &rule.destination;
-        let Some(dst) = self.s3.for_destination(&destination.endpoint) else {
+        let Some(dst) = &self
+            .s3
+            .for_destination_bucket(&destination.endpoint, &destination.bucket)
+        else {
             return Err(ReplicationError::new(
                 FailureReason::RuleNotConfigured,
                 "no client for the destination endpoint (configuration changed without a restart?)",
