@@ -100,6 +100,9 @@ const IGNORED: u8 = 2;
 #[derive(Debug)]
 pub struct DestinationConditions {
     known: [AtomicU8; 4],
+    /// Held by the write that probes a kind: the jobs of a batch that start at once
+    /// wait for its answer instead of each probing.
+    probing: [tokio::sync::Mutex<()>; 4],
     /// The last write found no replica: try `If-None-Match: *` before reading the
     /// replica (one HEAD fewer for a new key, a failed copy more for an overwrite).
     expect_new: AtomicBool,
@@ -116,6 +119,7 @@ impl DestinationConditions {
         };
         DestinationConditions {
             known: std::array::from_fn(|_| AtomicU8::new(start)),
+            probing: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             expect_new: AtomicBool::new(true),
             order,
         }
@@ -243,24 +247,30 @@ where
     F: Fn(Option<String>, Option<String>) -> Fut,
     Fut: Future<Output = Result<T, ReplicationError>>,
 {
-    let state = conditions.state(kind);
     // A PutObject is probed apart (see [`probe`]): its body cannot be sent twice.
     let probe = kind != WriteKind::Put
         && (matches!(expect, Expect::ETag(_)) || kind != WriteKind::Complete);
-    if state == UNKNOWN && probe {
-        match send(Some(PROBE_ETAG.to_string()), None).await {
-            Ok(out) => {
-                conditions.learn(kind, false);
-                return Ok(Sent::Written {
-                    out,
-                    checked: false,
-                });
+    if probe && conditions.state(kind) == UNKNOWN {
+        let _probing = conditions.probing[kind as usize].lock().await;
+        if conditions.state(kind) == UNKNOWN {
+            match send(Some(PROBE_ETAG.to_string()), None).await {
+                Ok(out) => {
+                    conditions.learn(kind, false);
+                    return Ok(Sent::Written {
+                        out,
+                        checked: false,
+                    });
+                }
+                Err(e) if e.reason == FailureReason::PreconditionFailed => {
+                    conditions.learn(kind, true)
+                }
+                Err(e) if lost(&e, kind, &Expect::ETag(String::new())) => {
+                    conditions.learn(kind, true)
+                }
+                // A copy's 404 may be its source's, not the condition's: learn nothing.
+                Err(e) if e.reason == FailureReason::SrcObjectNotFound => {}
+                Err(e) => return Err(e),
             }
-            Err(e) if e.reason == FailureReason::PreconditionFailed => conditions.learn(kind, true),
-            Err(e) if lost(&e, kind, &Expect::ETag(String::new())) => conditions.learn(kind, true),
-            // A copy's 404 may be its source's, not the condition's: learn nothing.
-            Err(e) if e.reason == FailureReason::SrcObjectNotFound => {}
-            Err(e) => return Err(e),
         }
     }
     let (if_match, if_none_match) = expect.headers();
@@ -289,6 +299,10 @@ where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = Result<T, ReplicationError>>,
 {
+    if conditions.state(kind) != UNKNOWN {
+        return Ok(());
+    }
+    let _probing = conditions.probing[kind as usize].lock().await;
     if conditions.state(kind) != UNKNOWN {
         return Ok(());
     }
