@@ -561,3 +561,115 @@ async fn verify_compares_a_strict_providers_replicas_by_checksum_and_provenance(
     assert!(r.extra.is_empty(), "{r:#?}");
     assert_eq!(r.not_ours, 1, "{r:#?}");
 }
+
+/// A list task copies its page's objects itself. While it did, it held its message no
+/// longer than the queue's visibility timeout: SQS handed the same page to another
+/// poller, which copied it again (a worker killed during a 3,000-object backfill left
+/// 87 objects copied twice). It holds its message as jobs do, however long the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_list_task_holds_its_message_while_it_copies_its_page() {
+    use integration_tests::fault_proxy::{FaultProxy, Faults};
+    use std::time::Duration;
+    let fast = Stack::fast().await;
+    let p = Pipeline::unwired(&fast).await;
+    fast.set_visibility(&p.work, 2).await;
+    let dst = fast.bucket("dst").await;
+    let cfg = config(&one_rule(
+        &p.source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
+    ));
+    let keys = put_many(&fast, &p.source, "page/", 40).await;
+    let tasks = backfill::root_tasks(&cfg, &Scope::default(), "bf-lease").unwrap();
+    backfill::start(&p.ingest(&cfg), &tasks).await.unwrap();
+    // Every copy takes a second: the page takes longer than the visibility timeout.
+    let slow = || {
+        FaultProxy::start(
+            &fast.endpoint,
+            Faults {
+                delay: 1.0,
+                delay_for: Duration::from_millis(1000),
+                delay_only: Some("x-amz-copy-source"),
+                ..Faults::none()
+            },
+        )
+    };
+    let (one, two) = (slow().await, slow().await);
+    tokio::join!(
+        p.run_worker_on(&cfg, fast.s3_through(&one.endpoint)),
+        p.run_worker_on(&cfg, fast.s3_through(&two.endpoint)),
+    );
+    assert_eq!(fast.keys(&dst, "").await.len(), keys.len());
+    // Not counting the first copy's probe of the server's conditions (an ETag no
+    // object has, answered 412).
+    let probes = one.count("00000000000000000000000000000000")
+        + two.count("00000000000000000000000000000000");
+    let copies = one.count("x-amz-copy-source") + two.count("x-amz-copy-source") - probes;
+    assert_eq!(copies, keys.len(), "each object copied once");
+}
+
+/// A copy that fails in its list task and cannot be forwarded for retry (no retry
+/// queue) goes on as a job of its own. It was counted twice in the page's record (as
+/// copied in the task and as sent), so `backfill status` never saw the backfill
+/// complete. It is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_handed_on_by_its_list_task_is_counted_once() {
+    use integration_tests::fault_proxy::{Answer, FaultProxy, Faults};
+    use replicator::config::clients::S3Clients;
+    use replicator::replicate::Replicator;
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let dst = stack.bucket("dst").await;
+    let records = stack.bucket("records").await;
+    let report = format!("s3://{records}/backfills/");
+    let cfg = config(&one_rule(
+        &p.source,
+        &format!(r#"{{"Bucket": "{dst}", "Replicator": {{"AclMode": "none"}}}}"#),
+    ));
+    let keys = put_many(&stack, &p.source, "few/", 5).await;
+    let failing = Box::leak(
+        format!(
+            "x-amz-copy-source && /{dst}/{}",
+            keys[0].replace(' ', "%20")
+        )
+        .into_boxed_str(),
+    );
+    let proxy = FaultProxy::start(
+        &stack.endpoint,
+        Faults {
+            answer: Some(Answer {
+                matching: failing,
+                status: "500 Internal Server Error",
+                code: "InternalError",
+                message: "injected",
+                headers: "",
+                times: 0,
+            }),
+            ..Faults::none()
+        },
+    )
+    .await;
+    let mut task = backfill::root_tasks(&cfg, &Scope::default(), "bf-once")
+        .unwrap()
+        .remove(0);
+    task.report = Some(report.clone());
+    let mut r = Replicator::new(
+        cfg.clone(),
+        S3Clients::same_endpoint(stack.s3_through(&proxy.endpoint)),
+        stack.sqs.clone(),
+        Some(p.failed.url.clone()),
+    );
+    r.work_queue_url = Some(p.work.url.clone());
+    r.report_location = Some(report.clone());
+    let response = r.handle_batch(sqs_batch(&[task.to_body()])).await;
+    assert!(response.batch_item_failures.is_empty());
+    let handed_on = stack.drain(&p.work).await;
+    assert_eq!(handed_on.len(), 1, "the failed copy goes on as a job");
+    let pages = stack.keys(&records, "backfills/bf-once/pages/").await;
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert!(
+        pages[0].contains(&format!("_j{}_", keys.len())),
+        "{} jobs, each once: {}",
+        keys.len(),
+        pages[0]
+    );
+}

@@ -416,7 +416,11 @@ impl Worker {
     /// Deletes finished jobs' messages, once the backfill outcomes among them are
     /// recorded (a message whose outcome was not written comes back instead).
     async fn finish(&self, url: &str, done: &[Message]) {
-        let unwritten = self.replicator.flush_rows().await;
+        let ids: Vec<String> = done
+            .iter()
+            .filter_map(|m| m.message_id().map(str::to_string))
+            .collect();
+        let unwritten = self.replicator.flush_rows_of(Some(&ids)).await;
         let finished: Vec<&Message> = done
             .iter()
             .filter(|m| {

@@ -102,21 +102,31 @@ impl Replicator {
         let jobs = std::mem::take(&mut prepared.jobs);
         let (here, queued): (Vec<Job>, Vec<Job>) =
             jobs.into_iter().partition(|job| self.copies_in_task(job));
-        // Copied here; what cannot finish here joins the jobs sent.
+        // Copied here; what cannot finish here joins the jobs sent, and is counted
+        // once, as sent (the record counts a row per job: twice would never complete).
         // Owned items: borrowed ones make the future not `Send` for every lifetime,
         // which the worker's spawned tasks need.
-        let left: Vec<Option<Job>> = stream::iter(here.clone())
-            .map(|job| async move { self.copy_in_task(message_id, &job).await })
+        let copied: Vec<(Job, Option<Job>)> = stream::iter(here)
+            .map(|job| async move {
+                let left = self.copy_in_task(message_id, &job).await;
+                (job, left)
+            })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
-        let left = left.into_iter().flatten();
-        let sent: Vec<Job> = queued.into_iter().chain(left).collect();
+        let mut all = Vec::new();
+        let mut sent = queued;
+        for (job, left) in copied {
+            match left {
+                Some(handed_on) => sent.push(handed_on),
+                None => all.push(job),
+            }
+        }
         ingest
             .send(&sent)
             .await
             .map_err(crate::operator::backfill::list::queue_failure)?;
-        let all: Vec<Job> = here.into_iter().chain(sent).collect();
+        all.extend(sent);
         run::finish(ingest, task, prepared, &all).await
     }
 

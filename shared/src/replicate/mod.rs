@@ -184,7 +184,28 @@ impl Replicator {
     /// Writes the backfill outcomes waiting in memory, one object per backfill. Returns
     /// the messages whose outcome was not written: they must not be deleted.
     pub async fn flush_rows(&self) -> Vec<String> {
-        let rows = std::mem::take(&mut *self.rows.lock().expect("rows lock"));
+        self.flush_rows_of(None).await
+    }
+
+    /// [`Replicator::flush_rows`] of these messages only (`None`: all). A worker
+    /// settles messages while others still run: their rows (a list task records a
+    /// row per object it copies, as it goes) stay until their own message settles,
+    /// so a failed write never takes them with it.
+    pub async fn flush_rows_of(&self, messages: Option<&[String]>) -> Vec<String> {
+        let rows = {
+            let mut pending = self.rows.lock().expect("rows lock");
+            match messages {
+                None => std::mem::take(&mut *pending),
+                Some(ids) => {
+                    let (mine, others): (Vec<PendingRow>, Vec<PendingRow>) =
+                        std::mem::take(&mut *pending)
+                            .into_iter()
+                            .partition(|r| ids.contains(&r.message_id));
+                    *pending = others;
+                    mine
+                }
+            }
+        };
         let mut groups: HashMap<(String, String), Vec<(String, Row)>> = HashMap::new();
         for pending in rows {
             groups
@@ -259,7 +280,13 @@ impl Replicator {
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
         if let Some(task) = ListTask::sniff(body) {
-            return self.handle_list(id, body, task).await;
+            // A task copies its page: it holds its message the while, or SQS hands the
+            // same page to another poller and its objects are copied twice.
+            let listing = self.handle_list(id, body, task);
+            return match (&self.lease, message.receipt_handle.as_deref()) {
+                (Some(lease), Some(receipt)) => lease.hold(&self.sqs, receipt, listing).await,
+                _ => listing.await,
+            };
         }
         let job = match Job::parse(body) {
             Ok(job) => job,
@@ -889,5 +916,42 @@ mod tests {
             assert_eq!(got, expected, "{history:?}");
             assert_eq!(copy.num_calls(), usize::from(expected == "copied"));
         }
+    }
+
+    /// A worker settles messages while others still run: a failed record write for the
+    /// settled ones returns them to be delivered again, and leaves the rows of the
+    /// messages still running where they were (they were taken, and lost with it).
+    #[tokio::test]
+    async fn a_failed_flush_leaves_the_rows_of_running_messages() {
+        let put = mock!(aws_sdk_s3::Client::put_object)
+            .then_http_response(|| s3_error(500, "InternalError"));
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&put]);
+        let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, []);
+        let r = replicator(s3, sqs);
+        for message in ["settled", "running"] {
+            r.rows.lock().unwrap().push(PendingRow {
+                message_id: message.into(),
+                report: "s3://records/backfills/".into(),
+                backfill: "bf-1".into(),
+                row: Row {
+                    bucket: "photos".into(),
+                    key: format!("{message}.jpg"),
+                    destination: "photos-replica".into(),
+                    outcome: "replicated".into(),
+                    reason: String::new(),
+                    bytes: 1,
+                },
+            });
+        }
+        let unwritten = r.flush_rows_of(Some(&["settled".to_string()])).await;
+        assert_eq!(unwritten, vec!["settled".to_string()]);
+        let left: Vec<String> = r
+            .rows
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.message_id.clone())
+            .collect();
+        assert_eq!(left, vec!["running".to_string()]);
     }
 }
