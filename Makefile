@@ -61,13 +61,18 @@ stack-down:
 build-local:
 	$(CARGO) build --workspace
 
+## Every test binary at once where cargo-nextest is installed (each test a process of
+## its own, two at a time: the servers, not our CPU, bound most of them), else cargo's
+## own runner, one binary after another.
+TEST_RUNNER := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "$(CARGO) nextest run --workspace --no-fail-fast --failure-output final" || echo "$(CARGO) test --workspace")
+
 ## Everything: formatting, lints, then every test (unit and integration) in one cargo
 ## run with the local stack up.
 ## The function binaries are built first: tests/tests/deployed.rs runs them under the
 ## Lambda Runtime API, as deployed.
 test: lint lint-infra venv tools
 	$(CARGO) build --workspace --bins
-	scripts/with-stack.sh $(CARGO) test --workspace
+	scripts/with-stack.sh $(TEST_RUNNER)
 
 ## Unit tests only (no stack needed).
 unit:
