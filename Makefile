@@ -85,7 +85,7 @@ integration: venv tools infra-venv
 
 ## Benchmarks on the local stack: the functions' cold start (release binaries under
 ## the Runtime API emulator, beside a Python baseline; fails if it regresses past the
-## README's figures), then the copy engine (peak memory of streamed copies, multipart
+## figures in doc/BENCHMARKS.md), then the copy engine (peak memory of streamed copies, multipart
 ## against single-request copies; prints tables, asserts nothing).
 ## The randomized convergence test with two worker processes on SeaweedFS and fauxqs
 ## (cli/tests/processes.rs), 200 histories instead of make test's 24.

@@ -83,10 +83,12 @@ enum Command {
         #[command(subcommand)]
         command: SetupCommand,
     },
-    /// Replicate objects that exist already: sends list tasks to the work queue
-    /// (WORK_QUEUE_URL); the replicate function, or `run`, lists each page and copies
-    /// what the rules select, many prefixes at once. Safe to run again: replicas
-    /// already up to date cost one HEAD each, no copy. `backfill status` follows one.
+    /// Replicate objects that exist already.
+    ///
+    /// Sends list tasks to the work queue (WORK_QUEUE_URL); the replicate function, or
+    /// `run`, lists each page and copies what the rules select, many prefixes at once.
+    /// Safe to run again: replicas already up to date cost one HEAD each, no copy.
+    /// `backfill status` follows one.
     #[command(args_conflicts_with_subcommands = true)]
     Backfill {
         #[command(subcommand)]
@@ -94,9 +96,11 @@ enum Command {
         #[command(flatten)]
         start: BackfillArgs,
     },
-    /// One screen: each queue's backlog (visible, in flight, delayed), parked jobs by
-    /// reason and destination (FAILED_QUEUE_URL, and FAILED_ARCHIVE_URL), and the
-    /// newest backfills with their progress (BACKFILL_REPORT_URL).
+    /// One screen: queues' backlogs, parked jobs and backfills.
+    ///
+    /// Each queue's backlog (visible, in flight, delayed), parked jobs by reason and
+    /// destination (FAILED_QUEUE_URL, and FAILED_ARCHIVE_URL), and the newest
+    /// backfills with their progress (BACKFILL_REPORT_URL).
     Status {
         /// A worker's metrics endpoint (its `run --metrics-addr`): adds what it did,
         /// its latency, and with --watch its rate.
@@ -112,11 +116,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// The drift report: each source listed beside each destination, in key order.
-    /// Reports per destination what is in sync, missing, differs (size, or an older
-    /// write with another ETag) and extra (replicas this source made whose source is
-    /// gone; objects written there directly are never extra). Exit status 0 when every
-    /// destination is in sync, 3 when one drifts, 1 on an error.
+    /// Compare each source with its destinations: the drift report.
+    ///
+    /// Each source is listed beside each destination, in key order. Reports per
+    /// destination what is in sync, missing, differs (size, or an older write with
+    /// another ETag) and extra (replicas this source made whose source is gone; objects
+    /// written there directly are never extra). Exit status 0 when every destination is
+    /// in sync, 3 when one drifts, 1 on an error.
     Verify {
         #[command(flatten)]
         scope: ScopeArgs,
@@ -127,8 +133,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// Inspect and redrive parked jobs: the failed queue (FAILED_QUEUE_URL) and, when
-    /// FAILED_ARCHIVE_URL is set, the archive that keeps them past SQS's retention.
+    /// Inspect and redrive parked jobs.
+    ///
+    /// The failed queue (FAILED_QUEUE_URL) and, when FAILED_ARCHIVE_URL is set, the
+    /// archive that keeps them past SQS's retention.
     Dlq {
         #[command(subcommand)]
         command: dlq::DlqCommand,
@@ -191,9 +199,11 @@ struct BackfillArgs {
 
 #[derive(Subcommand)]
 enum BackfillCommand {
-    /// Where a backfill stands: pages listed, jobs queued, replicated, skipped, failed,
-    /// and its rate. The first status that finds it complete writes its completion
-    /// report (report.csv: one line per object and destination, with outcome and reason).
+    /// Where a backfill stands.
+    ///
+    /// Pages listed, jobs queued, replicated, skipped, failed, and its rate. The first
+    /// status that finds it complete writes its completion report (report.csv: one line
+    /// per object and destination, with outcome and reason).
     Status {
         /// The backfill's id (printed when it started); the latest one by default.
         id: Option<String>,
@@ -210,10 +220,12 @@ enum BackfillCommand {
 
 #[derive(Subcommand)]
 enum SetupCommand {
-    /// Create the worker's queues (NAME-events with its dead-letter queue NAME-events-dlq,
-    /// NAME-work, NAME-retry, NAME-failed) with the redrive policies, visibility timeout
-    /// and encryption the templates give them, and let S3 send the source buckets'
-    /// events to NAME-events. Safe to run again. Prints the variables `run` reads.
+    /// Create the worker's queues, as the templates do.
+    ///
+    /// NAME-events with its dead-letter queue NAME-events-dlq, NAME-work, NAME-retry
+    /// and NAME-failed, with the redrive policies, visibility timeout and encryption the
+    /// templates give them; S3 may send the source buckets' events to NAME-events. Safe
+    /// to run again. Prints the variables `run` reads.
     Queues {
         /// The queues' name prefix.
         #[arg(long, default_value = "s3-replicator")]
@@ -228,8 +240,12 @@ enum SetupCommand {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// Send a bucket's events to the events queue, keeping every notification already
-    /// configured on it (topics, queues, Lambdas, EventBridge). Safe to run again.
+    /// Send a bucket's events to the pipeline, keeping its other notifications.
+    ///
+    /// Adds (or updates) one entry, to the events queue or the ingest function, and
+    /// keeps every notification already configured on the bucket (topics, queues,
+    /// Lambdas, EventBridge). Refuses a queue or function in another region than the
+    /// bucket. Safe to run again.
     Notifications {
         /// The source bucket (repeat for several).
         #[arg(long, required = true)]
@@ -268,8 +284,10 @@ enum Output {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Print every problem with its JSON path (exit 1 if there is any), and notes on
-    /// fields that parse but do nothing here.
+    /// Check a configuration document.
+    ///
+    /// Prints every problem with its JSON path (exit 1 if there is any), and notes on
+    /// fields that parse but do nothing here; or a summary of the rules.
     Check {
         /// The document: a file, `-` (standard input), file://PATH or s3://BUCKET/KEY;
         /// without it, what REPLICATOR_CONFIG holds.

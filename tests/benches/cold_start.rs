@@ -7,7 +7,7 @@
 //! same run and measured the same way (exec to done, peak RSS), the smallest Python
 //! function: `import boto3; boto3.client("s3")`. Medians of `S3R_BENCH_STARTS`
 //! (default 15) starts. Fails if init is above 0.05× the Python baseline or RSS above
-//! 16 MiB: the figures the README states.
+//! 16 MiB: the figures doc/BENCHMARKS.md states.
 
 use std::time::{Duration, Instant};
 

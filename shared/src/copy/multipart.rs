@@ -34,7 +34,7 @@ pub const GIB: u64 = 1024 * MIB;
 pub const MAX_PARTS: u64 = 10_000;
 
 /// When copies go multipart, and in what pieces. The defaults come from `make bench`
-/// (see the README's "Large objects").
+/// (see doc/LARGE_OBJECTS.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MultipartSettings {
     /// Same endpoint: objects larger than this are copied part by part
