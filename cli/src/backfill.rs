@@ -4,9 +4,10 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use replicator::config::bootstrap::Process;
+use replicator::bootstrap::Process;
 use replicator::config::settings::BACKFILL_REPORT_VAR;
-use replicator::operator::backfill::report::{self, Manifest, ReportLocation, Status};
+use replicator::listing::record::{self, Manifest, ReportLocation};
+use replicator::operator::backfill::report::{self, Status};
 use replicator::operator::backfill::{self, Plan, Scope};
 
 use crate::Output;
@@ -75,7 +76,7 @@ pub async fn backfill(
     if let Some(at) = &at {
         let manifest = Manifest {
             id: id.clone(),
-            started: replicator::queues::parking::now_rfc3339(),
+            started: replicator::queues::job::now_rfc3339(),
             tasks: tasks.len() as u64,
             scope: serde_json::json!({
                 "buckets": tasks.iter().map(|t| t.bucket.clone()).collect::<std::collections::BTreeSet<_>>(),
@@ -84,7 +85,7 @@ pub async fn backfill(
                 "rule": scope.rule, "modified_after": scope.modified_after, "modified_before": scope.modified_before,
             }),
         };
-        report::write_manifest(&ingest.s3, at, &manifest)
+        record::write_manifest(&ingest.s3, at, &manifest)
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the backfill's record: {e}"))?;
     }

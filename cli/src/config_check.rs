@@ -5,7 +5,8 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use replicator::config::settings::{ConfigSource, CONFIG_VAR};
+use replicator::config::settings::CONFIG_VAR;
+use replicator::config::source::ConfigSource;
 use replicator::config::{Config, Problem};
 use replicator::errors::ConfigError;
 use serde_json::{json, Value};
@@ -220,6 +221,12 @@ async fn online_checks(
             ok,
             detail,
         });
+        // S3 refuses a replication configuration from a bucket with Object Lock to
+        // one without it: a replica there could be deleted or overwritten.
+        let source_locked = match ok {
+            true => bucket_lock(s3, &source.bucket).await,
+            false => Ok(false),
+        };
         let (ok, detail) = match replicator::events::notifications::current(s3, &source.bucket).await {
             Ok(c) => match replicator::events::notifications::our_target(&c) {
                 Some((arn, events)) => (true, format!("events ({}) go to {arn}", events.join(", "))),
@@ -255,10 +262,57 @@ async fn online_checks(
             });
             if ok {
                 checks.push(ordering(&clients, d, client).await);
+                if let Some(check) = object_lock(&source_locked, &source.bucket, d, client).await {
+                    checks.push(check);
+                }
             }
         }
     }
     Ok(checks)
+}
+
+async fn bucket_lock(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, String> {
+    replicator::copy::lock::bucket_lock_enabled(s3, bucket)
+        .await
+        .map_err(|e| e.detail)
+}
+
+/// A source with Object Lock needs it at each destination (its versions' locks are
+/// replicated, never weakened); `None` when the source has none.
+async fn object_lock(
+    source_locked: &Result<bool, String>,
+    source: &str,
+    d: &replicator::config::Destination,
+    client: &aws_sdk_s3::Client,
+) -> Option<Check> {
+    let what = format!("Object Lock of {}", d.bucket);
+    let (ok, detail) = match source_locked {
+        Ok(false) => return None,
+        Err(e) => (
+            false,
+            format!("cannot read the Object Lock configuration of source {source}: {e}"),
+        ),
+        Ok(true) => match bucket_lock(client, &d.bucket).await {
+            Ok(true) => (
+                true,
+                format!("enabled, as at {source}: locks are replicated"),
+            ),
+            Ok(false) => (
+                false,
+                format!(
+                "{source} has Object Lock and {} has not: its locked versions would be refused \
+                 (DstObjectLockNotEnabled), as S3 refuses such a rule; create the destination \
+                 with Object Lock enabled",
+                d.bucket
+            ),
+            ),
+            Err(e) => (
+                false,
+                format!("cannot read its Object Lock configuration: {e}"),
+            ),
+        },
+    };
+    Some(Check { what, ok, detail })
 }
 
 /// How replica writes to a destination are ordered: exactly, where the server checks

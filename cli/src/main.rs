@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use replicator::config::bootstrap::Process;
-use replicator::queues::worker::Worker;
+use replicator::bootstrap::Process;
+use replicator::worker::Worker;
 
 /// `println!`, except that a reader gone (`| head`) ends the process quietly, as it
 /// would any Unix tool (status 141, 128 + SIGPIPE), instead of a panic.
@@ -556,7 +556,7 @@ async fn setup_queues(
     let buckets = match buckets.is_empty() {
         false => buckets,
         true => {
-            let source = replicator::config::settings::ConfigSource::from_env()
+            let source = replicator::config::source::ConfigSource::from_env()
                 .context("name the source buckets with --bucket, or set REPLICATOR_CONFIG")?;
             let config = source
                 .load(&replicator::config::clients::source_s3(&sdk, None))

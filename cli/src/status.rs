@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use replicator::config::settings::{ArchiveSettings, Queues, BACKFILL_REPORT_VAR};
-use replicator::operator::backfill::report::{self, ReportLocation, Status as Backfill};
+use replicator::listing::record::ReportLocation;
+use replicator::operator::backfill::report::{self, Status as Backfill};
 use replicator::queues::dlq::{Archive, Failed, FailedQueue};
 use serde::Serialize;
 

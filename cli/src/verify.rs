@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use replicator::config::bootstrap::Process;
+use replicator::bootstrap::Process;
 use replicator::operator::backfill::Scope;
 use replicator::operator::drift::{DestinationReport, Drift, Drifted, Progress, SHOWN};
 
@@ -76,25 +76,27 @@ pub async fn verify(scope: Scope, repair: bool, output: Output) -> anyhow::Resul
 
 fn print(reports: &[DestinationReport]) {
     crate::outln!(
-        "{:<24} {:<24} {:>9} {:>8} {:>8} {:>6} {:>9} {:>9}",
+        "{:<24} {:<24} {:>9} {:>8} {:>8} {:>6} {:>6} {:>9} {:>9}",
         "SOURCE",
         "DESTINATION",
         "IN SYNC",
         "MISSING",
         "DIFFERS",
         "EXTRA",
+        "LOCKS",
         "NOT REPL",
         "NOT OURS"
     );
     for r in reports {
         crate::outln!(
-            "{:<24} {:<24} {:>9} {:>8} {:>8} {:>6} {:>9} {:>9}",
+            "{:<24} {:<24} {:>9} {:>8} {:>8} {:>6} {:>6} {:>9} {:>9}",
             r.source_bucket,
             r.destination,
             r.in_sync,
             r.missing.len(),
             r.differs.len(),
             r.extra.len(),
+            r.locks.len(),
             r.not_replicated.values().sum::<u64>(),
             r.not_ours
         );
@@ -104,6 +106,7 @@ fn print(reports: &[DestinationReport]) {
             ("missing", &r.missing),
             ("differs", &r.differs),
             ("extra", &r.extra),
+            ("lock", &r.locks),
         ] {
             show(r, kind, list);
         }

@@ -175,7 +175,7 @@ async fn drift_is_reported_backfilled_repaired_and_gone() {
         .await
         .unwrap();
     let csv = String::from_utf8(csv.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
-    let rows = replicator::operator::backfill::report::parse_csv(&csv);
+    let rows = replicator::listing::record::parse_csv(&csv);
     assert_eq!(rows.len(), 49, "one line per object:\n{csv}");
     let mut keys_in_report: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
     keys_in_report.dedup();

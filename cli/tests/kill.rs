@@ -440,7 +440,7 @@ async fn a_backfill_finishes_after_its_worker_is_killed() {
         .await
         .unwrap();
     let csv = String::from_utf8(csv.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
-    let mut reported: Vec<String> = replicator::operator::backfill::report::parse_csv(&csv)
+    let mut reported: Vec<String> = replicator::listing::record::parse_csv(&csv)
         .into_iter()
         .map(|r| r.key)
         .collect();

@@ -80,7 +80,11 @@ fn worker(stack: &Stack, p: &Pipeline, config: &str, s3_endpoint: &str) -> Child
         .env("RETRY_QUEUE_URL", &p.retry.url)
         .env("FAILED_QUEUE_URL", &p.failed.url)
         .env("RETRY_BASE_DELAY_SECONDS", "1")
-        .env("RUST_LOG", "warn")
+        // `S3R_WORKER_LOG=info` shows what the workers did beside a divergence.
+        .env(
+            "RUST_LOG",
+            std::env::var("S3R_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .args(["run", "--exit-when-idle", "2", "--concurrency", "8"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -199,10 +203,13 @@ async fn one_history(stack: &Stack, seed: u64) -> Option<String> {
         send.await.unwrap();
     }
     let mut problems = Vec::new();
+    let mut logs = Vec::new();
     for (i, w) in workers.into_iter().enumerate() {
         let (ok, err) = finished(w).await;
         if !ok {
             problems.push(format!("worker {i} did not exit cleanly: {err}"));
+        } else if std::env::var("S3R_WORKER_LOG").is_ok() {
+            logs.push(format!("worker {i}:\n{err}"));
         }
     }
     let source = states(&stack.s3, &p.source).await;
@@ -221,18 +228,20 @@ async fn one_history(stack: &Stack, seed: u64) -> Option<String> {
     if problems.is_empty() {
         return None;
     }
-    Some(format!(
-        "seed {seed} ({}; {} writes held): {}\nhistory:\n{}",
-        if versioned {
-            "versioned"
-        } else {
-            "unversioned"
-        },
-        proxy
-            .counts
-            .delayed
-            .load(std::sync::atomic::Ordering::Relaxed),
-        problems.join("\n"),
-        history::describe(&happened)
-    ))
+    Some(
+        format!(
+            "seed {seed} ({}; {} writes held): {}\nhistory:\n{}\n",
+            if versioned {
+                "versioned"
+            } else {
+                "unversioned"
+            },
+            proxy
+                .counts
+                .delayed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            problems.join("\n"),
+            history::describe(&happened)
+        ) + &logs.join("\n"),
+    )
 }

@@ -486,3 +486,75 @@ async fn a_destination_s3_cannot_validate_yet_is_tried_again() {
         1
     );
 }
+
+/// A source with Object Lock needs it at each destination: S3 refuses a replication
+/// rule toward one without it, and so does `config check --online`.
+#[tokio::test]
+async fn config_check_online_refuses_a_destination_without_object_lock() {
+    let stack = Stack::main().await;
+    let p = Pipeline::unwired(&stack).await;
+    let lock_bucket = |prefix: &'static str| {
+        let s3 = stack.s3.clone();
+        async move {
+            let name = integration_tests::unique(prefix);
+            s3.create_bucket()
+                .bucket(&name)
+                .object_lock_enabled_for_bucket(true)
+                .send()
+                .await
+                .unwrap();
+            name
+        }
+    };
+    let source = lock_bucket("locked-src").await;
+    let locked = lock_bucket("locked-dst").await;
+    let plain = stack.bucket("plain").await;
+    let doc = format!(
+        r#"{{"Sources": [{{"Bucket": "{source}", "ReplicationConfiguration": {{"Rules": [
+            {{"ID": "locked", "Priority": 1, "Status": "Enabled", "Filter": {{"Prefix": "a/"}},
+              "Destination": {{"Bucket": "{locked}"}}, "DeleteMarkerReplication": {{"Status": "Disabled"}}}},
+            {{"ID": "plain", "Priority": 2, "Status": "Enabled", "Filter": {{"Prefix": "b/"}},
+              "Destination": {{"Bucket": "{plain}"}}, "DeleteMarkerReplication": {{"Status": "Disabled"}}}}]}}}}]}}"#
+    );
+    let out = run(
+        command(&stack, &p, &doc, &stack.endpoint),
+        &["config", "check", "--online", "--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = |what: String| {
+        report["online"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["what"] == what.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("no check {what}: {report}"))
+    };
+    let refused = check(format!("Object Lock of {plain}"));
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("DstObjectLockNotEnabled"),
+        "{refused}"
+    );
+    assert_eq!(check(format!("Object Lock of {locked}"))["ok"], true);
+
+    // A source without Object Lock asks nothing of its destinations.
+    let doc = doc.replace(&source, &p.source);
+    let out = run(
+        command(&stack, &p, &doc, &stack.endpoint),
+        &["config", "check", "--online", "--output", "json"],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !report["online"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["what"].as_str().unwrap().starts_with("Object Lock")),
+        "{report}"
+    );
+}

@@ -10,10 +10,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::copy::Outcome;
-use crate::errors::ReplicationError;
-use crate::queues::job::Job;
-
 pub const NAMESPACE: &str = "S3Replicator";
 
 pub const REPLICATED: &str = "OperationsReplicated";
@@ -61,17 +57,27 @@ impl Totals {
     }
 }
 
-fn labels(job: &Job) -> [(&'static str, String); 3] {
-    [
-        ("SourceBucket", job.source.bucket.clone()),
-        ("DestinationBucket", job.destination.bucket.clone()),
-        ("RuleId", job.rule_id.clone()),
-    ]
+/// Whom a count is about: the dimensions of every per-job metric.
+#[derive(Debug, Clone)]
+pub struct Dimensions {
+    pub source_bucket: String,
+    pub destination_bucket: String,
+    pub rule_id: String,
+}
+
+impl Dimensions {
+    fn labels(&self) -> [(&'static str, String); 3] {
+        [
+            ("SourceBucket", self.source_bucket.clone()),
+            ("DestinationBucket", self.destination_bucket.clone()),
+            ("RuleId", self.rule_id.clone()),
+        ]
+    }
 }
 
 /// A counter, per job's dimensions and in total (with `reason`, a Reason dimension).
-fn count(name: &'static str, job: &Job, reason: Option<&str>, n: u64) {
-    let mut with = labels(job).to_vec();
+fn count(name: &'static str, on: &Dimensions, reason: Option<&str>, n: u64) {
+    let mut with = on.labels().to_vec();
     if let Some(reason) = reason {
         with.push(("Reason", reason.to_string()));
     }
@@ -82,78 +88,50 @@ fn count(name: &'static str, job: &Job, reason: Option<&str>, n: u64) {
     }
 }
 
-/// A job's outcome as replicate saw it. `parked` says a failure was parked (the end of
-/// the job) rather than handed on for a retry.
-pub fn job_outcome(job: &Job, result: &Result<Outcome, ReplicationError>, parked: bool) {
-    match result {
-        Ok(Outcome::Replicated { bytes, .. }) => {
-            count(REPLICATED, job, None, 1);
-            count(BYTES, job, None, *bytes);
-            TOTALS.bytes.fetch_add(*bytes, Ordering::Relaxed);
-            replicated(job);
-        }
-        Ok(Outcome::Updated | Outcome::Deleted) => {
-            count(REPLICATED, job, None, 1);
-            replicated(job);
-        }
-        Ok(Outcome::Skipped { reason }) => {
-            count(SKIPPED, job, Some(reason), 1);
-            TOTALS.skipped.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(Outcome::Paused(_)) => count(PAUSED, job, None, 1),
-        Err(e) if parked => {
-            count(FAILED, job, Some(e.reason.as_str()), 1);
-            TOTALS.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(e) => {
-            count(FAILED_ATTEMPTS, job, Some(e.reason.as_str()), 1);
-            TOTALS.failed_attempts.fetch_add(1, Ordering::Relaxed);
-        }
+/// An operation replicated: `bytes` copied (none for a delete or a tag change), and
+/// the latency since its event when it had one.
+pub fn replicated(on: &Dimensions, bytes: Option<u64>, latency_ms: Option<f64>) {
+    count(REPLICATED, on, None, 1);
+    if let Some(bytes) = bytes {
+        count(BYTES, on, None, bytes);
+        TOTALS.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
-}
-
-/// What every replicated outcome adds: the total, and the latency since the event.
-fn replicated(job: &Job) {
     TOTALS.replicated.fetch_add(1, Ordering::Relaxed);
-    if let Some(ms) = latency_ms(job) {
-        metrics::histogram!(LATENCY, &labels(job)).record(ms);
+    if let Some(ms) = latency_ms {
+        metrics::histogram!(LATENCY, &on.labels()).record(ms);
         metrics::histogram!(LATENCY).record(ms);
     }
 }
 
-/// The retry function sent a job back to work, `age_s` after it first failed.
-pub fn requeued(job: &Job, age_s: u64) {
-    count(RETRIES, job, None, 1);
-    TOTALS.retries.fetch_add(1, Ordering::Relaxed);
-    metrics::histogram!(REQUEUED_AGE, &labels(job)).record(age_s as f64);
-    metrics::histogram!(REQUEUED_AGE).record(age_s as f64);
+/// An operation skipped, for a stated reason.
+pub fn skipped(on: &Dimensions, reason: &str) {
+    count(SKIPPED, on, Some(reason), 1);
+    TOTALS.skipped.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The retry function parked a job whose budget is spent.
-pub fn parked(job: &Job) {
-    let reason = job
-        .last_error
-        .as_ref()
-        .map(|e| e.reason.as_str())
-        .unwrap_or("Unknown");
-    count(FAILED, job, Some(reason), 1);
-    TOTALS.failed.fetch_add(1, Ordering::Relaxed);
+/// A large copy paused, to continue in the next invocation.
+pub fn paused(on: &Dimensions) {
+    count(PAUSED, on, None, 1);
 }
 
-/// From the event (S3's eventTime) to now, in milliseconds. A backfill's job has no
-/// event (its time is the object's last modification, maybe years ago): it has no
-/// replication latency, and would only bury the events' in the percentiles.
-fn latency_ms(job: &Job) -> Option<f64> {
-    if job.backfill.is_some() {
-        return None;
+/// An attempt failed: `parked` says it was the end of the job (it waits in the failed
+/// queue) rather than handed on for a retry.
+pub fn failed(on: &Dimensions, reason: &str, parked: bool) {
+    if parked {
+        count(FAILED, on, Some(reason), 1);
+        TOTALS.failed.fetch_add(1, Ordering::Relaxed);
+    } else {
+        count(FAILED_ATTEMPTS, on, Some(reason), 1);
+        TOTALS.failed_attempts.fetch_add(1, Ordering::Relaxed);
     }
-    let at = job.source.event_time.as_deref()?;
-    let at =
-        aws_smithy_types::DateTime::from_str(at, aws_smithy_types::date_time::Format::DateTime)
-            .ok()?;
-    let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
-    let ms = (now.as_secs_f64() - at.as_secs_f64()) * 1000.0;
-    (ms >= 0.0).then_some(ms)
+}
+
+/// The retry function sent a job back to work, `age_s` after it first failed.
+pub fn requeued(on: &Dimensions, age_s: u64) {
+    count(RETRIES, on, None, 1);
+    TOTALS.retries.fetch_add(1, Ordering::Relaxed);
+    metrics::histogram!(REQUEUED_AGE, &on.labels()).record(age_s as f64);
+    metrics::histogram!(REQUEUED_AGE).record(age_s as f64);
 }
 
 /// The Lambdas' recorder: EMF documents, written to stdout by [`flush_emf`].
@@ -177,34 +155,5 @@ pub fn flush_emf(collector: Option<&'static metrics_cloudwatch_embedded::Collect
         if let Err(e) = collector.flush(std::io::stdout().lock()) {
             tracing::warn!(error = %e, "could not write the invocation's metrics");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn latency_runs_from_the_event_and_a_backfill_has_none() {
-        let mut job = Job::parse(include_str!("../../tests/fixtures/jobs/put.json")).unwrap();
-        let a_minute_ago = aws_smithy_types::DateTime::from(
-            std::time::SystemTime::now() - std::time::Duration::from_secs(60),
-        );
-        job.source.event_time = Some(
-            a_minute_ago
-                .fmt(aws_smithy_types::date_time::Format::DateTime)
-                .unwrap(),
-        );
-        let ms = latency_ms(&job).unwrap();
-        assert!((59_000.0..61_000.0).contains(&ms), "{ms}");
-        job.backfill = Some(crate::queues::job::BackfillRef {
-            id: "bf-1".into(),
-            report: None,
-            absent: false,
-        });
-        assert_eq!(latency_ms(&job), None);
-        job.backfill = None;
-        job.source.event_time = None;
-        assert_eq!(latency_ms(&job), None);
     }
 }

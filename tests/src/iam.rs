@@ -428,6 +428,7 @@ pub fn actions_of(head: &str) -> Vec<Authorized> {
             "GET" if has("notification") => "GetBucketNotification",
             "GET" if has("versions") => "ListBucketVersions",
             "GET" if has("location") => "GetBucketLocation",
+            "GET" if has("object-lock") => "GetBucketObjectLockConfiguration",
             "GET" | "HEAD" => "ListBucket",
             "PUT" if has("notification") => "PutBucketNotification",
             "POST" if has("delete") => "DeleteObject",
@@ -442,9 +443,13 @@ pub fn actions_of(head: &str) -> Vec<Authorized> {
         "GET" | "HEAD" if has("uploadId") => "ListMultipartUploadParts".to_string(),
         "GET" | "HEAD" if has("tagging") => format!("GetObject{version}Tagging"),
         "GET" | "HEAD" if has("acl") => format!("GetObject{version}Acl"),
+        "GET" if has("retention") => "GetObjectRetention".to_string(),
+        "GET" if has("legal-hold") => "GetObjectLegalHold".to_string(),
         "GET" | "HEAD" => format!("GetObject{version}"),
         "PUT" if has("tagging") => format!("PutObject{version}Tagging"),
         "PUT" if has("acl") => format!("PutObject{version}Acl"),
+        "PUT" if has("retention") => "PutObjectRetention".to_string(),
+        "PUT" if has("legal-hold") => "PutObjectLegalHold".to_string(),
         "PUT" | "POST" => "PutObject".to_string(),
         "DELETE" if has("uploadId") => "AbortMultipartUpload".to_string(),
         "DELETE" if has("tagging") => format!("DeleteObject{version}Tagging"),
@@ -452,7 +457,21 @@ pub fn actions_of(head: &str) -> Vec<Authorized> {
         _ => "Unknown".to_string(),
     };
     out.push(one(s3(&action), &resource));
-    if method == "PUT" && !has("tagging") && !has("acl") {
+    // A write (or an upload's start) that sets an Object Lock needs its actions too.
+    let writes = (method == "PUT" && !has("retention") && !has("legal-hold"))
+        || (method == "POST" && has("uploads"));
+    if writes {
+        if headers.contains_key("x-amz-object-lock-mode")
+            || headers.contains_key("x-amz-object-lock-retain-until-date")
+        {
+            out.push(one(s3("PutObjectRetention"), &resource));
+        }
+        if headers.contains_key("x-amz-object-lock-legal-hold") {
+            out.push(one(s3("PutObjectLegalHold"), &resource));
+        }
+    }
+    if method == "PUT" && !has("tagging") && !has("acl") && !has("retention") && !has("legal-hold")
+    {
         // A write that sets an ACL or tags needs those actions too.
         if headers
             .keys()
@@ -515,6 +534,26 @@ mod tests {
         assert_eq!(
             actions(head("GET /d?uploads&prefix=k", "")),
             ["s3:ListBucketMultipartUploads"]
+        );
+        // Object Lock: its own requests, and the headers of a write or an upload.
+        assert_eq!(
+            actions(head("GET /d?object-lock", "")),
+            ["s3:GetBucketObjectLockConfiguration"]
+        );
+        assert_eq!(
+            actions(head("PUT /d/k?retention&versionId=2", "")),
+            ["s3:PutObjectRetention"]
+        );
+        assert_eq!(
+            actions(head("PUT /d/k?legal-hold", "")),
+            ["s3:PutObjectLegalHold"]
+        );
+        assert_eq!(
+            actions(head(
+                "POST /d/k?uploads",
+                "x-amz-object-lock-mode: GOVERNANCE\r\nx-amz-object-lock-retain-until-date: 2030-01-01T00:00:00Z\r\nx-amz-object-lock-legal-hold: ON\r\n"
+            )),
+            ["s3:PutObject", "s3:PutObjectRetention", "s3:PutObjectLegalHold"]
         );
         assert_eq!(
             actions(head(

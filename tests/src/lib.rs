@@ -22,9 +22,9 @@ use replicator::copy::provenance::Provenance;
 use replicator::ingest::Ingest;
 use replicator::queues::lease::Lease;
 use replicator::queues::parking::Parking;
-use replicator::queues::retry::{Retrier, RetryPolicy};
-use replicator::queues::worker::Worker;
 use replicator::replicate::Replicator;
+use replicator::retry::{Retrier, RetryPolicy};
+use replicator::worker::Worker;
 use sha2::{Digest, Sha256};
 
 pub const ACCOUNT: &str = "123456789012";
@@ -41,7 +41,8 @@ pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
 }
 
-fn endpoint_from(var: &str) -> String {
+/// A variable the local stack sets (an endpoint, or a server's test keys).
+pub fn endpoint_from(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: integration tests need the local stack; run them with `make integration` (or `make test`)")
     })

@@ -51,7 +51,19 @@ impl Deployed {
         // Every request of the functions passes a recording proxy: the actions they
         // need are read off the wire.
         let proxy = FaultProxy::start(&admin.endpoint, Faults::none()).await;
-        let source = admin.bucket("deployed-src").await;
+        // Both with Object Lock: a locked version's replica is locked too.
+        let source = unique("deployed-src");
+        let replica = unique("deployed-dst");
+        for bucket in [&source, &replica] {
+            admin
+                .s3
+                .create_bucket()
+                .bucket(bucket)
+                .object_lock_enabled_for_bucket(true)
+                .send()
+                .await
+                .unwrap();
+        }
         admin
             .s3
             .put_bucket_versioning()
@@ -64,7 +76,6 @@ impl Deployed {
             .send()
             .await
             .unwrap();
-        let replica = admin.bucket("deployed-dst").await;
         let archive = admin.bucket("deployed-archive").await;
         let inventory = admin.bucket("deployed-inventory").await;
         // The signing key, as the templates create it (a secret on the IAM-enforcing
@@ -441,12 +452,57 @@ async fn run_as_deployed(template: Template) {
         replicate.logs().join("\n")
     );
 
+    // A locked version: its replica holds the same retention and legal hold. moto
+    // refuses a copy's lock headers, so the lock is set after the copy: the grants of
+    // both ways are used (the headers' by the refused copy).
+    let until = aws_sdk_s3::primitives::DateTime::from_secs(
+        aws_sdk_s3::primitives::DateTime::from(std::time::SystemTime::now()).secs() + 86_400,
+    );
+    d.admin
+        .s3
+        .put_object()
+        .bucket(&d.source)
+        .key("photos/locked.jpg")
+        .body(ByteStream::from_static(b"kept for the auditors"))
+        .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Governance)
+        .object_lock_retain_until_date(until)
+        .object_lock_legal_hold_status(aws_sdk_s3::types::ObjectLockLegalHoldStatus::On)
+        .send()
+        .await
+        .unwrap();
+    let mut locked = put_job(&d.source, "photos/locked.jpg", &d.replica);
+    locked.rule_id = "same".into();
+    locked.sign(&d.signer);
+    let response = replicate
+        .invoke(
+            &serde_json::to_value(sqs_batch(&[locked.to_body()])).unwrap(),
+            LONG,
+        )
+        .await
+        .response();
+    assert!(failures(&response).is_empty(), "{response}");
+    let lock = |bucket: String| {
+        let s3 = d.admin.s3.clone();
+        async move {
+            replicator::copy::lock::Lock::of(
+                &s3.head_object()
+                    .bucket(bucket)
+                    .key("photos/locked.jpg")
+                    .send()
+                    .await
+                    .expect("the locked object and its replica"),
+            )
+        }
+    };
+    let wanted = lock(d.source.clone()).await;
+    assert!(wanted.is_some() && wanted.legal_hold, "{wanted:?}");
+    assert_eq!(lock(d.replica.clone()).await, wanted);
+
     // A backfill under the same policy: replicate runs a list task, which lists the
     // source and the destination and copies what is missing.
     let old: Vec<u8> = (0..5_000u32).map(|i| (i % 13) as u8).collect();
     d.admin.put(&d.source, "photos/old/1999.jpg", &old).await;
-    let mut list =
-        replicator::operator::backfill::ListTask::root("bf-deployed", &d.source, "photos/old/", 1);
+    let mut list = replicator::listing::ListTask::root("bf-deployed", &d.source, "photos/old/", 1);
     let records = d.records();
     list.report = Some(records.clone());
     let response = replicate
@@ -506,8 +562,8 @@ async fn run_as_deployed(template: Template) {
         )
         .await;
     let mut from_inventory =
-        replicator::operator::backfill::ListTask::root("bf-inventory", &d.source, "photos/old/", 0);
-    from_inventory.inventory = Some(replicator::operator::backfill::inventory::InventoryFile {
+        replicator::listing::ListTask::root("bf-inventory", &d.source, "photos/old/", 0);
+    from_inventory.inventory = Some(replicator::listing::task::InventoryFile {
         bucket: d.inventory.clone(),
         key: "inv/deployed-src/all/data/1.csv".into(),
         schema: vec!["Bucket".into(), "Key".into(), "Size".into()],
@@ -677,9 +733,37 @@ async fn run_as_deployed(template: Template) {
     got.sort();
     assert_eq!(got, want);
 
+    // What a request above needed, as AWS would check it, that the shipped policy does
+    // not grant: moto maps some requests to other actions (a lock's PutObjectRetention
+    // is its PutObject), so its enforcement alone would not see them missing.
+    let exercised = d.exercised();
+    let ungranted: Vec<String> = exercised
+        .iter()
+        .flat_map(|(f, actions)| {
+            let granted: BTreeSet<String> = d
+                .policies
+                .get(f)
+                .map(|p| {
+                    iam::granted_actions(p)
+                        .into_iter()
+                        .map(|(_, a)| a)
+                        .collect()
+                })
+                .unwrap_or_default();
+            actions
+                .iter()
+                .filter(move |a| !granted.contains(*a))
+                .map(move |a| format!("{f} {a}"))
+        })
+        .collect();
+    assert!(
+        ungranted.is_empty(),
+        "needed but not granted by the shipped policies:\n{}",
+        ungranted.join("\n")
+    );
+
     // What the shipped policies grant and no request above needed. Each exception
     // says why it cannot be seen here.
-    let exercised = d.exercised();
     let unexercised: Vec<String> = d
         .policies
         .iter()
@@ -730,6 +814,9 @@ fn expected_unexercised(function: &str, sid: &str, action: &str) -> bool {
         // and the deadline test below, not under IAM.
         | ("replicate", "s3:ListMultipartUploadParts" | "s3:AbortMultipartUpload"
             | "s3:ListBucketMultipartUploads" | "sqs:ChangeMessageVisibility")
+        // S3 shows a version's Object Lock in a HEAD (s3:GetObject) only to a caller
+        // granted these; no request names them.
+        | ("replicate", "s3:GetObjectRetention" | "s3:GetObjectLegalHold")
         // KMS keys are used by S3 (SSE-KMS objects) and Secrets Manager (secrets under
         // a customer key, the signing key's among them) on the function's behalf,
         // never by a request of its own (kms:ViaService; tests/tests/templates.rs

@@ -135,7 +135,7 @@ async fn a_job_that_kills_its_worker_every_time_is_parked_after_its_budget() {
     use aws_sdk_sqs::types::QueueAttributeName;
     use integration_tests::lambda::{binary, LambdaFunction};
     use replicator::errors::FailureReason;
-    use replicator::queues::retry::{Retrier, RetryPolicy};
+    use replicator::retry::{Retrier, RetryPolicy};
 
     let stack = Stack::main().await;
     let p = Pipeline::unwired(&stack).await;

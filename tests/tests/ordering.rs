@@ -444,6 +444,169 @@ async fn a_resumed_multipart_copy_never_lands_over_a_newer_replica_or_a_delete()
     }
 }
 
+/// (5) A version removed for good at the source, where writes go new keys first (the
+/// first round skips the replica's HEAD and writes If-None-Match: *). The source held
+/// nothing more, so nothing was written, and the round never read the replica it had
+/// guessed away: the job ended "SourceDeleted" and the replica of the removed version
+/// stayed. Found by the two-process randomized test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_removed_for_good_removes_its_replica_whatever_the_write_order() {
+    let stack = Stack::fast().await;
+    for order in ["new-keys-first", "adaptive", "replica-first"] {
+        let source = stack.bucket("src").await;
+        stack.enable_versioning(&source).await;
+        let dst = stack.bucket("dst").await;
+        let cfg = config(&format!(
+            r#"{{"Sources": [{{"Bucket": "{source}", "ReplicationConfiguration": {{"Rules": [
+                {{"ID": "r", "Priority": 1, "Status": "Enabled", "Filter": {{}},
+                  "DeleteMarkerReplication": {{"Status": "Enabled"}},
+                  "Destination": {{"Bucket": "{dst}", "Replicator": {{"AclMode": "none",
+                    "DeleteMode": "all", "WriteOrder": "{order}"}}}}}}]}}}}]}}"#
+        ));
+        let r = replicator(&stack, &cfg, stack.s3.clone());
+        let created = put(&stack, &source, "k", b"the only version", "0010").await;
+        let version = created["s3"]["object"]["versionId"]
+            .as_str()
+            .expect("a version")
+            .to_string();
+        r.run(&only_job(&stack, &cfg, created).await).await.unwrap();
+        assert!(held(&stack, &dst, "k").await.is_some(), "{order}");
+
+        stack
+            .s3
+            .delete_object()
+            .bucket(&source)
+            .key("k")
+            .version_id(&version)
+            .send()
+            .await
+            .expect("the version removed");
+        let removed = record(
+            "ObjectRemoved:Delete",
+            &source,
+            "k",
+            None,
+            None,
+            Some(&version),
+            "0020",
+        );
+        let outcome = r.run(&only_job(&stack, &cfg, removed).await).await.unwrap();
+        assert_eq!(outcome, Outcome::Deleted, "{order}");
+        assert_eq!(
+            held(&stack, &dst, "k").await,
+            None,
+            "{order}: the replica stays"
+        );
+    }
+}
+
+/// (6) A tag change whose write to the replica is held until a newer put of the key
+/// has been copied with its own tags. Tags are written without a condition (S3 has
+/// none for them): the held write used to land the older tags on the newer replica.
+/// Found by the two-process randomized test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_tag_change_never_lands_older_tags_on_a_newer_replica() {
+    let stack = Stack::fast().await;
+    let source = stack.bucket("src").await;
+    let dst = stack.bucket("dst").await;
+    let cfg = one_way(&source, &dst);
+    let tags = |bucket: String| {
+        let s3 = stack.s3.clone();
+        async move {
+            let out = s3
+                .get_object_tagging()
+                .bucket(bucket)
+                .key("k")
+                .send()
+                .await
+                .expect("tags");
+            out.tag_set()
+                .iter()
+                .map(|t| format!("{}={}", t.key(), t.value()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let put_tagged = |body: &'static [u8], tagging: &'static str, sequencer: &'static str| {
+        let (s3, source) = (stack.s3.clone(), source.clone());
+        async move {
+            let out = s3
+                .put_object()
+                .bucket(&source)
+                .key("k")
+                .tagging(tagging)
+                .body(ByteStream::from_static(body))
+                .send()
+                .await
+                .expect("put");
+            record(
+                "ObjectCreated:Put",
+                &source,
+                "k",
+                Some(body.len() as u64),
+                out.e_tag(),
+                None,
+                sequencer,
+            )
+        }
+    };
+    let r = replicator(&stack, &cfg, stack.s3.clone());
+    let first = put_tagged(b"first", "v=old", "0010").await;
+    r.run(&only_job(&stack, &cfg, first).await).await.unwrap();
+    assert_eq!(tags(dst.clone()).await, ["v=old"]);
+
+    // The tags change; their job's write to the replica is held.
+    let tagging = aws_sdk_s3::types::Tagging::builder()
+        .tag_set(
+            aws_sdk_s3::types::Tag::builder()
+                .key("v")
+                .value("mid")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    stack
+        .s3
+        .put_object_tagging()
+        .bucket(&source)
+        .key("k")
+        .tagging(tagging)
+        .send()
+        .await
+        .unwrap();
+    let changed = record("ObjectTagging:Put", &source, "k", None, None, None, "0020");
+    let held_write = Box::leak(format!("put /{dst}/k?tagging").into_boxed_str());
+    let proxy = FaultProxy::start(
+        &stack.endpoint,
+        Faults {
+            delay: 1.0,
+            delay_for: Duration::from_millis(800),
+            delay_only: Some(held_write),
+            ..Faults::none()
+        },
+    )
+    .await;
+    let slow = Arc::new(replicator(&stack, &cfg, stack.s3_through(&proxy.endpoint)));
+    let tag_job = only_job(&stack, &cfg, changed).await;
+    let held = {
+        let (slow, tag_job) = (slow.clone(), tag_job.clone());
+        tokio::spawn(async move { slow.run(&tag_job).await })
+    };
+    proxy.wait_for(held_write).await;
+
+    // Meanwhile the key is written again, with its own tags, and copied with them.
+    let again = put_tagged(b"second", "v=new", "0030").await;
+    r.run(&only_job(&stack, &cfg, again).await).await.unwrap();
+    let outcome = held.await.unwrap();
+    eprintln!("the held tag change ended: {outcome:?}");
+    assert_eq!(
+        tags(dst.clone()).await,
+        tags(source.clone()).await,
+        "the replica keeps the newer put's tags"
+    );
+    assert_eq!(tags(dst).await, ["v=new"]);
+}
+
 async fn wait_until(done: impl Fn() -> bool) {
     let started = std::time::Instant::now();
     while !done() {

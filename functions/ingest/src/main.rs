@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use replicator::config::bootstrap::{or_exit, Process};
+use replicator::bootstrap::{or_exit, Process};
 use serde_json::Value;
 
 #[tokio::main]

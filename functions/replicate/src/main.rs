@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use replicator::config::bootstrap::{or_exit, Process};
+use replicator::bootstrap::{or_exit, Process};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

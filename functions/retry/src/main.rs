@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use replicator::config::bootstrap::{or_exit, Process};
-use replicator::queues::retry::RetryInput;
+use replicator::bootstrap::{or_exit, Process};
+use replicator::retry::RetryInput;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -21,10 +21,8 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::config::settings::{SIGNING_KEY_FILE_VAR, SIGNING_KEY_SECRET_VAR};
 use crate::errors::ConfigError;
-
-pub const SIGNING_KEY_SECRET_VAR: &str = "REPLICATOR_SIGNING_KEY_SECRET";
-pub const SIGNING_KEY_FILE_VAR: &str = "REPLICATOR_SIGNING_KEY_FILE";
 
 /// A signing key's shortest length: 32 characters (the templates generate 64).
 const SHORTEST_KEY: usize = 32;

@@ -5,11 +5,12 @@
 //! The document is walked by hand rather than with serde derive so that a check reports
 //! every problem at once, each with its JSON path, instead of stopping at the first.
 
-pub mod bootstrap;
 pub mod clients;
 pub mod keys;
+pub mod objects;
 pub mod secrets;
 pub mod settings;
+pub mod source;
 pub mod storage_class;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::config::storage_class::{is_aws_storage_class, is_storage_class_token};
 use crate::errors::ConfigError;
+pub use crate::errors::Problem;
 
 /// A parsed, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,19 +239,6 @@ impl fmt::Display for AclMode {
             AclMode::OwnerOverride => "owner-override",
             AclMode::None => "none",
         })
-    }
-}
-
-/// One thing wrong with a document, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
 use crate::errors::ConfigError;
 
 pub const CONFIG_VAR: &str = "REPLICATOR_CONFIG";
@@ -29,6 +28,15 @@ pub const PRINCIPALS_VAR: &str = "REPLICATOR_PRINCIPALS";
 /// account): every request to them says so (`x-amz-expected-bucket-owner`), and S3
 /// refuses it if a stranger owns the bucket now (a bucket deleted, its name taken).
 pub const ACCOUNT_VAR: &str = "REPLICATOR_ACCOUNT";
+/// The Secrets Manager secret (name or ARN) that holds the signing key; see
+/// [`crate::config::keys`].
+pub const SIGNING_KEY_SECRET_VAR: &str = "REPLICATOR_SIGNING_KEY_SECRET";
+/// A file that holds the signing key, for a worker outside Lambda.
+pub const SIGNING_KEY_FILE_VAR: &str = "REPLICATOR_SIGNING_KEY_FILE";
+/// How many attempts a job gets before it is parked (the retry function).
+pub const RETRY_MAX_ATTEMPTS_VAR: &str = "RETRY_MAX_ATTEMPTS";
+/// The first retry's delay; each later one doubles it (the retry function).
+pub const RETRY_BASE_DELAY_VAR: &str = "RETRY_BASE_DELAY_SECONDS";
 
 /// Every variable of our own that the Lambdas read (the SDK's `AWS_*` aside). The
 /// deployment templates must set exactly these; a test holds them to it.
@@ -38,14 +46,14 @@ pub const LAMBDA_VARS: &[&str] = &[
     WORK_QUEUE_VAR,
     RETRY_QUEUE_VAR,
     FAILED_QUEUE_VAR,
-    crate::queues::retry::MAX_ATTEMPTS_VAR,
-    crate::queues::retry::BASE_DELAY_VAR,
+    RETRY_MAX_ATTEMPTS_VAR,
+    RETRY_BASE_DELAY_VAR,
     FAILED_ARCHIVE_VAR,
     FAILED_ARCHIVE_AFTER_VAR,
     PRINCIPALS_VAR,
     ACCOUNT_VAR,
     BACKFILL_REPORT_VAR,
-    crate::config::keys::SIGNING_KEY_SECRET_VAR,
+    SIGNING_KEY_SECRET_VAR,
 ];
 
 /// Set by Lambda itself, from the function's LoggingConfig (the templates' JSON format,
@@ -57,8 +65,7 @@ pub const LAMBDA_RUNTIME_VARS: &[&str] = &[
 
 /// Read by `s3-replicator run` only: a Lambda's trigger hands it the events instead;
 /// a worker elsewhere may keep its signing key in a file.
-pub const WORKER_ONLY_VARS: &[&str] =
-    &[EVENTS_QUEUE_VAR, crate::config::keys::SIGNING_KEY_FILE_VAR];
+pub const WORKER_ONLY_VARS: &[&str] = &[EVENTS_QUEUE_VAR, SIGNING_KEY_FILE_VAR];
 
 /// Read by the operator's commands only, never by a handler.
 pub const OPERATOR_VARS: &[&str] = &[];
@@ -214,152 +221,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(n.checked_mul(seconds)?))
 }
 
-/// Where the configuration lives: `REPLICATOR_CONFIG` holds the document itself,
-/// `file://PATH`, or `s3://BUCKET/KEY`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConfigSource {
-    Inline(String),
-    File(String),
-    /// `version`: see [`CONFIG_VERSION_VAR`].
-    S3 {
-        bucket: String,
-        key: String,
-        version: Option<String>,
-    },
-}
-
-impl ConfigSource {
-    pub fn parse(value: &str) -> Result<ConfigSource, ConfigError> {
-        let value = value.trim();
-        if let Some(path) = value.strip_prefix("file://") {
-            return Ok(ConfigSource::File(path.to_string()));
-        }
-        if let Some(rest) = value.strip_prefix("s3://") {
-            return match rest.split_once('/') {
-                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
-                    Ok(ConfigSource::S3 {
-                        bucket: bucket.to_string(),
-                        key: key.to_string(),
-                        version: None,
-                    })
-                }
-                _ => Err(ConfigError::Environment {
-                    name: CONFIG_VAR,
-                    reason: format!("\"{value}\" is not s3://BUCKET/KEY"),
-                }),
-            };
-        }
-        if value.starts_with('{') {
-            return Ok(ConfigSource::Inline(value.to_string()));
-        }
-        Err(ConfigError::Environment {
-            name: CONFIG_VAR,
-            reason: "must hold the JSON document, file://PATH or s3://BUCKET/KEY".into(),
-        })
-    }
-
-    pub fn from_env() -> Result<ConfigSource, ConfigError> {
-        let value = std::env::var(CONFIG_VAR).map_err(|_| ConfigError::Environment {
-            name: CONFIG_VAR,
-            reason: "is not set".into(),
-        })?;
-        let mut source = ConfigSource::parse(&value)?;
-        let pinned = std::env::var(CONFIG_VERSION_VAR)
-            .ok()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty());
-        match (&mut source, pinned) {
-            (ConfigSource::S3 { version, .. }, pinned) => *version = pinned,
-            (_, Some(_)) => {
-                return Err(ConfigError::Environment {
-                    name: CONFIG_VERSION_VAR,
-                    reason: format!(
-                        "is set, but {CONFIG_VAR} is not an s3:// location; leave it empty"
-                    ),
-                })
-            }
-            (_, None) => {}
-        }
-        Ok(source)
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            ConfigSource::Inline(_) => format!("{CONFIG_VAR} (inline)"),
-            ConfigSource::File(p) => format!("file://{p}"),
-            ConfigSource::S3 {
-                bucket,
-                key,
-                version: None,
-            } => format!("s3://{bucket}/{key}"),
-            ConfigSource::S3 {
-                bucket,
-                key,
-                version: Some(v),
-            } => format!("s3://{bucket}/{key} (version {v})"),
-        }
-    }
-
-    /// Reads and validates the document (once, at cold start).
-    pub async fn load(&self, s3: &aws_sdk_s3::Client) -> Result<Config, ConfigError> {
-        Config::parse(&self.read(s3).await?)
-    }
-
-    /// The document's text, wherever it lives.
-    pub async fn read(&self, s3: &aws_sdk_s3::Client) -> Result<String, ConfigError> {
-        let load_error = |reason: String| ConfigError::Load {
-            location: self.describe(),
-            reason,
-        };
-        let text = match self {
-            ConfigSource::Inline(text) => text.clone(),
-            ConfigSource::File(path) => {
-                std::fs::read_to_string(path).map_err(|e| load_error(e.to_string()))?
-            }
-            ConfigSource::S3 {
-                bucket,
-                key,
-                version,
-            } => {
-                let bytes =
-                    crate::config::clients::read_object_at(s3, bucket, key, version.as_deref())
-                        .await
-                        .map_err(load_error)?
-                        .ok_or_else(|| load_error("NoSuchKey: no object under this key".into()))?;
-                String::from_utf8(bytes)
-                    .map_err(|_| load_error("the document is not UTF-8".into()))?
-            }
-        };
-        Ok(text)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_locations() {
-        assert_eq!(
-            ConfigSource::parse("file:///etc/r.json").unwrap(),
-            ConfigSource::File("/etc/r.json".into())
-        );
-        assert_eq!(
-            ConfigSource::parse("s3://cfg/replicator/config.json").unwrap(),
-            ConfigSource::S3 {
-                bucket: "cfg".into(),
-                key: "replicator/config.json".into(),
-                version: None,
-            }
-        );
-        assert!(matches!(
-            ConfigSource::parse(" {\"Sources\": []}").unwrap(),
-            ConfigSource::Inline(_)
-        ));
-        for bad in ["s3://bucket-only", "s3:///key", "/etc/r.json", ""] {
-            assert!(ConfigSource::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn archive_locations_and_ages() {

@@ -64,6 +64,11 @@ pub fn same_etag(a: Option<&str>, b: Option<&str>) -> bool {
 /// An ETag no object has (the MD5 of nothing is d41d8...): a condition that must fail.
 const PROBE_ETAG: &str = "\"00000000000000000000000000000000\"";
 
+/// How long a write waits for another's probe of the same kind before it probes too:
+/// a probe that is a whole copy (a server that ignores the condition writes it) may
+/// take as long as the copy, and must not hold up every other job.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The kinds of replica write whose conditions a server may or may not check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteKind {
@@ -111,6 +116,14 @@ pub struct DestinationConditions {
 }
 
 impl DestinationConditions {
+    /// The right to probe `kind`, once the probe under way (if any) has answered or
+    /// [`PROBE_WAIT`] has passed; `None` after the wait (the caller probes as well).
+    async fn wait_for_probe(&self, kind: WriteKind) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        tokio::time::timeout(PROBE_WAIT, self.probing[kind as usize].lock())
+            .await
+            .ok()
+    }
+
     pub fn new(mode: PreconditionMode, order: WriteOrder) -> Self {
         let start = match mode {
             PreconditionMode::Probe => UNKNOWN,
@@ -251,7 +264,7 @@ where
     let probe = kind != WriteKind::Put
         && (matches!(expect, Expect::ETag(_)) || kind != WriteKind::Complete);
     if probe && conditions.state(kind) == UNKNOWN {
-        let _probing = conditions.probing[kind as usize].lock().await;
+        let _probing = conditions.wait_for_probe(kind).await;
         if conditions.state(kind) == UNKNOWN {
             match send(Some(PROBE_ETAG.to_string()), None).await {
                 Ok(out) => {
@@ -302,7 +315,7 @@ where
     if conditions.state(kind) != UNKNOWN {
         return Ok(());
     }
-    let _probing = conditions.probing[kind as usize].lock().await;
+    let _probing = conditions.wait_for_probe(kind).await;
     if conditions.state(kind) != UNKNOWN {
         return Ok(());
     }

@@ -109,6 +109,13 @@ pub struct Written {
     pub size: Option<u64>,
     /// The replica is encrypted with KMS: its ETag is not an MD5 of the content.
     pub kms: bool,
+    /// The version the write made, on a versioned destination.
+    pub version_id: Option<String>,
+    /// The server refused the write's Object Lock headers, and it was sent without
+    /// them: the replica's lock is set after (see [`crate::copy::lock`]).
+    pub lock_dropped: bool,
+    /// The replica's Object Lock, when the answer shows it (a HEAD's).
+    pub lock: Option<crate::copy::lock::Lock>,
 }
 
 impl Written {
@@ -250,6 +257,7 @@ mod tests {
             },
             size,
             kms,
+            ..Default::default()
         };
         // Plain MD5s on both sides: the ETag decides, case and quotes aside.
         let v = verify(
@@ -308,6 +316,7 @@ mod tests {
             },
             size: Some(10),
             kms: false,
+            ..Default::default()
         };
         let head = |kind: Option<ChecksumType>| {
             SourceState::new(

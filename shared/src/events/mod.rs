@@ -26,6 +26,9 @@ pub enum Change {
     VersionDeleted,
     TagsChanged,
     AclChanged,
+    /// A version's Object Lock retention or legal hold changed. No S3 notification says
+    /// so; `verify` finds it (and `--repair` sends it).
+    LockChanged,
 }
 
 /// One change to one object, whatever envelope it arrived in.

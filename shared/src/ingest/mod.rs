@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::config::{Config, Rule};
 use crate::copy::provenance::Provenance;
+use crate::errors::is_not_found;
 use crate::errors::{describe, EventError, FailureReason, QueueError, ReplicationError, S3Step};
 use crate::events::{self, Change, Decoded, ObjectEvent};
 use crate::queues::batch::item_failure;
@@ -210,6 +211,7 @@ impl Ingest {
             Change::DeleteMarker | Change::VersionDeleted => Operation::Delete,
             Change::TagsChanged => Operation::Tags,
             Change::AclChanged => Operation::Acl,
+            Change::LockChanged => Operation::Lock,
         };
         Ok(winners
             .into_iter()
@@ -260,7 +262,7 @@ impl Ingest {
                 Provenance::read(head.metadata(), holder, &self.signer)
             }
             // Gone already: its job will find that out and say so.
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => None,
+            Err(e) if is_not_found(&e) => None,
             Err(e) => {
                 return Err(IngestError::Source {
                     bucket: event.bucket.clone(),
@@ -306,8 +308,7 @@ impl Ingest {
                 .collect()),
             Err(err) => {
                 let failure = ReplicationError::from_sdk(S3Step::SourceTagging, &err);
-                let status = err.raw_response().map(|r| r.status().as_u16());
-                if status == Some(404) {
+                if is_not_found(&err) {
                     return Ok(Vec::new());
                 }
                 Err(IngestError::Tags {

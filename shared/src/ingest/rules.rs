@@ -24,7 +24,7 @@ fn is_delete(change: Change) -> bool {
 /// Whether the winning rule replicates this change at all.
 fn replicates(rule: &Rule, change: Change) -> bool {
     match change {
-        Change::Created | Change::TagsChanged | Change::AclChanged => true,
+        Change::Created | Change::TagsChanged | Change::AclChanged | Change::LockChanged => true,
         Change::DeleteMarker => rule.destination.delete_mode != DeleteMode::None,
         Change::VersionDeleted => rule.destination.delete_mode == DeleteMode::All,
     }

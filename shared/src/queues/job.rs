@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::keys::Signer;
 use crate::errors::{FailureReason, ReplicationError};
 use crate::events::{Change, ObjectEvent};
+use crate::metrics::Dimensions;
 
 pub const JOB_VERSION: u32 = 1;
 
@@ -17,6 +18,8 @@ pub enum Operation {
     Delete,
     Tags,
     Acl,
+    /// The replica's Object Lock retention and legal hold become the source's.
+    Lock,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,11 +226,35 @@ impl Job {
             .filter(|s| crate::events::sequencer::is_valid(s))
     }
 
+    /// Whom the job's metrics are about.
+    pub fn dimensions(&self) -> Dimensions {
+        Dimensions {
+            source_bucket: self.source.bucket.clone(),
+            destination_bucket: self.destination.bucket.clone(),
+            rule_id: self.rule_id.clone(),
+        }
+    }
+
+    /// From the event (S3's eventTime) to now, in milliseconds. A backfill's job has no
+    /// event (its time is the object's last modification, maybe years ago): it has no
+    /// replication latency, and would only bury the events' in the percentiles.
+    pub fn latency_ms(&self) -> Option<f64> {
+        if self.backfill.is_some() {
+            return None;
+        }
+        let at = self.source.event_time.as_deref()?;
+        let at =
+            aws_smithy_types::DateTime::from_str(at, aws_smithy_types::date_time::Format::DateTime)
+                .ok()?;
+        let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
+        let ms = (now.as_secs_f64() - at.as_secs_f64()) * 1000.0;
+        (ms >= 0.0).then_some(ms)
+    }
+
     /// Counts a failed attempt and keeps its reason; the first failure's time stays.
     pub fn record_failure(&mut self, err: &ReplicationError) {
         self.attempts += 1;
-        self.first_failure
-            .get_or_insert_with(crate::queues::parking::now_rfc3339);
+        self.first_failure.get_or_insert_with(now_rfc3339);
         self.last_error = Some(LastError {
             reason: err.reason,
             detail: err.detail.clone(),
@@ -333,6 +360,13 @@ fn refs(parts: &[String]) -> Vec<&str> {
     parts.iter().map(String::as_str).collect()
 }
 
+/// Now, as S3 and SQS write times (`2026-01-01T00:00:00Z`).
+pub fn now_rfc3339() -> String {
+    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}
+
 /// JSON text with every character SQS does not accept in a message written as a
 /// `\uXXXX` escape. Such characters can only be inside strings here (the JSON around
 /// them is ASCII), where the escape means the same character.
@@ -355,6 +389,30 @@ pub fn sqs_safe(json: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_runs_from_the_event_and_a_backfill_has_none() {
+        let mut job = Job::parse(include_str!("../../../tests/fixtures/jobs/put.json")).unwrap();
+        let a_minute_ago = aws_smithy_types::DateTime::from(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(60),
+        );
+        job.source.event_time = Some(
+            a_minute_ago
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap(),
+        );
+        let ms = job.latency_ms().unwrap();
+        assert!((59_000.0..61_000.0).contains(&ms), "{ms}");
+        job.backfill = Some(BackfillRef {
+            id: "bf-1".into(),
+            report: None,
+            absent: false,
+        });
+        assert_eq!(job.latency_ms(), None);
+        job.backfill = None;
+        job.source.event_time = None;
+        assert_eq!(job.latency_ms(), None);
+    }
 
     #[test]
     fn round_trips_and_rejects_what_is_not_a_job() {

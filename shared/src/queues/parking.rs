@@ -2,7 +2,7 @@
 //! last reason. One place writes it, so every parked message has the same shape.
 
 use crate::errors::{describe, ReplicationError};
-use crate::queues::job::Job;
+use crate::queues::job::{now_rfc3339, Job};
 
 #[derive(Debug, Clone)]
 pub struct Parking {
@@ -121,10 +121,4 @@ pub fn age_seconds(rfc3339: &str) -> Option<u64> {
             .unwrap_or_default()
             .as_secs(),
     )
-}
-
-pub fn now_rfc3339() -> String {
-    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
 }

@@ -11,8 +11,8 @@ use futures::stream::{self, StreamExt};
 use super::Replicator;
 use crate::errors::{FailureReason, ReplicationError};
 use crate::ingest::Ingest;
-use crate::operator::backfill::run::{self, Listing};
-use crate::operator::backfill::ListTask;
+use crate::listing::run::{self, Listing};
+use crate::listing::ListTask;
 use crate::queues::job::Job;
 
 impl Replicator {
@@ -125,7 +125,7 @@ impl Replicator {
         ingest
             .send(&sent)
             .await
-            .map_err(crate::operator::backfill::list::queue_failure)?;
+            .map_err(crate::listing::list::queue_failure)?;
         all.extend(sent);
         run::finish(ingest, task, prepared, &all).await
     }
@@ -147,7 +147,7 @@ impl Replicator {
     async fn copy_in_task(&self, message_id: &str, job: &Job) -> Option<Job> {
         let started = Instant::now();
         let result = self.run(job).await;
-        super::log_outcome(job, &result, started, 1);
+        super::settle::log_outcome(job, &result, started, 1);
         let done = self.settle(message_id, job, result).await;
         (!done).then(|| job.without_upload())
     }

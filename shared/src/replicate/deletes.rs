@@ -6,7 +6,10 @@
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 
 use super::copying::Aim;
-use super::{replica_head, replica_provenance, Replicator, MAX_RECOPIES, NOT_OURS};
+use super::{
+    refused_for_its_lock, replica_head, replica_provenance, Replicator, MAX_RECOPIES, NOT_OURS,
+    REPLICA_LOCKED,
+};
 use crate::config::Destination;
 use crate::copy::{self, Outcome};
 use crate::errors::{FailureReason, ReplicationError};
@@ -48,11 +51,14 @@ impl Replicator {
             let Some(etag) = head.e_tag() else {
                 return Err(no_etag(destination, job));
             };
-            if self
+            match self
                 .delete_if(dst, destination, &job.source.key, etag)
-                .await?
+                .await
             {
-                return self.after_delete(job, destination, dst).await;
+                Ok(true) => return self.after_delete(job, destination, dst).await,
+                Ok(false) => {}
+                Err(e) if refused_for_its_lock(&e, &head) => return Ok(REPLICA_LOCKED),
+                Err(e) => return Err(e),
             }
         }
         Err(ReplicationError::new(

@@ -3,10 +3,10 @@
 //! at once (when one is configured) instead of burning receives.
 //!
 //! This module runs a job to its outcome; the operations live beside it: `copying`
-//! (puts, and the copies other operations fall back on), `deletes`, and `sync`
-//! (tag and ACL changes).
+//! (puts, and the copies other operations fall back on), `deletes`, `sync` (tag and
+//! ACL changes) and `backfill` (list tasks); `settle` decides what happens to the
+//! job's message after, and `trust` whether a job is believed at all.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -19,13 +19,14 @@ use lambda_runtime::LambdaEvent;
 use crate::config::clients::S3Clients;
 use crate::config::{Config, Destination};
 use crate::copy::conditions::{ConditionsBook, DestinationConditions, PreconditionMode};
+use crate::copy::lock::LockSupport;
 use crate::copy::multipart::{self, MemoryBudget, MultipartSettings};
 use crate::copy::{AclSupport, Outcome};
-use crate::errors::{describe, FailureReason, ReplicationError, S3Step};
-use crate::operator::backfill::report::{self, ReportLocation, Row};
-use crate::operator::backfill::ListTask;
+use crate::errors::is_not_found;
+use crate::errors::{FailureReason, ReplicationError, S3Step};
+use crate::listing::ListTask;
 use crate::queues::batch::retry_these;
-use crate::queues::job::{BackfillRef, Continuation, Job, Operation};
+use crate::queues::job::{Job, Operation};
 use crate::queues::lease::Lease;
 use crate::queues::parking::Parking;
 use crate::replicate::overlap::RecentWrites;
@@ -33,10 +34,14 @@ use crate::replicate::overlap::RecentWrites;
 mod backfill;
 mod copying;
 mod deletes;
+mod locks;
 pub mod overlap;
+mod settle;
 mod sync;
 mod trust;
+mod writing;
 
+use settle::PendingRow;
 use sync::{Failed, ReplicaMissing};
 
 /// Jobs of one batch run at once, at most this many.
@@ -90,6 +95,8 @@ pub struct Replicator {
     /// the first streamed part.
     memory: OnceLock<MemoryBudget>,
     acls: AclSupport,
+    /// Which destinations have Object Lock, learnt at the first locked source version.
+    locks: LockSupport,
     /// What each destination does with conditional writes, learned at first use.
     conditions: ConditionsBook,
     /// The principals this replicator writes as (`REPLICATOR_PRINCIPALS`): a delete an
@@ -103,14 +110,6 @@ pub struct Replicator {
     pub report_location: Option<String>,
     /// Backfill outcomes not yet written to their backfill's record.
     rows: Mutex<Vec<PendingRow>>,
-}
-
-#[derive(Debug)]
-struct PendingRow {
-    message_id: String,
-    report: String,
-    backfill: String,
-    row: Row,
 }
 
 impl Replicator {
@@ -140,6 +139,7 @@ impl Replicator {
             writes: RecentWrites::default(),
             memory: OnceLock::new(),
             acls: AclSupport::default(),
+            locks: LockSupport::default(),
             conditions: ConditionsBook::default(),
             own_principals: Vec::new(),
             signer: crate::config::keys::Signer::unsigned(),
@@ -181,90 +181,6 @@ impl Replicator {
         failures.into_iter().flatten().collect()
     }
 
-    /// Writes the backfill outcomes waiting in memory, one object per backfill. Returns
-    /// the messages whose outcome was not written: they must not be deleted.
-    pub async fn flush_rows(&self) -> Vec<String> {
-        self.flush_rows_of(None).await
-    }
-
-    /// [`Replicator::flush_rows`] of these messages only (`None`: all). A worker
-    /// settles messages while others still run: their rows (a list task records a
-    /// row per object it copies, as it goes) stay until their own message settles,
-    /// so a failed write never takes them with it.
-    pub async fn flush_rows_of(&self, messages: Option<&[String]>) -> Vec<String> {
-        let rows = {
-            let mut pending = self.rows.lock().expect("rows lock");
-            match messages {
-                None => std::mem::take(&mut *pending),
-                Some(ids) => {
-                    let (mine, others): (Vec<PendingRow>, Vec<PendingRow>) =
-                        std::mem::take(&mut *pending)
-                            .into_iter()
-                            .partition(|r| ids.contains(&r.message_id));
-                    *pending = others;
-                    mine
-                }
-            }
-        };
-        let mut groups: HashMap<(String, String), Vec<(String, Row)>> = HashMap::new();
-        for pending in rows {
-            groups
-                .entry((pending.report, pending.backfill))
-                .or_default()
-                .push((pending.message_id, pending.row));
-        }
-        let mut unwritten = Vec::new();
-        for ((url, id), rows) in groups {
-            let written = match ReportLocation::parse(&url) {
-                Ok(at) => {
-                    let only_rows: Vec<Row> = rows.iter().map(|(_, r)| r.clone()).collect();
-                    report::write_results(&self.s3.source, &at, &id, &only_rows).await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                tracing::warn!(backfill = %id, error = %e, jobs = rows.len(),
-                    "could not record backfill outcomes; their messages will be delivered again");
-                unwritten.extend(rows.into_iter().map(|(m, _)| m));
-            }
-        }
-        unwritten
-    }
-
-    /// Keeps a backfill job's outcome for the backfill's record.
-    fn record(&self, message_id: &str, job: &Job, result: &Result<Outcome, ReplicationError>) {
-        let Some(BackfillRef {
-            id,
-            report: Some(report),
-            ..
-        }) = &job.backfill
-        else {
-            return;
-        };
-        let (outcome, reason, bytes) = match result {
-            Ok(Outcome::Replicated { bytes, .. }) => ("replicated", "", *bytes),
-            Ok(Outcome::Updated) => ("replicated", "Updated", 0),
-            Ok(Outcome::Deleted) => ("replicated", "Deleted", 0),
-            Ok(Outcome::Skipped { reason }) => ("skipped", *reason, 0),
-            Ok(Outcome::Paused(_)) => return,
-            Err(e) if e.is_retryable() => return,
-            Err(e) => ("failed", e.reason.as_str(), 0),
-        };
-        self.rows.lock().expect("rows lock").push(PendingRow {
-            message_id: message_id.to_string(),
-            report: report.clone(),
-            backfill: id.clone(),
-            row: Row {
-                bucket: job.source.bucket.clone(),
-                key: job.source.key.clone(),
-                destination: job.destination.bucket.clone(),
-                outcome: outcome.into(),
-                reason: reason.into(),
-                bytes,
-            },
-        });
-    }
-
     /// How many jobs are being run right now.
     pub fn in_hand(&self) -> usize {
         self.in_hand.load(Ordering::Relaxed)
@@ -299,7 +215,7 @@ impl Replicator {
             tracing::warn!(bucket = %job.source.bucket, key = %job.source.key, destination = %job.destination.bucket,
                 rule = %job.rule_id, outcome = "failed", reason = %err.reason, error = %err.detail, "job not believed");
             let parked = self.parking.park_job(&job, &err).await;
-            crate::metrics::job_outcome(&job, &Err(err), parked);
+            settle::count_outcome(&job, &Err(err), parked);
             return (!parked).then_some(id);
         }
         let started = Instant::now();
@@ -309,71 +225,9 @@ impl Replicator {
             _ => self.run(&job).await,
         };
         self.in_hand.fetch_sub(1, Ordering::Relaxed);
-        log_outcome(&job, &result, started, receives);
+        settle::log_outcome(&job, &result, started, receives);
         let done = self.settle(&id, &job, result).await;
         (!done).then_some(id)
-    }
-
-    /// Settles a job's outcome, wherever the job ran (its own message, or a backfill's
-    /// list task): a paused copy is handed on, a transient failure forwarded for retry,
-    /// a permanent one parked; then its metrics, and its line in the backfill's record.
-    /// Returns whether the job is done with (if not, its message must come back).
-    async fn settle(
-        &self,
-        message_id: &str,
-        job: &Job,
-        result: Result<Outcome, ReplicationError>,
-    ) -> bool {
-        let done = match &result {
-            Ok(Outcome::Paused(upload)) => self.continue_later(job, (**upload).clone()).await,
-            Ok(_) => true,
-            // A failed copy has aborted its upload: whatever runs next starts afresh.
-            Err(err) if err.is_retryable() => {
-                self.forward_for_retry(&job.without_upload(), err).await
-            }
-            Err(err) => self.parking.park_job(&job.without_upload(), err).await,
-        };
-        let parked = done && matches!(&result, Err(e) if !e.is_retryable());
-        crate::metrics::job_outcome(job, &result, parked);
-        // A forwarded job records its outcome when it ends.
-        if done {
-            self.record(message_id, job, &result);
-        }
-        done
-    }
-
-    /// Hands a paused copy to the next invocation through the work queue. If that
-    /// fails the upload is aborted and the message delivered again, to start afresh:
-    /// an upload no job knows of would only cost money.
-    async fn continue_later(&self, job: &Job, upload: Continuation) -> bool {
-        let mut next = job.clone();
-        let upload_id = upload.upload_id.clone();
-        next.upload = Some(upload);
-        next.sign(&self.signer);
-        let sent = match &self.work_queue_url {
-            Some(url) => self
-                .sqs
-                .send_message()
-                .queue_url(url)
-                .message_body(next.to_body())
-                .send()
-                .await
-                .map_err(|e| describe(&e)),
-            None => Err(format!(
-                "{} is not set",
-                crate::config::settings::WORK_QUEUE_VAR
-            )),
-        };
-        match sent {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(key = %job.source.key, error = %e, "cannot hand a paused copy on; aborting its upload, the job will start again");
-                if let Some((destination, dst)) = self.destination_of(job) {
-                    multipart::abort(dst, destination, &job.source.key, &upload_id).await;
-                }
-                false
-            }
-        }
     }
 
     /// What `destination` is known to do with conditional writes. AWS's own S3 (no
@@ -399,30 +253,6 @@ impl Replicator {
         let rule = self.config.rule(&job.source.bucket, &job.rule_id)?;
         let dst = self.s3.for_destination(&rule.destination.endpoint)?;
         Some((&rule.destination, dst))
-    }
-
-    /// Hands a transient failure, with its reason, to the retry queue.
-    async fn forward_for_retry(&self, job: &Job, err: &ReplicationError) -> bool {
-        let Some(url) = &self.retry_queue_url else {
-            return false;
-        };
-        let mut failed = job.clone();
-        failed.record_failure(err);
-        failed.forwarded = true;
-        let sent = self
-            .sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(failed.to_body())
-            .send()
-            .await;
-        match sent {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(error = %describe(&e), "could not forward a failed job to the retry queue; SQS will redeliver it");
-                false
-            }
-        }
     }
 
     /// Runs one job to its outcome. A destination that refuses a request signed with
@@ -502,6 +332,7 @@ impl Replicator {
             // version is current now) or an old one (nothing changes): either way the
             // replica should become what the source holds now.
             Operation::Delete => self.reconcile(job, destination, dst).await,
+            Operation::Lock => self.sync_lock(job, destination, dst).await,
             Operation::Tags | Operation::Acl => {
                 if let Some(reason) = self.modification_not_synced(job, rule).await? {
                     return Ok(Outcome::Skipped { reason });
@@ -561,49 +392,30 @@ async fn replica_head(
         .await
     {
         Ok(head) => Ok(Some(head)),
-        Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(None),
+        Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(ReplicationError::from_sdk(S3Step::DestinationHead, &e)),
     }
 }
 
-/// One line per job outcome.
-fn log_outcome(
-    job: &Job,
-    result: &Result<Outcome, ReplicationError>,
-    started: Instant,
-    receives: u32,
-) {
-    let latency_ms = started.elapsed().as_millis() as u64;
-    let op = format!("{:?}", job.op).to_lowercase();
-    let (bucket, key, dest) = (&job.source.bucket, &job.source.key, &job.destination.bucket);
-    match result {
-        Ok(Outcome::Replicated { bytes, verified }) => tracing::info!(
-            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
-            bytes, latency_ms, outcome = "replicated", verified = %verified, "job done"),
-        Ok(Outcome::Updated) => tracing::info!(
-            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
-            bytes = 0u64, latency_ms, outcome = "updated", "job done"),
-        Ok(Outcome::Paused(upload)) => tracing::info!(
-            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
-            bytes = 0u64, latency_ms, outcome = "paused", parts_done = upload.parts_done,
-            upload_id = %upload.upload_id, "multipart copy continues in the next invocation"),
-        Ok(Outcome::Deleted) => tracing::info!(
-            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
-            bytes = 0u64, latency_ms, outcome = "deleted", "job done"),
-        Ok(Outcome::Skipped { reason }) => tracing::info!(
-            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
-            bytes = 0u64, latency_ms, outcome = "skipped", reason = %reason, "job done"),
-        Err(err) => tracing::warn!(
-            bucket = %bucket, key = %key, destination = %dest, rule = %job.rule_id, op = %op,
-            bytes = 0u64, latency_ms, outcome = "failed", reason = %err.reason, retryable = err.is_retryable(),
-            receives, error = %err.detail, "job failed"),
-    }
+/// A replica under Object Lock that a delete could not remove: S3 writes a delete
+/// marker over a locked version, but answers AccessDenied for the version itself (and
+/// a server may refuse either). Nothing an operator or a retry can change before the
+/// retention ends: a stated outcome.
+const REPLICA_LOCKED: Outcome = Outcome::Skipped {
+    reason: "ReplicaLocked",
+};
+
+/// Whether a delete's refusal is the replica's lock's doing.
+fn refused_for_its_lock(err: &ReplicationError, replica: &HeadObjectOutput) -> bool {
+    err.reason == FailureReason::DstDeleteObjectNotPermitted
+        && crate::copy::lock::Lock::of(replica).is_some()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::copy::verify::Verified;
+    use crate::listing::record::Row;
     use aws_sdk_s3::operation::head_object::HeadObjectOutput;
     use aws_sdk_sqs::operation::send_message::SendMessageOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};

@@ -2,9 +2,10 @@
 
 use aws_sdk_s3::types::{ObjectCannedAcl, Tagging};
 
-use super::{Replicator, SOURCE_DELETED, SOURCE_DELETED_REASON};
+use super::{Replicator, MAX_RECOPIES, SOURCE_DELETED, SOURCE_DELETED_REASON};
 use crate::config::{AclMode, Destination, Rule};
 use crate::copy::{self, Outcome};
+use crate::errors::is_not_found;
 use crate::errors::{FailureReason, ReplicationError, S3Step};
 use crate::queues::job::{Job, Operation};
 
@@ -44,14 +45,55 @@ impl Replicator {
         })
     }
 
-    /// Tag changes: the replica's tags become the source's, no bytes copied.
+    /// Tag changes: the replica's tags become the source's, no bytes copied. Tags are
+    /// written without a condition (S3 has none for them), so the source's are read
+    /// again after: a put that copied newer tags between the read and the write would
+    /// otherwise be overwritten with older ones. A change since is written in turn.
     pub(super) async fn sync_tags(
         &self,
         job: &Job,
         rule: &Rule,
         dst: &aws_sdk_s3::Client,
     ) -> Result<Outcome, SyncError> {
-        let destination = &rule.destination;
+        let Some(mut tags) = self.source_tags(job).await.map_err(Failed)? else {
+            return Ok(SOURCE_DELETED);
+        };
+        // A rule that syncs replica modifications is one half of two-way replication:
+        // writing unchanged tags would raise an event on the other side, and so on
+        // forever. Compare first, and write only a change.
+        if rule.replica_modifications {
+            let replica = dst
+                .get_object_tagging()
+                .bucket(&rule.destination.bucket)
+                .key(&job.source.key)
+                .send()
+                .await
+                .map_err(|e| SyncError::from_destination(S3Step::DestinationTagging, &e))?;
+            if same_tags(replica.tag_set(), &tags) {
+                return Ok(Outcome::Skipped {
+                    reason: "TagsUnchanged",
+                });
+            }
+        }
+        for _ in 0..=MAX_RECOPIES {
+            self.write_tags(job, &rule.destination, dst, &tags).await?;
+            match self.source_tags(job).await.map_err(Failed)? {
+                Some(now) if !same_tags(&now, &tags) => tags = now,
+                // Unchanged, or deleted since (its own job settles the replica).
+                _ => return Ok(Outcome::Updated),
+            }
+        }
+        Err(Failed(ReplicationError::new(
+            FailureReason::PreconditionFailed,
+            "the source's tags kept changing while they were copied",
+        )))
+    }
+
+    /// The source's tags now; `None` when the object is gone.
+    async fn source_tags(
+        &self,
+        job: &Job,
+    ) -> Result<Option<Vec<aws_sdk_s3::types::Tag>>, ReplicationError> {
         let result = self
             .s3
             .source
@@ -60,36 +102,21 @@ impl Replicator {
             .key(&job.source.key)
             .send()
             .await;
-        let tags = match result {
-            Ok(out) => out.tag_set().to_vec(),
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                return Ok(SOURCE_DELETED)
-            }
-            Err(e) => {
-                return Err(Failed(ReplicationError::from_sdk(
-                    S3Step::SourceTagging,
-                    &e,
-                )))
-            }
-        };
-        let step = S3Step::DestinationTagging;
-        // A rule that syncs replica modifications is one half of two-way replication:
-        // writing unchanged tags would raise an event on the other side, and so on
-        // forever. Compare first, and write only a change.
-        if rule.replica_modifications {
-            let replica = dst
-                .get_object_tagging()
-                .bucket(&destination.bucket)
-                .key(&job.source.key)
-                .send()
-                .await
-                .map_err(|e| SyncError::from_destination(step, &e))?;
-            if same_tags(replica.tag_set(), &tags) {
-                return Ok(Outcome::Skipped {
-                    reason: "TagsUnchanged",
-                });
-            }
+        match result {
+            Ok(out) => Ok(Some(out.tag_set().to_vec())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(ReplicationError::from_sdk(S3Step::SourceTagging, &e)),
         }
+    }
+
+    async fn write_tags(
+        &self,
+        job: &Job,
+        destination: &Destination,
+        dst: &aws_sdk_s3::Client,
+        tags: &[aws_sdk_s3::types::Tag],
+    ) -> Result<(), SyncError> {
+        let step = S3Step::DestinationTagging;
         if tags.is_empty() {
             dst.delete_object_tagging()
                 .bucket(&destination.bucket)
@@ -97,25 +124,25 @@ impl Replicator {
                 .send()
                 .await
                 .map_err(|e| SyncError::from_destination(step, &e))?;
-        } else {
-            let tagging = Tagging::builder()
-                .set_tag_set(Some(tags))
-                .build()
-                .map_err(|e| {
-                    Failed(ReplicationError::new(
-                        FailureReason::InvalidRequest,
-                        e.to_string(),
-                    ))
-                })?;
-            dst.put_object_tagging()
-                .bucket(&destination.bucket)
-                .key(&job.source.key)
-                .tagging(tagging)
-                .send()
-                .await
-                .map_err(|e| SyncError::from_destination(step, &e))?;
+            return Ok(());
         }
-        Ok(Outcome::Updated)
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tags.to_vec()))
+            .build()
+            .map_err(|e| {
+                Failed(ReplicationError::new(
+                    FailureReason::InvalidRequest,
+                    e.to_string(),
+                ))
+            })?;
+        dst.put_object_tagging()
+            .bucket(&destination.bucket)
+            .key(&job.source.key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| SyncError::from_destination(step, &e))?;
+        Ok(())
     }
 
     /// ACL changes: the replica's ACL becomes what the mode says, no bytes copied.

@@ -1,8 +1,8 @@
 //! Backfill: replicating objects that exist already. The CLI only starts one: it sends
 //! a list task per prefix its scope covers, and the work queue's consumers (the
 //! replicate function, or `s3-replicator run`) do the rest, listing and copying at
-//! whatever concurrency they run with. See [`task`] for the message and [`list`] for
-//! what one task does.
+//! whatever concurrency they run with. See [`crate::listing`] for the tasks, and
+//! [`report`] for where a backfill stands.
 
 use std::collections::BTreeMap;
 
@@ -11,14 +11,10 @@ use crate::config::Config;
 use crate::errors::ScanError;
 use crate::ingest::Ingest;
 
-pub mod csv;
 pub mod inventory;
-pub mod list;
 pub mod report;
-pub mod run;
-pub mod task;
 
-pub use task::{ListTask, WorkItem};
+use crate::listing::ListTask;
 
 /// Levels of `/` a backfill splits into list tasks of their own by default: every
 /// top-level "folder" and every one below it lists in parallel.
@@ -40,7 +36,7 @@ pub struct Scope {
 
 /// A backfill id: when it started, and a few random hex digits.
 pub fn new_id() -> String {
-    let now = crate::queues::parking::now_rfc3339();
+    let now = crate::queues::job::now_rfc3339();
     let stamp: String = now.chars().filter(char::is_ascii_digit).take(14).collect();
     format!("bf-{stamp}-{:04x}", rand::random::<u16>())
 }
@@ -194,7 +190,7 @@ pub async fn dry_run(
     let mut pending: Vec<ListTask> = tasks.to_vec();
     // The same pages the tasks would list, one after another.
     while let Some(task) = pending.pop() {
-        let mut prepared = run::prepare(ingest, clients, &task)
+        let mut prepared = crate::listing::run::prepare(ingest, clients, &task)
             .await
             .map_err(ScanError::Listing)?;
         plan.list_requests += 1;

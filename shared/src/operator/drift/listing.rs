@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::errors::ReplicationError;
-use crate::operator::backfill::list::{self, Listed};
+use crate::listing::list::{self, Listed};
 
 pub struct Listing<'a> {
     s3: &'a aws_sdk_s3::Client,

@@ -2,13 +2,15 @@
 //! and why, extra, or someone else's), or on both with ETags that cannot be compared.
 //! Each costs a HEAD or two, a few at a time.
 
-use aws_sdk_s3::operation::head_object::HeadObjectError;
+use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 use super::*;
 use crate::checksums_of;
+use crate::copy::lock::Lock;
 use crate::copy::provenance::{Holder, Provenance};
 use crate::copy::SourceState;
+use crate::errors::{http_status, is_not_found};
 use crate::events::ObjectEvent;
 
 /// A key found on one side only, to be looked at.
@@ -19,6 +21,8 @@ pub(super) enum Look {
     /// whose ETag is not comparable (multipart, encrypted, another provider's), or an
     /// object written over the replica.
     Unsure(Listed),
+    /// In sync by the listings, from a source with Object Lock: the locks decide.
+    Lock(Listed),
 }
 
 impl Drift<'_> {
@@ -36,6 +40,7 @@ impl Drift<'_> {
                     Look::OnlyAtSource(s) => self.only_at_source(pair, s).await,
                     Look::OnlyAtDestination(d) => self.only_at_destination(pair, d).await,
                     Look::Unsure(s) => self.closer(pair, s).await,
+                    Look::Lock(s) => self.lock_drift(pair, s).await,
                 }
             })
             .buffered(LOOKS_AT_ONCE)
@@ -48,6 +53,7 @@ impl Drift<'_> {
                 Some("differs") => report.differs.push(drifted),
                 Some("missing") => report.missing.push(drifted),
                 Some("extra") => report.extra.push(drifted),
+                Some("lock") => report.locks.push(drifted),
                 Some("not-ours") => report.not_ours += 1,
                 Some(reason) => *report.not_replicated.entry(reason.to_string()).or_default() += 1,
                 None => {}
@@ -84,11 +90,9 @@ impl Drift<'_> {
         {
             Ok(head) => head,
             // Deleted since it was listed: nothing is missing.
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                return Ok(None)
-            }
+            Err(e) if is_not_found(&e) => return Ok(None),
             // An SSE-C object answers its HEAD with a bare 400.
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(400) => {
+            Err(e) if http_status(&e) == Some(400) => {
                 return Ok(Some((Some("SseCustomerKeyEncrypted"), drifted)))
             }
             Err(e) => return Err(ReplicationError::from_sdk(S3Step::SourceHead, &e)),
@@ -137,9 +141,7 @@ impl Drift<'_> {
             head(&self.ingest.s3, &pair.source.bucket),
             head(pair.dst, &pair.destination.bucket)
         );
-        let gone = |e: &aws_sdk_s3::error::SdkError<HeadObjectError, HttpResponse>| {
-            e.raw_response().map(|r| r.status().as_u16()) == Some(404)
-        };
+        let gone = |e: &aws_sdk_s3::error::SdkError<HeadObjectError, HttpResponse>| is_not_found(e);
         let source = match source {
             Ok(head) => head,
             // Deleted since it was listed: its own event settles it.
@@ -190,14 +192,47 @@ impl Drift<'_> {
                 }
             }
         }
-        Ok(Some((
-            Some("in-sync"),
-            Drifted {
-                key: s.key,
-                size: s.size,
-                why: None,
-            },
-        )))
+        Ok(Some(lock_compared(pair, &source, &replica, s)))
+    }
+
+    /// A pair in sync by the listings, from a source with Object Lock: its two HEADs
+    /// say whether the replica holds the source's lock.
+    pub(super) async fn lock_drift(
+        &self,
+        pair: &Pair<'_>,
+        s: Listed,
+    ) -> Result<Option<(Option<&'static str>, Drifted)>, ReplicationError> {
+        let head = |s3: &aws_sdk_s3::Client, bucket: &str| {
+            s3.head_object().bucket(bucket).key(&s.key).send()
+        };
+        let (source, replica) = tokio::join!(
+            head(&self.ingest.s3, &pair.source.bucket),
+            head(pair.dst, &pair.destination.bucket)
+        );
+        let source = match source {
+            Ok(head) => head,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(ReplicationError::from_sdk(S3Step::SourceHead, &e)),
+        };
+        let replica = match replica {
+            Ok(head) => head,
+            Err(e) if is_not_found(&e) => return self.only_at_source(pair, s).await,
+            Err(e) => return Err(ReplicationError::from_sdk(S3Step::DestinationHead, &e)),
+        };
+        Ok(Some(lock_compared(pair, &source, &replica, s)))
+    }
+
+    /// Whether the source bucket has Object Lock (then locks are compared). A bucket
+    /// whose configuration cannot be read is compared without them, and says so.
+    pub(super) async fn source_locked(&self, bucket: &str) -> bool {
+        match crate::copy::lock::bucket_lock_enabled(&self.ingest.s3, bucket).await {
+            Ok(locked) => locked,
+            Err(e) => {
+                tracing::warn!(bucket = %bucket, error = %e,
+                    "cannot read the bucket's Object Lock configuration; replicas' locks are not compared");
+                false
+            }
+        }
     }
 
     /// A destination object with no source: extra when this source made it.
@@ -226,9 +261,7 @@ impl Drift<'_> {
                 };
                 Provenance::read(head.metadata(), holder, &self.ingest.signer)
             }
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
-                return Ok(None)
-            }
+            Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(ReplicationError::from_sdk(S3Step::DestinationHead, &e)),
         };
         Ok(match provenance {
@@ -260,7 +293,7 @@ impl Drift<'_> {
             .ingest
             .jobs_for(&event)
             .await
-            .map_err(backfill::list::into_replication)?;
+            .map_err(crate::listing::list::into_replication)?;
         let config = &self.ingest.config;
         Ok(jobs.into_iter().find(|j| {
             config.rule(&j.source.bucket, &j.rule_id).is_some_and(|r| {
@@ -269,4 +302,31 @@ impl Drift<'_> {
             })
         }))
     }
+}
+
+/// In sync, or a replica whose lock falls short of its source's.
+fn lock_compared(
+    pair: &Pair<'_>,
+    source: &HeadObjectOutput,
+    replica: &HeadObjectOutput,
+    s: Listed,
+) -> (Option<&'static str>, Drifted) {
+    let (wanted, held) = (Lock::of(source), Lock::of(replica));
+    let short = pair.locked && !wanted.to_apply(&held).is_empty();
+    let why = short.then(|| {
+        format!(
+            "lock {} at the source, {} at the destination",
+            wanted.describe(),
+            held.describe()
+        )
+    });
+    let kind = if short { "lock" } else { "in-sync" };
+    (
+        Some(kind),
+        Drifted {
+            key: s.key,
+            size: s.size,
+            why,
+        },
+    )
 }

@@ -8,6 +8,11 @@
 //!
 //! Each prefix a rule covers that holds more than a page is split at its first `/`
 //! into shards compared at once.
+//!
+//! A source bucket with Object Lock enabled costs more: listings do not show a
+//! version's retention or legal hold, so every pair found on both sides is HEADed on
+//! both (two HEADs per object), and a replica whose lock is weaker than its source's,
+//! or whose legal hold differs, is drift.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
@@ -20,7 +25,7 @@ use crate::config::{Config, Destination, SourceBucket};
 use crate::errors::{ReplicationError, S3Step, ScanError};
 use crate::events::Change;
 use crate::ingest::Ingest;
-use crate::operator::backfill::list::Listed;
+use crate::listing::list::Listed;
 use crate::operator::backfill::{self, Scope};
 use crate::queues::job::Job;
 
@@ -69,6 +74,9 @@ pub struct DestinationReport {
     pub differs: Vec<Drifted>,
     /// Replicas this source made whose source object is gone.
     pub extra: Vec<Drifted>,
+    /// Replicas whose Object Lock is weaker than their source's (a shorter retention,
+    /// a weaker mode) or whose legal hold differs.
+    pub locks: Vec<Drifted>,
     /// Source objects a rule selects that S3 would not replicate either, by reason.
     pub not_replicated: BTreeMap<String, u64>,
     /// Objects at the destination this source did not make: never called extra.
@@ -80,7 +88,10 @@ pub struct DestinationReport {
 
 impl DestinationReport {
     pub fn drifts(&self) -> bool {
-        !(self.missing.is_empty() && self.differs.is_empty() && self.extra.is_empty())
+        !(self.missing.is_empty()
+            && self.differs.is_empty()
+            && self.extra.is_empty()
+            && self.locks.is_empty())
     }
 
     fn absorb(&mut self, other: DestinationReport) {
@@ -88,6 +99,7 @@ impl DestinationReport {
         self.missing.extend(other.missing);
         self.differs.extend(other.differs);
         self.extra.extend(other.extra);
+        self.locks.extend(other.locks);
         for (reason, n) in other.not_replicated {
             *self.not_replicated.entry(reason).or_default() += n;
         }
@@ -95,7 +107,12 @@ impl DestinationReport {
     }
 
     fn sort(&mut self) {
-        for list in [&mut self.missing, &mut self.differs, &mut self.extra] {
+        for list in [
+            &mut self.missing,
+            &mut self.differs,
+            &mut self.extra,
+            &mut self.locks,
+        ] {
             list.sort_by(|a, b| a.key.cmp(&b.key));
         }
     }
@@ -116,6 +133,8 @@ struct Pair<'a> {
     destination: &'a Destination,
     prefixes: Vec<String>,
     dst: &'a aws_sdk_s3::Client,
+    /// The source bucket has Object Lock: replicas' locks are compared too.
+    locked: bool,
 }
 
 /// What the two listings say of a key found on both sides.
@@ -136,7 +155,8 @@ impl Drift<'_> {
         repair: bool,
     ) -> Result<Vec<DestinationReport>, ScanError> {
         let mut reports = Vec::new();
-        for pair in self.pairs(scope)? {
+        for mut pair in self.pairs(scope)? {
+            pair.locked = self.source_locked(&pair.source.bucket).await;
             let mut report = self.compare(&pair).await?;
             report.sort();
             if repair {
@@ -185,6 +205,7 @@ impl Drift<'_> {
                     destination: d,
                     prefixes,
                     dst,
+                    locked: false,
                 });
             }
         }
@@ -204,20 +225,8 @@ impl Drift<'_> {
             // LIST per folder on each side for nothing.
             // Both sides' first pages at once.
             let (probe, probe_there) = tokio::join!(
-                crate::operator::backfill::list::page(
-                    src,
-                    &pair.source.bucket,
-                    prefix,
-                    false,
-                    None
-                ),
-                crate::operator::backfill::list::page(
-                    pair.dst,
-                    &pair.destination.bucket,
-                    prefix,
-                    false,
-                    None
-                )
+                crate::listing::list::page(src, &pair.source.bucket, prefix, false, None),
+                crate::listing::list::page(pair.dst, &pair.destination.bucket, prefix, false, None)
             );
             let probe = probe.map_err(ScanError::Listing)?;
             if probe.next.is_none() {
@@ -321,6 +330,7 @@ impl Drift<'_> {
                         .map_err(ScanError::Listing)?
                         .expect("peeked");
                     match compare_listed(&s, &d) {
+                        Listings::InSync if pair.locked => looks.push(Look::Lock(s)),
                         Listings::InSync => report.in_sync += 1,
                         Listings::Differ(why) => report.differs.push(Drifted {
                             key: s.key,
@@ -356,8 +366,9 @@ impl Drift<'_> {
         Ok(report)
     }
 
-    /// Queues a put for each missing or differing key, and a delete for each extra one
-    /// where the rule replicates deletes. Returns the jobs sent.
+    /// Queues a put for each missing or differing key, a delete for each extra one
+    /// where the rule replicates deletes, and a lock change for each replica whose lock
+    /// falls short. Returns the jobs sent.
     async fn repair(&self, pair: &Pair<'_>, report: &DestinationReport) -> Result<u64, ScanError> {
         let puts = report
             .missing
@@ -365,7 +376,8 @@ impl Drift<'_> {
             .chain(&report.differs)
             .map(|d| (d, Change::Created));
         let deletes = report.extra.iter().map(|d| (d, Change::DeleteMarker));
-        let jobs: Vec<Job> = stream::iter(puts.chain(deletes))
+        let locks = report.locks.iter().map(|d| (d, Change::LockChanged));
+        let jobs: Vec<Job> = stream::iter(puts.chain(deletes).chain(locks))
             .map(|(d, change)| self.job_here(pair, &d.key, change))
             .buffered(LOOKS_AT_ONCE)
             .try_collect::<Vec<Option<Job>>>()

@@ -294,6 +294,8 @@ locals {
           Action = [
             "s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging",
             "s3:GetObjectVersionTagging", "s3:GetObjectAcl", "s3:GetObjectVersionAcl",
+            # S3 shows a version's Object Lock in a HEAD only to a caller granted these.
+            "s3:GetObjectRetention", "s3:GetObjectLegalHold",
           ]
           Resource  = local.source_objects
           Condition = local.this_account
@@ -314,6 +316,10 @@ locals {
           Action = [
             "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectAcl",
             "s3:PutObjectTagging", "s3:DeleteObject", "s3:DeleteObjectTagging",
+            # Object Lock: written with a replica (or alone where a server refused it
+            # with the write), and read (HEAD) to compare with the source's.
+            "s3:PutObjectRetention", "s3:PutObjectLegalHold", "s3:GetObjectRetention",
+            "s3:GetObjectLegalHold",
             # Multipart copies: resume after a crash, abort what cannot finish.
             "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload",
           ]
@@ -321,11 +327,12 @@ locals {
           Condition = local.destination_accounts
         },
         # ListBucketMultipartUploads: find the uploads of a key that a completed copy
-        # supersedes (a crashed or duplicate attempt's).
+        # supersedes (a crashed or duplicate attempt's). GetBucketObjectLockConfiguration:
+        # a locked version is replicated only where Object Lock is enabled.
         {
           Sid       = "DestinationOwnershipAndListing"
           Effect    = "Allow"
-          Action    = ["s3:GetBucketOwnershipControls", "s3:ListBucket", "s3:ListBucketMultipartUploads"]
+          Action    = ["s3:GetBucketOwnershipControls", "s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:GetBucketObjectLockConfiguration"]
           Resource  = local.destination_buckets
           Condition = local.destination_accounts
         },

@@ -44,7 +44,7 @@ pub struct ListTask {
     pub modified_before: Option<String>,
     /// Read this S3 Inventory file instead of listing the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inventory: Option<super::inventory::InventoryFile>,
+    pub inventory: Option<InventoryFile>,
     /// `s3://BUCKET/PREFIX` where the backfill's record is kept, when it keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
@@ -155,13 +155,25 @@ impl ListTask {
     }
 }
 
+/// One inventory file, and how far into it a task starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InventoryFile {
+    pub bucket: String,
+    pub key: String,
+    /// The manifest's `fileSchema`, split: which column is which.
+    pub schema: Vec<String>,
+    /// Rows earlier tasks took.
+    #[serde(default)]
+    pub skip: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn tells_list_tasks_from_jobs_and_refuses_broken_ones() {
-        let body = include_str!("../../../../tests/fixtures/jobs/list.json");
+        let body = include_str!("../../../tests/fixtures/jobs/list.json");
         let WorkItem::List(task) = WorkItem::parse(body).unwrap() else {
             panic!("a list task")
         };
@@ -173,7 +185,7 @@ mod tests {
         let child = task.child("2024/06/".into());
         assert_eq!((child.split, child.continuation.as_deref()), (0, None));
 
-        let job = include_str!("../../../../tests/fixtures/jobs/put.json");
+        let job = include_str!("../../../tests/fixtures/jobs/put.json");
         assert!(matches!(WorkItem::parse(job).unwrap(), WorkItem::Job(_)));
         for (body, needle) in [
             (r#"{"v": 2, "op": "list"}"#, "version 2"),

@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::list::{self, Listed};
-use super::report::{self, PageCounts, ReportLocation, Row};
-use super::task::ListTask;
 use crate::config::clients::S3Clients;
 use crate::errors::{describe, FailureReason, ReplicationError};
 use crate::ingest::Ingest;
+use crate::listing::list::{self, Listed};
+use crate::listing::record::{self, PageCounts, ReportLocation, Row};
+use crate::listing::task::ListTask;
 use crate::queues::job::Job;
 
 /// A page ready to be acted on.
@@ -36,7 +36,7 @@ pub async fn prepare(
     clients: Option<&S3Clients>,
     task: &ListTask,
 ) -> Result<Prepared, ReplicationError> {
-    let (page, next) = list::task_page(&ingest.s3, task).await?;
+    let (page, next) = task_page(&ingest.s3, task).await?;
     let selection = list::select(ingest, task, &page.objects).await?;
     let mut prepared = Prepared {
         listed: page.objects.len(),
@@ -220,7 +220,7 @@ pub async fn finish(
                 task.continuation.as_deref().unwrap_or("")
             ),
         };
-        report::write_page(&ingest.s3, &at, &task.backfill, &identity, counts, &rows)
+        record::write_page(&ingest.s3, &at, &task.backfill, &identity, counts, &rows)
             .await
             .map_err(|e| {
                 ReplicationError::new(FailureReason::Unknown, format!("recording the page: {e}"))
@@ -237,4 +237,53 @@ pub async fn finish(
         skipped: prepared.skipped,
         next: prepared.next.len(),
     })
+}
+
+/// A task's page (of the listing, or of its inventory file) and the tasks that take
+/// over where it stops: its continuation, and the sub-prefixes it splits into.
+async fn task_page(
+    s3: &aws_sdk_s3::Client,
+    task: &ListTask,
+) -> Result<(list::Page, Vec<ListTask>), ReplicationError> {
+    if let Some(file) = &task.inventory {
+        let (objects, next) = crate::listing::inventory::page(s3, task, file).await?;
+        let next = next
+            .map(|skip| task.inventory_from(skip))
+            .into_iter()
+            .collect();
+        return Ok((
+            list::Page {
+                objects,
+                ..list::Page::default()
+            },
+            next,
+        ));
+    }
+    // A prefix that fits in one page is listed in one task: splitting it would cost
+    // a task and a LIST (here and at each destination) per folder for nothing.
+    let split = task.split > 0;
+    if split && task.continuation.is_none() {
+        let flat = list::page(s3, &task.bucket, &task.prefix, false, None).await?;
+        if flat.next.is_none() {
+            return Ok((flat, Vec::new()));
+        }
+    }
+    let page = list::page(
+        s3,
+        &task.bucket,
+        &task.prefix,
+        split,
+        task.continuation.as_deref(),
+    )
+    .await?;
+    let mut next: Vec<ListTask> = page
+        .prefixes
+        .iter()
+        .map(|p| task.child(p.clone()))
+        .collect();
+    if let Some(token) = &page.next {
+        let last = page.objects.last().map(|o| o.key.clone());
+        next.push(task.continued(token.clone(), last));
+    }
+    Ok((page, next))
 }

@@ -8,15 +8,16 @@ use aws_config::SdkConfig;
 
 use crate::config::clients::{self, RequestLog, S3Clients};
 use crate::config::keys::Signer;
-use crate::config::settings::{ArchiveSettings, ConfigSource, Queues};
+use crate::config::settings::{ArchiveSettings, Queues};
+use crate::config::source::ConfigSource;
 use crate::config::Config;
 use crate::errors::ConfigError;
 use crate::ingest::Ingest;
 use crate::queues::dlq::{Archive, Failed, FailedQueue};
 use crate::queues::lease::Lease;
 use crate::queues::parking::Parking;
-use crate::queues::retry::{Retrier, RetryPolicy};
 use crate::replicate::Replicator;
+use crate::retry::{Retrier, RetryPolicy};
 
 /// The value of a start-up step, or the end of a process that cannot start: one
 /// readable error line (the configuration's path, the destination's name), then exit

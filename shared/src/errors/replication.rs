@@ -1,66 +1,12 @@
-//! Error types, one per concern. Each says whether trying again can help, so the
-//! worker and the Lambdas decide between "retry" and "park in the failed queue" in one
-//! place.
+//! Why a job failed: a reason per failure S3 can answer with, whether a retry can
+//! help, and the step of the copy it happened at.
 
 use std::fmt;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use crate::config::Problem;
-
-/// Loading or validating the configuration document.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("the configuration has {} problem(s):\n{}", problems.len(), render(problems))]
-    Invalid { problems: Vec<Problem> },
-    #[error("cannot load the configuration from {location}: {reason}")]
-    Load { location: String, reason: String },
-    #[error("environment variable {name}: {reason}")]
-    Environment { name: &'static str, reason: String },
-    #[error("credentials for destination bucket {destination}: {source}")]
-    Credentials {
-        destination: String,
-        source: DestinationCredentialsError,
-    },
-}
-
-/// A destination's credentials (a secret, a profile) cannot be used. Says which and
-/// why, never what they hold.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{source_kind} \"{name}\" {reason}")]
-pub struct DestinationCredentialsError {
-    /// "secret" or "profile".
-    pub source_kind: &'static str,
-    pub name: String,
-    pub reason: String,
-}
-
-fn render(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// An incoming notification that cannot be understood. Never retryable: the same bytes
-/// will not parse any better next time.
-#[derive(Debug, thiserror::Error)]
-#[error("malformed event at {path}: {reason}")]
-pub struct EventError {
-    pub path: String,
-    pub reason: String,
-}
-
-impl EventError {
-    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        EventError {
-            path: path.into(),
-            reason: reason.into(),
-        }
-    }
-}
+use super::*;
 
 /// Why a replication failed, in the vocabulary of S3's own replication failure
 /// reasons where one exists.
@@ -87,6 +33,11 @@ pub enum FailureReason {
     DstDeleteObjectNotPermitted,
     DstPutTaggingNotPermitted,
     DstPutAclNotPermitted,
+    /// Setting a replica's Object Lock retention or legal hold was refused.
+    DstPutObjectLockNotPermitted,
+    /// The source version is locked (Object Lock) and the destination bucket has no
+    /// Object Lock: a replica there could be deleted or overwritten.
+    DstObjectLockNotEnabled,
     /// The destination does not accept the keys it is written with (a wrong, rotated
     /// or expired key in the secret or profile): the secret is read again.
     DstCredentialsRejected,
@@ -112,7 +63,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, for the operator's tools (`dlq --reason`).
-    pub const ALL: [FailureReason; 31] = [
+    pub const ALL: [FailureReason; 33] = [
         FailureReason::SrcGetObjectNotPermitted,
         FailureReason::SrcHeadObjectNotPermitted,
         FailureReason::SrcGetObjectTaggingNotPermitted,
@@ -128,6 +79,8 @@ impl FailureReason {
         FailureReason::DstDeleteObjectNotPermitted,
         FailureReason::DstPutTaggingNotPermitted,
         FailureReason::DstPutAclNotPermitted,
+        FailureReason::DstPutObjectLockNotPermitted,
+        FailureReason::DstObjectLockNotEnabled,
         FailureReason::DstCredentialsRejected,
         FailureReason::CredentialsExpired,
         FailureReason::InvalidStorageClass,
@@ -163,6 +116,8 @@ impl FailureReason {
             FailureReason::DstDeleteObjectNotPermitted => "DstDeleteObjectNotPermitted",
             FailureReason::DstPutTaggingNotPermitted => "DstPutTaggingNotPermitted",
             FailureReason::DstPutAclNotPermitted => "DstPutAclNotPermitted",
+            FailureReason::DstPutObjectLockNotPermitted => "DstPutObjectLockNotPermitted",
+            FailureReason::DstObjectLockNotEnabled => "DstObjectLockNotEnabled",
             FailureReason::DstCredentialsRejected => "DstCredentialsRejected",
             FailureReason::CredentialsExpired => "CredentialsExpired",
             FailureReason::InvalidStorageClass => "InvalidStorageClass",
@@ -238,6 +193,9 @@ pub enum S3Step {
     DestinationDelete,
     DestinationTagging,
     DestinationAcl,
+    /// Object Lock at the destination: the bucket's configuration, a replica's
+    /// retention and legal hold.
+    DestinationLock,
 }
 
 impl S3Step {
@@ -253,6 +211,7 @@ impl S3Step {
             S3Step::DestinationDelete => FailureReason::DstDeleteObjectNotPermitted,
             S3Step::DestinationTagging => FailureReason::DstPutTaggingNotPermitted,
             S3Step::DestinationAcl => FailureReason::DstPutAclNotPermitted,
+            S3Step::DestinationLock => FailureReason::DstPutObjectLockNotPermitted,
         }
     }
 
@@ -395,127 +354,6 @@ pub fn classify_code(step: S3Step, code: Option<&str>, status: Option<u16>) -> F
             _ => FailureReason::Unknown,
         },
     }
-}
-
-/// The HTTP status of an SDK error's answer, when there was one.
-pub fn http_status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
-    err.raw_response().map(|r| r.status().as_u16())
-}
-
-/// The error code S3 answered with, when it sent one.
-pub fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
-    match err {
-        SdkError::ServiceError(s) => s.err().code(),
-        _ => None,
-    }
-}
-
-/// Whether the answer was a 404: no such key, version, upload or bucket.
-pub fn is_not_found<E>(err: &SdkError<E, HttpResponse>) -> bool {
-    http_status(err) == Some(404)
-}
-
-/// One line for an SDK error: its code and message when the service sent them, else the
-/// whole chain of sources (the SDK's Display alone says only "service error").
-pub fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    if let SdkError::ServiceError(service) = err {
-        let e = service.err();
-        // An answer the SDK could not read an error code from still has a status.
-        let status = service.raw().status().as_u16();
-        return match e.code() {
-            Some(code) => format!("{code} ({})", e.message().unwrap_or("no message")),
-            None => format!(
-                "HTTP {status} without an error code ({})",
-                e.message().unwrap_or("no message")
-            ),
-        };
-    }
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// Reading or writing a queue.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum QueueError {
-    #[error("SQS {operation} on {queue}: {detail}")]
-    Request {
-        operation: &'static str,
-        queue: String,
-        detail: String,
-    },
-    #[error("SQS rejected {count} of the entries sent to {queue}: {detail}")]
-    EntriesRejected {
-        queue: String,
-        count: usize,
-        detail: String,
-    },
-}
-
-impl QueueError {
-    /// Queue errors are retried by redelivery; a missing queue shows up in the logs.
-    pub fn is_retryable(&self) -> bool {
-        true
-    }
-}
-
-/// Why a backfill or a drift report could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum ScanError {
-    /// The scope asked for names nothing, or names it wrongly: fix the command.
-    #[error("{0}")]
-    Scope(String),
-    #[error("listing the source: {0}")]
-    Listing(ReplicationError),
-    #[error(transparent)]
-    Queue(QueueError),
-}
-
-impl ScanError {
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            ScanError::Scope(_) => false,
-            ScanError::Listing(e) => e.is_retryable(),
-            ScanError::Queue(e) => e.is_retryable(),
-        }
-    }
-}
-
-/// The failed-job archive: S3 objects that keep parked jobs past SQS's retention.
-#[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
-    #[error("S3 {operation} on the failed-job archive s3://{bucket}/{key}: {detail}")]
-    Request {
-        operation: &'static str,
-        bucket: String,
-        key: String,
-        detail: String,
-    },
-}
-
-impl ArchiveError {
-    /// A later sweep or operator command tries again; nothing is deleted from the
-    /// queue until its archive copy is written.
-    pub fn is_retryable(&self) -> bool {
-        true
-    }
-}
-
-/// Operating on parked jobs, wherever they are kept.
-#[derive(Debug, thiserror::Error)]
-pub enum DlqError {
-    #[error(transparent)]
-    Queue(#[from] QueueError),
-    #[error(transparent)]
-    Archive(#[from] ArchiveError),
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@ use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::ObjectStorageClass;
 use futures::{stream, StreamExt, TryStreamExt};
 
-use super::report::Row;
-use super::task::ListTask;
 use crate::errors::{FailureReason, ReplicationError, S3Step};
 use crate::events::{Change, ObjectEvent};
 use crate::ingest::{Ingest, IngestError};
+use crate::listing::record::Row;
+use crate::listing::task::ListTask;
 use crate::queues::job::{BackfillRef, Job};
 
 /// Objects of a page whose jobs are made at once (each may read tags, or HEAD the
@@ -173,55 +173,6 @@ pub async fn select(
         }
     }
     Ok(selection)
-}
-
-/// A task's page (of the listing, or of its inventory file) and the tasks that take
-/// over where it stops: its continuation, and the sub-prefixes it splits into.
-pub async fn task_page(
-    s3: &aws_sdk_s3::Client,
-    task: &ListTask,
-) -> Result<(Page, Vec<ListTask>), ReplicationError> {
-    if let Some(file) = &task.inventory {
-        let (objects, next) = super::inventory::page(s3, task, file).await?;
-        let next = next
-            .map(|skip| task.inventory_from(skip))
-            .into_iter()
-            .collect();
-        return Ok((
-            Page {
-                objects,
-                ..Page::default()
-            },
-            next,
-        ));
-    }
-    // A prefix that fits in one page is listed in one task: splitting it would cost
-    // a task and a LIST (here and at each destination) per folder for nothing.
-    let split = task.split > 0;
-    if split && task.continuation.is_none() {
-        let flat = page(s3, &task.bucket, &task.prefix, false, None).await?;
-        if flat.next.is_none() {
-            return Ok((flat, Vec::new()));
-        }
-    }
-    let page = page(
-        s3,
-        &task.bucket,
-        &task.prefix,
-        split,
-        task.continuation.as_deref(),
-    )
-    .await?;
-    let mut next: Vec<ListTask> = page
-        .prefixes
-        .iter()
-        .map(|p| task.child(p.clone()))
-        .collect();
-    if let Some(token) = &page.next {
-        let last = page.objects.last().map(|o| o.key.clone());
-        next.push(task.continued(token.clone(), last));
-    }
-    Ok((page, next))
 }
 
 /// Seconds since the epoch of an RFC 3339 bound.

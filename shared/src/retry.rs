@@ -10,12 +10,14 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use rand::Rng;
 
+use crate::config::settings::{RETRY_BASE_DELAY_VAR, RETRY_MAX_ATTEMPTS_VAR};
 use crate::errors::{describe, DlqError, FailureReason, QueueError, ReplicationError};
-use crate::operator::backfill::{ListTask, WorkItem};
+use crate::listing::{ListTask, WorkItem};
 use crate::queues::batch::item_failure;
 use crate::queues::dlq::{Failed, Swept};
+use crate::queues::job::now_rfc3339;
 use crate::queues::job::{Job, LastError};
-use crate::queues::parking::{now_rfc3339, Parking};
+use crate::queues::parking::Parking;
 
 /// How often and how patiently a job is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,9 +40,6 @@ impl Default for RetryPolicy {
     }
 }
 
-pub const MAX_ATTEMPTS_VAR: &str = "RETRY_MAX_ATTEMPTS";
-pub const BASE_DELAY_VAR: &str = "RETRY_BASE_DELAY_SECONDS";
-
 impl RetryPolicy {
     /// `RETRY_MAX_ATTEMPTS` and `RETRY_BASE_DELAY_SECONDS`, where set.
     pub fn from_env() -> Result<RetryPolicy, crate::errors::ConfigError> {
@@ -56,10 +55,10 @@ impl RetryPolicy {
                 Err(_) => Ok(None),
             }
         };
-        if let Some(n) = read(MAX_ATTEMPTS_VAR)? {
+        if let Some(n) = read(RETRY_MAX_ATTEMPTS_VAR)? {
             policy.max_attempts = n.clamp(1, 1000) as u32;
         }
-        if let Some(s) = read(BASE_DELAY_VAR)? {
+        if let Some(s) = read(RETRY_BASE_DELAY_VAR)? {
             policy.base = Duration::from_secs(s.min(900));
         }
         Ok(policy)
@@ -243,7 +242,7 @@ impl Retrier {
 
     /// Records a parked backfill job as failed in its backfill's record.
     async fn record_parked(&self, job: &Job) -> Result<(), String> {
-        use crate::operator::backfill::report::{self, ReportLocation, Row};
+        use crate::listing::record::{self, ReportLocation, Row};
         let Some(crate::queues::job::BackfillRef {
             id,
             report: Some(url),
@@ -266,7 +265,7 @@ impl Retrier {
                 .into(),
             bytes: 0,
         };
-        report::write_results(&self.s3, &at, id, &[row]).await
+        record::write_results(&self.s3, &at, id, &[row]).await
     }
 
     /// Decides what becomes of a job that failed, and does it.
@@ -311,7 +310,7 @@ impl Retrier {
                         detail: format!("not parked: the backfill's record cannot be written: {e}"),
                     });
                 }
-                crate::metrics::parked(&job);
+                crate::metrics::failed(&job.dimensions(), reason.as_str(), true);
                 if !self.parking.park_job_as_is(&job).await {
                     return Err(QueueError::Request {
                         operation: "SendMessage",
@@ -338,7 +337,7 @@ impl Retrier {
                     .as_deref()
                     .and_then(crate::queues::parking::age_seconds)
                     .unwrap_or(0);
-                crate::metrics::requeued(&job, age_s);
+                crate::metrics::requeued(&job.dimensions(), age_s);
                 tracing::info!(bucket = %job.source.bucket, key = %job.source.key, destination = %job.destination.bucket,
                     attempts = job.attempts, delay_s = delay.as_secs(), outcome = "requeued", reason = %reason, "job retried later");
             }
@@ -370,20 +369,20 @@ mod tests {
     #[test]
     fn the_function_tells_its_queue_from_its_schedule() {
         let parse = |text: &str| serde_json::from_str::<RetryInput>(text);
-        match parse(include_str!("../../../tests/fixtures/events/sqs-s3.json")).unwrap() {
+        match parse(include_str!("../../tests/fixtures/events/sqs-s3.json")).unwrap() {
             RetryInput::Batch(batch) => assert_eq!(batch.records.len(), 2),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             parse(include_str!(
-                "../../../tests/fixtures/events/eventbridge-scheduled.json"
+                "../../tests/fixtures/events/eventbridge-scheduled.json"
             ))
             .unwrap(),
             RetryInput::Sweep
         ));
         // Another EventBridge event, or anything else, is refused with what was expected.
         let other = parse(include_str!(
-            "../../../tests/fixtures/events/eventbridge-created.json"
+            "../../tests/fixtures/events/eventbridge-created.json"
         ))
         .unwrap_err()
         .to_string();
@@ -418,7 +417,7 @@ mod tests {
     }
 
     fn job(reason: FailureReason, attempts: u32) -> Job {
-        let mut job = Job::parse(include_str!("../../../tests/fixtures/jobs/put.json")).unwrap();
+        let mut job = Job::parse(include_str!("../../tests/fixtures/jobs/put.json")).unwrap();
         job.attempts = attempts;
         job.last_error = Some(LastError {
             reason,
