@@ -10,7 +10,7 @@ CHECKOV := $(INFRA_VENV)/bin/checkov
 SAM     := $(SAM_VENV)/bin/sam
 CARGO   ?= cargo
 
-.PHONY: all demo test unit integration bench soak lint lint-infra fmt venv infra-venv sam-venv tools sam-build deploy stack-env tf-plan stack-up stack-down build build-local clean
+.PHONY: all demo test unit integration bench soak profile lint lint-infra fmt venv infra-venv sam-venv tools sam-build deploy stack-env tf-plan stack-up stack-down build build-local clean
 
 all: build-local
 
@@ -85,23 +85,37 @@ integration: venv tools infra-venv
 
 ## Benchmarks on the local stack: the functions' cold start (release binaries under
 ## the Runtime API emulator, beside a Python baseline; fails if it regresses past the
-## figures in doc/BENCHMARKS.md), then the copy engine (peak memory of streamed copies, multipart
-## against single-request copies; prints tables, asserts nothing).
+## figures in doc/BENCHMARKS.md), the copy engine (peak memory of streamed copies,
+## multipart against single-request copies), the cost by request count (moto), then on
+## the fast stack (SeaweedFS, fauxqs) live replication beside raw CopyObject and a boto3
+## replicator, backfill and verify beside rclone, and a 100,000-object backfill with two
+## of its four workers SIGKILLed (fails unless every object is written once).
 ## The randomized convergence test with two worker processes on SeaweedFS and fauxqs
 ## (cli/tests/processes.rs), 200 histories instead of make test's 24.
 soak: venv tools
 	$(CARGO) build -p s3-replicator
 	S3R_SEEDS=200 scripts/with-stack.sh $(CARGO) test -p s3-replicator --test processes -- --nocapture
 
+RELEASE := S3R_CLI=$(CURDIR)/target/release/s3-replicator S3R_FUNCTION_DIR=$(CURDIR)/target/release
+
 bench: venv tools soak
-	$(CARGO) build --release -p ingest -p replicate -p retry
-	S3R_FUNCTION_DIR=$(CURDIR)/target/release scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench cold_start
+	$(CARGO) build --release -p ingest -p replicate -p retry -p s3-replicator
+	$(RELEASE) scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench cold_start
 	scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench copy_engine
 	scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench cost
-	$(CARGO) build --release -p s3-replicator
-	S3R_CLI=$(CURDIR)/target/release/s3-replicator scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench throughput
+	$(RELEASE) scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench throughput
 	command -v rclone >/dev/null || { command -v apt-get >/dev/null && apt-get install -y rclone; } || { echo "make bench needs rclone (Debian: apt-get install rclone)"; exit 1; }
-	S3R_CLI=$(CURDIR)/target/release/s3-replicator scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench existing_objects
+	$(RELEASE) scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench existing_objects
+	$(RELEASE) scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench backfill_at_scale
+
+## Where the worker's CPU goes: the throughput bench with its single `run` process
+## (built with symbols) sampled by perf, then the samples summed by crate.
+profile: venv tools
+	$(CARGO) build --release -p replicate
+	$(CARGO) build --profile profiling -p s3-replicator
+	S3R_CLI=$(CURDIR)/target/profiling/s3-replicator S3R_FUNCTION_DIR=$(CURDIR)/target/release S3R_BENCH_PERF=$(CURDIR)/target/perf.data \
+	  scripts/with-stack.sh $(CARGO) bench -p integration-tests --bench throughput
+	$(PYTHON) scripts/perf_by_crate.py target/perf.data
 
 lint:
 	$(CARGO) fmt --all -- --check

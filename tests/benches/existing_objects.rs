@@ -1,18 +1,16 @@
 //! `make bench`: existing objects, beside rclone (Debian's package) on the same server
-//! in the same run.
+//! in the same run: the fast stack (SeaweedFS for S3, fauxqs for the backfill's queues).
 //!
-//! 1,000 small objects (`S3R_BENCH_BACKFILL_OBJECTS`) in 20 folders on the local stack:
+//! 10,000 small objects (`S3R_BENCH_BACKFILL_OBJECTS`) in 100 folders:
 //! - `s3-replicator backfill` run by `s3-replicator run` (the release binary `S3R_CLI`)
-//!   beside `rclone copy` (server-side copies), both at 8 transfers;
+//!   beside `rclone copy` (server-side copies), both at 8 transfers, timed to the last
+//!   replica (the queue empty, visible and in flight);
 //! - `s3-replicator verify` beside `rclone check`, both over the finished copies, at 8
 //!   checkers.
 //!
-//! Wall time and objects per second; the ratios are what carry over (moto's Python
-//! server bounds every rate here). The backfill's queues live on a moto server of
-//! their own (the stack's second one, through `AWS_ENDPOINT_URL_SQS`), as SQS is a
-//! service of its own beside S3: moto's SQS scans a whole queue on every request,
-//! work that would otherwise be charged to the S3 server both tools are measured on.
-//! Each line gives the S3 server's CPU per object too.
+//! Wall time and objects per second, and the S3 server's CPU per object; the machine
+//! runs the servers and the clients on the same two cores, so the ratios are what
+//! carry over.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +19,7 @@ use integration_tests::cpu::{cpu_seconds, server_pid};
 use integration_tests::{one_rule, Queue, Stack};
 
 const PARALLEL: &str = "8";
+const FOLDERS: usize = 100;
 
 fn rclone(stack: &Stack, args: &[&str]) -> (f64, std::process::Output) {
     let started = Instant::now();
@@ -34,8 +33,8 @@ fn rclone(stack: &Stack, args: &[&str]) -> (f64, std::process::Output) {
         .env("RCLONE_CONFIG_MOTO_TYPE", "s3")
         .env("RCLONE_CONFIG_MOTO_PROVIDER", "Other")
         .env("RCLONE_CONFIG_MOTO_ENDPOINT", &stack.endpoint)
-        .env("RCLONE_CONFIG_MOTO_ACCESS_KEY_ID", "test")
-        .env("RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY", "test")
+        .env("RCLONE_CONFIG_MOTO_ACCESS_KEY_ID", access_key())
+        .env("RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY", secret_key())
         .env("RCLONE_CONFIG_MOTO_REGION", integration_tests::REGION)
         .env("RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE", "true")
         .output()
@@ -43,7 +42,15 @@ fn rclone(stack: &Stack, args: &[&str]) -> (f64, std::process::Output) {
     (started.elapsed().as_secs_f64(), out)
 }
 
-/// The backfill's queues, on their own server.
+fn access_key() -> String {
+    integration_tests::endpoint_from("S3R_TEST_WEED_ACCESS_KEY")
+}
+
+fn secret_key() -> String {
+    integration_tests::endpoint_from("S3R_TEST_WEED_SECRET_KEY")
+}
+
+/// The backfill's queues (fauxqs).
 struct Queues {
     stack: Stack,
     work: Queue,
@@ -54,10 +61,10 @@ fn ours(cli: &str, stack: &Stack, q: &Queues, doc: &str, args: &[&str]) -> Comma
     let mut cmd = Command::new(cli);
     cmd.args(args)
         .env("AWS_ENDPOINT_URL", &stack.endpoint)
-        .env("AWS_ENDPOINT_URL_SQS", &q.stack.endpoint)
+        .env("AWS_ENDPOINT_URL_SQS", &q.stack.sqs_endpoint)
         .env("AWS_REGION", integration_tests::REGION)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ACCESS_KEY_ID", access_key())
+        .env("AWS_SECRET_ACCESS_KEY", secret_key())
         .env("REPLICATOR_CONFIG", doc)
         .env("WORK_QUEUE_URL", &q.work.url)
         .env("FAILED_QUEUE_URL", &q.failed.url)
@@ -71,20 +78,21 @@ async fn main() {
     let n: usize = std::env::var("S3R_BENCH_BACKFILL_OBJECTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(10_000);
     let cli = std::env::var("S3R_CLI").expect("S3R_CLI: the release s3-replicator binary");
-    let stack = Stack::main().await;
+    let stack = Stack::fast().await;
     let source = stack.bucket("src").await;
-    for folder in 0..20 {
-        integration_tests::put_many(&stack, &source, &format!("f{folder:02}/"), n / 20).await;
+    for folder in 0..FOLDERS {
+        integration_tests::put_many(&stack, &source, &format!("f{folder:03}/"), n / FOLDERS).await;
     }
-    let queues = Stack::other_provider().await;
+    let n = n / FOLDERS * FOLDERS;
+    let queues = stack.clone();
     let q = Queues {
         work: queues.queue("bench-work").await,
         failed: queues.queue("bench-failed").await,
         stack: queues,
     };
-    println!("existing objects: {n} small objects in 20 folders, 8 at once, same endpoint (moto), beside rclone");
+    println!("existing objects: {n} small objects in {FOLDERS} folders, 8 at once, SeaweedFS and fauxqs, beside rclone");
     let server = server_pid(&stack.endpoint);
     let mut server0 = cpu_seconds(server);
     // The S3 server's CPU since the last call, in ms per object.
@@ -145,7 +153,7 @@ async fn main() {
             started.elapsed() < Duration::from_secs(900),
             "the backfill stalled"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let backfill = started.elapsed().as_secs_f64();
     let backfill_cpu = server_ms();

@@ -60,8 +60,9 @@ impl Receiver {
     }
 }
 
-/// How long a freed slot waits for others before the worker receives again.
-const REFILL_LINGER: Duration = Duration::from_millis(100);
+/// How long a freed slot waits for others before the worker receives again: long
+/// enough for jobs finishing close together to share a receive, short beside a job.
+const REFILL_LINGER: Duration = Duration::from_millis(20);
 
 /// How long finished jobs wait for others to share their delete request.
 const DELETE_LINGER: Duration = Duration::from_millis(200);
@@ -220,9 +221,10 @@ impl Worker {
                 slot = slots.clone().acquire_owned() => slot.expect("never closed"),
                 _ = stopped(&mut stop) => break Ok(()),
             };
-            // Refill in tens where jobs finish close together: a receive per freed slot
-            // would cost an SQS request per job. A slow job holds only its own slot.
-            let want = limit.min(10);
+            // Refill by half a batch where jobs finish close together: a receive per
+            // freed slot would cost an SQS request per job, waiting for a whole batch
+            // to free would leave slots idle. A slow job holds only its own slot.
+            let want = (limit.min(10) / 2).max(1);
             let linger_until = Instant::now() + REFILL_LINGER;
             while slots.available_permits() + 1 < want && Instant::now() < linger_until {
                 tokio::time::sleep(Duration::from_millis(5)).await;
