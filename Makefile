@@ -62,9 +62,10 @@ build-local:
 	$(CARGO) build --workspace
 
 ## Every test binary at once where cargo-nextest is installed (each test a process of
-## its own, two at a time: the servers, not our CPU, bound most of them), else cargo's
-## own runner, one binary after another.
-TEST_RUNNER := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "$(CARGO) nextest run --workspace --no-fail-fast --failure-output final" || echo "$(CARGO) test --workspace")
+## its own, three at a time on any machine: the two longest, on moto, would otherwise
+## hold both of two cores' slots for two minutes while moto, single-threaded, is their
+## bound), else cargo's own runner, one binary after another.
+TEST_RUNNER := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "$(CARGO) nextest run --workspace --no-fail-fast --failure-output final --test-threads 3" || echo "$(CARGO) test --workspace")
 
 ## Everything: formatting, lints, then every test (unit and integration) in one cargo
 ## run with the local stack up.

@@ -7,8 +7,10 @@
 //! quarter and at half of the objects replicated) and the other two finish. The
 //! destination is versioned, so each write of a replica leaves a version behind:
 //! the versions per key count the writes, by the server's own account. Then:
-//! - every object replicated exactly once (one version per key);
-//! - `backfill status` says complete, and the completion report lists each object once;
+//! - every object replicated exactly once (one version per key; a control key written
+//!   twice first shows that the count sees a second write);
+//! - `backfill status` says complete, and the completion report lists each object once,
+//!   none failed;
 //! - `verify` exits 0.
 //!
 //! Panics on any of them (a failed `make bench`); prints the rate and the kills' times.
@@ -55,8 +57,25 @@ impl Run {
         cmd
     }
 
+    /// Runs a command to its end, killed (and the bench failed) past `within`.
     fn output(&self, args: &[&str]) -> std::process::Output {
-        let out = self.command(args).output().expect("S3R_CLI");
+        let within = Duration::from_secs(600);
+        let mut child = Workers(vec![self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("S3R_CLI")]);
+        let started = Instant::now();
+        while child.0[0].try_wait().expect("wait").is_none() {
+            assert!(
+                started.elapsed() < within,
+                "s3-replicator {} did not end within {within:?}",
+                args.join(" ")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.0.remove(0).wait_with_output().expect("output");
         assert!(
             out.status.success(),
             "s3-replicator {}: {}{}",
@@ -76,17 +95,29 @@ impl Run {
     }
 }
 
+/// Processes killed (and reaped) when dropped: a failed assertion leaves none running.
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Versions per key in `bucket`: the writes each key received.
 async fn versions(stack: &Stack, bucket: &str) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    let (mut key_marker, mut version_marker) = (None, None);
+    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
     loop {
         let page = stack
             .s3
             .list_object_versions()
             .bucket(bucket)
-            .set_key_marker(key_marker.take())
-            .set_version_id_marker(version_marker.take())
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
             .send()
             .await
             .expect("list versions");
@@ -103,9 +134,15 @@ async fn versions(stack: &Stack, bucket: &str) -> HashMap<String, usize> {
         if page.is_truncated() != Some(true) {
             break;
         }
-        key_marker = page.next_key_marker().map(str::to_string);
-        version_marker = page.next_version_id_marker().map(str::to_string);
-        assert!(key_marker.is_some(), "a truncated listing without a marker");
+        let next = (
+            page.next_key_marker().map(str::to_string),
+            page.next_version_id_marker().map(str::to_string),
+        );
+        assert!(
+            next.0.is_some() && next != (key_marker.clone(), version_marker.clone()),
+            "a truncated listing that does not move on: {next:?}"
+        );
+        (key_marker, version_marker) = next;
     }
     counts
 }
@@ -166,6 +203,17 @@ async fn main() {
     let source = stack.bucket("src").await;
     let dst = stack.bucket("dst").await;
     stack.enable_versioning(&dst).await;
+    // The count can see a second write: in a bucket versioned the same way, one key
+    // written twice shows two versions.
+    let control = stack.bucket("control").await;
+    stack.enable_versioning(&control).await;
+    stack.put(&control, "k", b"one").await;
+    stack.put(&control, "k", b"two").await;
+    assert_eq!(
+        versions(&stack, &control).await.get("k"),
+        Some(&2),
+        "a versioned bucket counts each write"
+    );
     let records = stack.bucket("records").await;
     let uploading = Instant::now();
     let mut keys = Vec::with_capacity(n);
@@ -176,6 +224,7 @@ async fn main() {
         );
     }
     let n = keys.len();
+    assert!(n >= FOLDERS, "at least one object per folder");
     println!(
         "backfill at scale: {n} objects in {FOLDERS} folders (uploaded in {:.0} s), {WORKERS} workers, two SIGKILLed",
         uploading.elapsed().as_secs_f64()
@@ -197,7 +246,7 @@ async fn main() {
 
     let started = Instant::now();
     run.output(&["backfill", "--report", &run.report]);
-    let mut workers: Vec<Child> = (0..WORKERS).map(|_| run.worker()).collect();
+    let mut workers = Workers((0..WORKERS).map(|_| run.worker()).collect());
     let mut kills = Vec::new();
     let mut sorted = keys.clone();
     sorted.sort();
@@ -208,11 +257,15 @@ async fn main() {
                 started.elapsed() < Duration::from_secs(3600),
                 "the backfill stalled before {at} of the objects were replicated"
             );
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        workers[victim].kill().expect("SIGKILL");
-        let _ = workers[victim].wait();
+        workers.0[victim].kill().expect("SIGKILL");
+        let _ = workers.0[victim].wait();
         kills.push(started.elapsed().as_secs_f64());
+        assert!(
+            stack.depth(&run.work).await > 0,
+            "the kill at {at} of the objects landed after the backfill's end"
+        );
     }
     while stack.depth(&run.work).await > 0 {
         assert!(
@@ -222,10 +275,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
-    for w in &mut workers[2..] {
-        let _ = w.kill();
-        let _ = w.wait();
-    }
+    drop(workers);
     println!(
         "done in {seconds:.0} s ({:.0} objects/s); workers killed at {:.0} s and {:.0} s",
         n as f64 / seconds,
@@ -273,10 +323,24 @@ async fn main() {
         .await
         .expect("report.csv");
     let csv = String::from_utf8(csv.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
-    let mut reported: Vec<String> = replicator::listing::record::parse_csv(&csv)
-        .into_iter()
-        .map(|r| r.key)
-        .collect();
+    let rows = replicator::listing::record::parse_csv(&csv);
+    // A page a killed worker had begun runs again and finds its copies up to date:
+    // those rows say skipped, ReplicaUpToDate. Nothing may have failed.
+    let failed: Vec<_> = rows.iter().filter(|r| r.outcome == "failed").collect();
+    assert!(
+        failed.is_empty(),
+        "{} rows failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for r in &rows {
+        *outcomes
+            .entry(format!("{} {}", r.outcome, r.reason).trim().to_string())
+            .or_default() += 1;
+    }
+    println!("report rows by outcome: {outcomes:?}");
+    let mut reported: Vec<String> = rows.into_iter().map(|r| r.key).collect();
     reported.sort();
     assert!(
         reported == sorted,

@@ -17,7 +17,7 @@
 //! object of the process and of each server meanwhile (read from /proc). The machine
 //! runs the servers and the clients on the same two cores, so ratios carry over, not
 //! rates. With `S3R_BENCH_PERF=<file>` (`make profile`), `perf record` samples the
-//! single `run` process meanwhile (its CPU figure then includes perf's overhead).
+//! single `run` process meanwhile (that row's time and CPU then include perf's overhead).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,6 +76,18 @@ fn line(name: &str, n: usize, m: &Measured, boto: &Measured, raw: &Measured) {
         per(m.s3_cpu),
         per(m.sqs_cpu),
     );
+}
+
+/// Processes killed (and reaped) when dropped: a failed assertion leaves none running.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// `perf record` attached to `pid` (`make profile`), sampling with DWARF call graphs.
@@ -211,27 +223,27 @@ impl Bench {
         );
     }
 
-    /// `processes` workers on one work queue holding a job per object.
+    /// `processes` workers on one work queue holding a job per object (killed, even on a
+    /// failed assertion, when their guard drops).
     async fn workers(&self, servers: &Servers, processes: usize) -> Measured {
         let (dst, doc, work, failed) = self.target("worker").await;
         self.enqueue(&work, &self.jobs(&dst)).await;
         let m = servers
             .measure(async {
-                let mut children: Vec<Child> = (0..processes)
-                    .map(|_| self.worker(&doc, &work, &failed))
-                    .collect();
+                let children = Children(
+                    (0..processes)
+                        .map(|_| self.worker(&doc, &work, &failed))
+                        .collect(),
+                );
                 let perf = (processes == 1)
                     .then(|| std::env::var("S3R_BENCH_PERF").ok())
                     .flatten()
-                    .map(|out| perf_record(children[0].id(), &out));
+                    .map(|out| perf_record(children.0[0].id(), &out));
                 self.drained(&work).await;
+                let cpu = children.0.iter().map(|c| cpu_seconds(c.id())).sum();
+                drop(children);
                 if let Some(perf) = perf {
                     perf_stop(perf);
-                }
-                let cpu = children.iter().map(|c| cpu_seconds(c.id())).sum();
-                for c in &mut children {
-                    let _ = c.kill();
-                    let _ = c.wait();
                 }
                 Some(cpu)
             })
